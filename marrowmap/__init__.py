@@ -1,0 +1,8 @@
+"""MarrowMap: shared contract (settings, job message, job store) and the command line."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("marrowmap")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"

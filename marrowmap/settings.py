@@ -1,0 +1,198 @@
+"""MarrowMap settings: one frozen, typed object read once at start.
+
+Sources, highest priority first: ``MARROWMAP_*`` environment variables, then the
+TOML config file (``MARROWMAP_CONFIG``, default ``config/marrowmap.toml`` when it
+exists, else ``/etc/marrowmap/marrowmap.toml``), then the defaults below. A bad
+value stops the start with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "MARROWMAP_"
+DEFAULT_CONFIG_PATHS = (Path("config/marrowmap.toml"), Path("/etc/marrowmap/marrowmap.toml"))
+_AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII without backslash, 1-16 chars
+
+
+class SettingsError(ValueError):
+    """Raised when the configuration is invalid; the message names each bad setting."""
+
+
+def config_path() -> Path | None:
+    """Return the config file to read, or None when there is none."""
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsError(f"{ENV_PREFIX}CONFIG: config file {path} does not exist")
+        return path
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a comma separated string (environment) or a list (TOML)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _check_ae(value: str, name: str) -> str:
+    if not _AE_RE.match(value) or value.strip() == "":
+        raise ValueError(f"{name} must be 1-16 printable ASCII characters without backslash")
+    return value.strip()
+
+
+class Settings(BaseSettings):
+    """All MarrowMap settings (listener, workers, sender). Frozen after load."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+    )
+
+    # --- listener -----------------------------------------------------------------------
+    ae_title: str = Field("MARROWMAP", description="Our AE title (called AE the PACS sends to).")
+    host: str = Field("0.0.0.0", description="Address the DICOM listener binds to.")
+    port: int = Field(11112, ge=1, le=65535, description="TCP port of the DICOM listener.")
+    spool_dir: Path = Field(
+        Path("/var/lib/marrowmap/spool"),
+        description="Durable spool shared by listener and workers (incoming, ready, results).",
+    )
+    quiet_seconds: float = Field(
+        60.0, gt=0, le=86400, description="A study is sealed after this long without new instances."
+    )
+    allowed_calling_aets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Calling AE titles allowed to associate (comma list); empty = any caller.",
+    )
+    min_free_disk_mb: int = Field(
+        1024, ge=0, description="Below this much free space in the spool, C-STORE answers Out of Resources."
+    )
+    max_associations: int = Field(10, ge=1, le=1000, description="Concurrent associations accepted.")
+    network_timeout_seconds: float = Field(60.0, gt=0, description="Idle TCP time-out of an association.")
+
+    # --- routing: which studies become analysis jobs ----------------------------------------
+    route_modalities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["MR"], description="Modalities that can become jobs."
+    )
+    route_body_parts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["HIP", "HIPS", "PELVIS", "PELVIS_HIP", "HIP_JOINT", "FEMUR", "BECKEN", "HUEFTE"],
+        description="BodyPartExamined values (case-insensitive) that mark a hip/pelvis study.",
+    )
+    route_description_keywords: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["hip", "hips", "pelvis", "pelvic", "huefte", "hüfte", "becken", "hanche", "bassin", "femoral head", "coxa"],
+        description="Words in Study/Series/Protocol description that mark a hip/pelvis study.",
+    )
+
+    # --- queue and job store ------------------------------------------------------------------
+    broker_url: str = Field("redis://localhost:6379/0", description="Celery broker (Redis).")
+    job_store_url: str | None = Field(None, description="Redis URL of the job store; default = broker_url.")
+    task_time_limit_seconds: int = Field(
+        900, ge=30, le=86400,
+        description="Hard time limit of the analysis task; soft limit and broker visibility derive from it.",
+    )
+
+    # --- sending results back to the PACS ---------------------------------------------------
+    pacs_ae_title: str = Field("PACS", description="AE title of the PACS that receives results.")
+    pacs_host: str = Field("127.0.0.1", description="Host name or address of the PACS.")
+    pacs_port: int = Field(4242, ge=1, le=65535, description="DICOM port of the PACS.")
+    send_max_retries: int = Field(8, ge=0, le=100, description="Retries of a transient send failure.")
+    send_backoff_seconds: float = Field(5.0, gt=0, description="First retry delay; doubles each retry.")
+    send_backoff_cap_seconds: float = Field(300.0, gt=0, description="Longest delay between retries.")
+
+    # --- outputs -------------------------------------------------------------------------------
+    uid_prefix: str = Field(
+        "1.2.826.0.1.3680043.8.498.",
+        description="UID root for derived output UIDs (ends with a dot; at most 40 characters).",
+    )
+    institution_name: str = Field("", description="Optional InstitutionName written in the outputs.")
+
+    # --- logging -------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_format: Literal["json", "console"] = Field("json", description="json for services, console for people.")
+
+    @field_validator("allowed_calling_aets", "route_modalities", "route_body_parts", "route_description_keywords", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("ae_title", "pacs_ae_title")
+    @classmethod
+    def _ae(cls, value: str, info: Any) -> str:
+        return _check_ae(value, info.field_name)
+
+    @field_validator("allowed_calling_aets")
+    @classmethod
+    def _aes(cls, value: list[str]) -> list[str]:
+        return [_check_ae(v, "allowed_calling_aets") for v in value]
+
+    @field_validator("uid_prefix")
+    @classmethod
+    def _uid_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"([1-9][0-9]*|0)(\.([1-9][0-9]*|0))*\.", value) or len(value) > 40:
+            raise ValueError("uid_prefix must be a dotted numeric UID root ending in '.', at most 40 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff(self) -> Settings:
+        if self.send_backoff_cap_seconds < self.send_backoff_seconds:
+            raise ValueError("send_backoff_cap_seconds must be >= send_backoff_seconds")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # --- derived values ----------------------------------------------------------------------
+    @property
+    def jobs_url(self) -> str:
+        """Redis URL of the job store."""
+        return self.job_store_url or self.broker_url
+
+    @property
+    def soft_time_limit_seconds(self) -> int:
+        """Soft limit = 0.9 x hard limit (the task gets a chance to record its failure)."""
+        return max(1, int(self.task_time_limit_seconds * 0.9))
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """Redis visibility timeout > hard limit, or a long task is delivered twice."""
+        return int(self.task_time_limit_seconds * 1.25) + 60
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; raise SettingsError naming every bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{ENV_PREFIX}{name.upper()} ({name}): {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
