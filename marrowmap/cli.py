@@ -51,3 +51,13 @@ if __name__ == "__main__":  # pragma: no cover
 
 # Subcommands are registered below by their modules' owners; keep one block per command.
 _ = Path
+
+
+# --- listen ---------------------------------------------------------------------------------
+@main.command("listen")
+@click.pass_context
+def listen(ctx: click.Context) -> None:
+    """Run the DICOM listener (C-STORE/C-ECHO SCP) and its sealer until Ctrl-C / SIGTERM."""
+    from service.listener import run_listener
+
+    run_listener(_settings(ctx))

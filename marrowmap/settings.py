@@ -99,9 +99,22 @@ class Settings(BaseSettings):
         description="Words in Study/Series/Protocol description that mark a hip/pelvis study.",
     )
 
+    route_sop_classes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"],
+        description="SOP classes that can become jobs (MR Image, Enhanced MR Image, Legacy Converted Enhanced MR).",
+    )
+
     # --- queue and job store ------------------------------------------------------------------
     broker_url: str = Field("redis://localhost:6379/0", description="Celery broker (Redis).")
     job_store_url: str | None = Field(None, description="Redis URL of the job store; default = broker_url.")
+    # (listener/worker lead) namespaces, so several deployments (or tests) can share one Redis.
+    queue_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]*$", max_length=64,
+        description="Prefix of the Celery queue names (e.g. 'site1.' -> 'site1.analysis').",
+    )
+    job_store_prefix: str = Field(
+        "marrowmap", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="Key prefix of the job store in Redis."
+    )
     task_time_limit_seconds: int = Field(
         900, ge=30, le=86400,
         description="Hard time limit of the analysis task; soft limit and broker visibility derive from it.",
@@ -126,7 +139,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_format: Literal["json", "console"] = Field("json", description="json for services, console for people.")
 
-    @field_validator("allowed_calling_aets", "route_modalities", "route_body_parts", "route_description_keywords", mode="before")
+    @field_validator(
+        "allowed_calling_aets", "route_modalities", "route_body_parts", "route_description_keywords",
+        "route_sop_classes", mode="before",
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -174,6 +190,10 @@ class Settings(BaseSettings):
     def jobs_url(self) -> str:
         """Redis URL of the job store."""
         return self.job_store_url or self.broker_url
+
+    def queue_name(self, base: str) -> str:
+        """The broker queue for a base queue name of ``marrowmap.contract`` (with ``queue_prefix``)."""
+        return f"{self.queue_prefix}{base}"
 
     @property
     def soft_time_limit_seconds(self) -> int:

@@ -1,0 +1,205 @@
+"""DIMSE event handlers: persist the bytes, answer with a named status, never raise.
+
+One log line per association (when its connection closes) with counts and timings; per
+instance only at DEBUG. No patient names or IDs are logged.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.uid import UID
+from pynetdicom import evt
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
+from pynetdicom.events import EventHandlerType
+
+from marrowmap.logs import get_logger
+from marrowmap.settings import Settings
+from service.dataset_check import (
+    DatasetDecodeError,
+    MissingAttributeError,
+    check_dataset,
+    is_valid_uid,
+)
+from service.spool import Spool
+from service.statuses import EchoStatus, StoreStatus
+
+log = get_logger(__name__)
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass
+class AssociationStats:
+    """Counters of one association, logged when its connection closes."""
+
+    calling_ae: str = ""
+    peer: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    accepted: bool = False
+    outcome: str = "closed"
+    stored: int = 0
+    replaced: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    store_seconds: float = 0.0
+    studies: set[str] = field(default_factory=set)
+
+    def fail(self, status: StoreStatus) -> StoreStatus:
+        self.failed[status.name] = self.failed.get(status.name, 0) + 1
+        return status
+
+
+class StoreHandler:
+    """The listener's event handlers, bound to one spool and the settings."""
+
+    def __init__(self, spool: Spool, settings: Settings) -> None:
+        self._spool = spool
+        self._settings = settings
+        self._stats: dict[int, AssociationStats] = {}
+        self._lock = threading.Lock()
+
+    def handlers(self) -> list[EventHandlerType]:
+        """The (event, handler) pairs to bind to the server."""
+        return [
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_ECHO, self.on_echo),
+            (evt.EVT_CONN_OPEN, self.on_open),
+            (evt.EVT_ACCEPTED, self.on_accepted),
+            (evt.EVT_REJECTED, self.on_outcome("rejected")),
+            (evt.EVT_RELEASED, self.on_outcome("released")),
+            (evt.EVT_ABORTED, self.on_outcome("aborted")),
+            (evt.EVT_CONN_CLOSE, self.on_close),
+        ]
+
+    def _stats_for(self, event: Any) -> AssociationStats:
+        key = id(event.assoc)
+        with self._lock:
+            stats = self._stats.get(key)
+            if stats is None:
+                stats = self._stats[key] = AssociationStats()
+            return stats
+
+    # --- association lifecycle ------------------------------------------------------------
+    def on_open(self, event: Any) -> None:
+        """A peer connected."""
+        stats = self._stats_for(event)
+        address = event.address
+        stats.peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+
+    def on_accepted(self, event: Any) -> None:
+        """The association was accepted."""
+        stats = self._stats_for(event)
+        stats.accepted = True
+        stats.calling_ae = str(event.assoc.requestor.ae_title).strip()
+
+    def on_outcome(self, outcome: str) -> Any:
+        """A handler that notes how the association ended."""
+
+        def _handler(event: Any) -> None:
+            stats = self._stats_for(event)
+            stats.outcome = outcome
+            if outcome == "rejected":
+                stats.calling_ae = str(event.assoc.requestor.ae_title).strip()
+
+        return _handler
+
+    def on_close(self, event: Any) -> None:
+        """Log one line for the association."""
+        with self._lock:
+            stats = self._stats.pop(id(event.assoc), None)
+        if stats is None:
+            return
+        duration = time.perf_counter() - stats.started
+        fields: dict[str, Any] = {
+            "calling_ae": stats.calling_ae,
+            "peer": stats.peer,
+            "outcome": stats.outcome if stats.accepted or stats.outcome == "rejected" else "not established",
+            "stored": stats.stored,
+            "replaced": stats.replaced,
+            "failed": stats.failed,
+            "studies": sorted(stats.studies),
+            "megabytes": round(stats.bytes / 1e6, 3),
+            "duration_s": round(duration, 3),
+            "store_s": round(stats.store_seconds, 3),
+            "instances_per_s": round(stats.stored / duration, 1) if duration > 0 and stats.stored else 0.0,
+        }
+        if stats.outcome == "rejected":
+            log.warning("association.rejected", reason="calling AE not allowed or no acceptable context", **fields)
+        elif stats.failed or stats.outcome == "aborted":
+            log.warning("association.closed", **fields)
+        else:
+            log.info("association.closed", **fields)
+
+    # --- services --------------------------------------------------------------------------
+    def on_echo(self, event: Any) -> int:
+        """C-ECHO: we are alive."""
+        return int(EchoStatus.SUCCESS)
+
+    def on_store(self, event: Any) -> int:
+        """C-STORE: store the raw bytes durably, then answer. Never raises."""
+        stats = self._stats_for(event)
+        started = time.perf_counter()
+        try:
+            status = self._store(event, stats)
+        except Exception:  # association boundary: a failure status, never a crash
+            log.exception("store.unexpected_error", calling_ae=stats.calling_ae)
+            status = stats.fail(StoreStatus.PROCESSING_FAILURE)
+        stats.store_seconds += time.perf_counter() - started
+        return int(status)
+
+    def _store(self, event: Any, stats: AssociationStats) -> StoreStatus:
+        if self._spool.free_mb() < self._settings.min_free_disk_mb:
+            log.warning("store.out_of_resources", reason="free disk space below min_free_disk_mb",
+                        min_free_disk_mb=self._settings.min_free_disk_mb, calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.OUT_OF_RESOURCES)
+        request = event.request
+        sop_uid = str(request.AffectedSOPInstanceUID or "")
+        sop_class = str(request.AffectedSOPClassUID or "")
+        transfer_syntax = str(event.context.transfer_syntax)
+        if not is_valid_uid(sop_uid) or not is_valid_uid(sop_class):
+            log.warning("store.refused", reason="invalid Affected SOP (Class/Instance) UID", calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.CANNOT_UNDERSTAND)
+        encoded: bytes = event.encoded_dataset(include_meta=False)
+        try:
+            keys = check_dataset(encoded, transfer_syntax)
+        except DatasetDecodeError as exc:
+            log.warning("store.refused", reason=f"undecodable data set: {exc}", sop_instance_uid=sop_uid,
+                        calling_ae=stats.calling_ae, transfer_syntax=transfer_syntax, length=len(encoded))
+            return stats.fail(StoreStatus.CANNOT_DECODE)
+        except MissingAttributeError as exc:
+            log.warning("store.refused", reason=str(exc), sop_instance_uid=sop_uid, calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.CANNOT_UNDERSTAND)
+        if keys.sop_instance_uid != sop_uid or keys.sop_class_uid != sop_class:
+            log.warning("store.refused", reason="data set SOP Class/Instance UID differ from the C-STORE request",
+                        sop_instance_uid=sop_uid, calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS)
+        meta = create_file_meta(
+            sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_uid), transfer_syntax=UID(transfer_syntax)
+        )
+        if stats.calling_ae:
+            meta.SourceApplicationEntityTitle = stats.calling_ae
+        try:
+            stored = self._spool.store_instance(
+                keys.study_instance_uid, keys.series_instance_uid, sop_uid,
+                (_PREAMBLE, encode_file_meta(meta), encoded),
+            )
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                log.warning("store.out_of_resources", reason=f"disk full: {exc}", calling_ae=stats.calling_ae)
+                return stats.fail(StoreStatus.OUT_OF_RESOURCES)
+            log.error("store.write_failed", reason=str(exc), sop_instance_uid=sop_uid, calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.OUT_OF_RESOURCES)
+        stats.stored += 1
+        stats.bytes += len(encoded)
+        stats.studies.add(keys.study_instance_uid)
+        if stored.replaced:
+            stats.replaced += 1
+            log.debug("store.replaced_existing", sop_instance_uid=sop_uid,
+                     study_instance_uid=keys.study_instance_uid, note="same SOP Instance UID received again")
+        return StoreStatus.SUCCESS

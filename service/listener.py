@@ -1,0 +1,121 @@
+"""``marrowmap listen``: the DICOM C-STORE/C-ECHO listener with its sealer.
+
+Accepts every storage SOP class in every transfer syntax pynetdicom knows (stored as
+received; decoding is the worker's business) plus Verification. TCP_NODELAY on every
+accepted connection. An optional calling-AE allow-list rejects unknown callers at
+association time.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from types import FrameType
+from typing import Any
+
+from pynetdicom import AE, AllStoragePresentationContexts
+from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from marrowmap.logs import get_logger
+from marrowmap.settings import Settings
+from service.enqueue import JobQueue
+from service.handlers import StoreHandler
+from service.sealer import Sealer
+from service.spool import Spool
+
+log = get_logger(__name__)
+
+
+class NoDelayServer(ThreadedAssociationServer):
+    """The association server with Nagle's algorithm off on each accepted socket."""
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        client, address = super().get_request()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client, address
+
+
+def build_ae(settings: Settings) -> AE:
+    """The application entity: contexts, allow-list, limits and time-outs from the settings."""
+    ae = AE(ae_title=settings.ae_title)
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    ae.require_calling_aet = list(settings.allowed_calling_aets)
+    ae.maximum_associations = settings.max_associations
+    ae.network_timeout = settings.network_timeout_seconds
+    ae.acse_timeout = min(30.0, settings.network_timeout_seconds)
+    ae.dimse_timeout = settings.network_timeout_seconds
+    ae.maximum_pdu_size = 0  # no limit: the peer's PDUs are as large as it likes (fewer, faster)
+    return ae
+
+
+class Listener:
+    """The running listener: association server + sealer thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.spool = Spool(settings.spool_dir)
+        self.queue = JobQueue(settings)
+        self.sealer = Sealer(self.spool, settings, self.queue)
+        self.handler = StoreHandler(self.spool, settings)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Recover the spool, start sealing and serving (non-blocking)."""
+        self.spool.ensure_layout()
+        if not self.settings.allowed_calling_aets:
+            log.warning("listener.open_to_any_caller",
+                        note="MARROWMAP_ALLOWED_CALLING_AETS is empty: ANY calling AE title may send studies")
+        self.sealer.recover()
+        self.sealer.start()
+        ae = build_ae(self.settings)
+        self._server = ae.make_server(
+            (self.settings.host, self.settings.port),
+            evt_handlers=self.handler.handlers(),
+            server_class=NoDelayServer,
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
+        self._thread.start()
+        log.info(
+            "listener.started",
+            ae_title=self.settings.ae_title,
+            host=self.settings.host,
+            port=self.settings.port,
+            spool_dir=str(self.settings.spool_dir),
+            quiet_seconds=self.settings.quiet_seconds,
+            allowed_calling_aets=list(self.settings.allowed_calling_aets) or "ANY",
+            min_free_disk_mb=self.settings.min_free_disk_mb,
+        )
+
+    def stop(self) -> None:
+        """Stop accepting, let the sealer finish its step, close the broker connection."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.sealer.stop()
+        self.queue.close()
+        log.info("listener.stopped")
+
+
+def run_listener(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM."""
+    listener = Listener(settings)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("listener.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    listener.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        listener.stop()

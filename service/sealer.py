@@ -1,0 +1,196 @@
+"""The sealer: closes studies after the quiet period, routes them, and queues their jobs.
+
+Runs in its own thread and checks at least every second. Everything it needs is on disk,
+so a restarted listener resumes where a crashed one stopped: studies in ``incoming`` are
+sealed after a fresh quiet period, studies in ``sealing`` are built into batches, and ready
+batches without a ``queued`` marker are (re-)queued - idempotently per job id.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from marrowmap.contract import JobMessage, SeriesEntry
+from marrowmap.jobstore import JobState
+from marrowmap.logs import get_logger
+from marrowmap.manifest import MANIFEST_NAME, Manifest
+from marrowmap.settings import Settings
+from service.batches import build_batch, read_manifest
+from service.enqueue import JobQueue, QueueUnavailable
+from service.spool import QUEUED_MARKER, SealingStudy, Spool, write_durably
+
+log = get_logger(__name__)
+
+
+def job_message(manifest: Manifest, spool_path: str) -> JobMessage:
+    """The job message for a sealed batch."""
+    return JobMessage(
+        job_id=manifest.job_id,
+        study_instance_uid=manifest.study_instance_uid,
+        spool_path=spool_path,
+        series=tuple(
+            SeriesEntry(
+                series_instance_uid=s.series_instance_uid,
+                modality=s.modality,
+                instance_count=s.instance_count,
+                series_description=s.series_description,
+                sop_class_uids=s.sop_class_uids,
+            )
+            for s in manifest.series
+        ),
+        calling_ae=manifest.calling_aets[0] if manifest.calling_aets else "",
+        first_received=manifest.first_received,
+        last_received=manifest.last_received,
+        sealed_at=manifest.sealed_at,
+    )
+
+
+class Sealer:
+    """Quiet-period detector, batch builder, router and producer."""
+
+    def __init__(self, spool: Spool, settings: Settings, queue: JobQueue) -> None:
+        self._spool = spool
+        self._settings = settings
+        self._queue = queue
+        self._pending: dict[Path, Manifest] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_queue_attempt = 0.0
+        self.interval = min(1.0, settings.quiet_seconds / 4)
+
+    # --- start-up ------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Resume whatever a previous run left in the spool."""
+        for leftover in self._spool.pending_seals():
+            log.info("sealer.resume_sealing", study_instance_uid=leftover.study_instance_uid, job_id=leftover.job_id)
+            self._finish(leftover)
+        for batch_dir in self._spool.all_batches():
+            if (batch_dir / QUEUED_MARKER).exists() or not (batch_dir / MANIFEST_NAME).is_file():
+                continue
+            manifest = read_manifest(batch_dir)
+            if manifest.route.analyse:
+                log.info("sealer.resume_queueing", job_id=manifest.job_id, spool_path=self._spool.relative(batch_dir))
+                self._pending[batch_dir] = manifest
+            else:
+                self._skip(batch_dir, manifest)
+        resumed = self._spool.resume_incoming()
+        if resumed:
+            log.info("sealer.resume_incoming", studies=len(resumed), quiet_seconds=self._settings.quiet_seconds)
+        self._flush_queue()
+
+    # --- the loop --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the sealer in a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="marrowmap-sealer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop (the current step finishes first)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # thread boundary: log, keep sealing
+                log.exception("sealer.error")
+
+    def run_once(self) -> None:
+        """Seal every quiet study, then queue pending jobs."""
+        quiet = self._settings.quiet_seconds
+        for study in self._spool.quiet_studies(quiet):
+            sealing = self._spool.begin_seal(study, quiet)
+            if sealing is not None:
+                self._finish(sealing)
+        self._flush_queue()
+
+    # --- steps -------------------------------------------------------------------------------
+    def _finish(self, sealing: SealingStudy) -> None:
+        started = time.perf_counter()
+        batch_dir, manifest = build_batch(self._spool, sealing, self._settings)
+        log.info(
+            "study.sealed",
+            study_instance_uid=manifest.study_instance_uid,
+            job_id=manifest.job_id,
+            batch=manifest.batch,
+            series=len(manifest.series),
+            instances=manifest.instance_count,
+            new_instances=manifest.new_instances,
+            resent_instances=manifest.resent_instances,
+            carried_instances=manifest.carried_instances,
+            calling_aets=list(manifest.calling_aets),
+            first_received=manifest.first_received.isoformat(),
+            last_received=manifest.last_received.isoformat(),
+            receive_span_s=round((manifest.last_received - manifest.first_received).total_seconds(), 3),
+            seal_s=round(time.perf_counter() - started, 3),
+            route="analyse" if manifest.route.analyse else "skip",
+            route_reason=manifest.route.reason,
+        )
+        if manifest.resent_instances:
+            log.warning(
+                "study.resent",
+                study_instance_uid=manifest.study_instance_uid,
+                job_id=manifest.job_id,
+                batch=manifest.batch,
+                resent_instances=manifest.resent_instances,
+                new_instances=manifest.new_instances,
+                note="instances already received in an earlier batch were replaced, not duplicated; "
+                     "this batch gets one new job" if manifest.route.analyse else
+                     "instances already received in an earlier batch were replaced, not duplicated",
+            )
+        if manifest.route.analyse:
+            self._pending[batch_dir] = manifest
+        else:
+            self._skip(batch_dir, manifest)
+
+    def _skip(self, batch_dir: Path, manifest: Manifest) -> None:
+        try:
+            self._queue.jobs.record(
+                manifest.job_id,
+                JobState.SKIPPED,
+                reason=manifest.route.reason,
+                study_instance_uid=manifest.study_instance_uid,
+                calling_ae=manifest.calling_aets[0] if manifest.calling_aets else "",
+                series=[s.model_dump(mode="json", exclude={"files"}) for s in manifest.series],
+                instance_count=manifest.instance_count,
+            )
+        except QueueUnavailable as exc:
+            log.warning("study.skip_not_recorded", job_id=manifest.job_id, error=str(exc))
+        shutil.rmtree(batch_dir)
+        study_dir = batch_dir.parent
+        if not any(study_dir.iterdir()):
+            study_dir.rmdir()
+        log.info(
+            "study.skipped",
+            study_instance_uid=manifest.study_instance_uid,
+            job_id=manifest.job_id,
+            instances=manifest.instance_count,
+            reason=manifest.route.reason,
+        )
+
+    def _flush_queue(self) -> None:
+        if not self._pending or time.monotonic() < self._next_queue_attempt:
+            return
+        for batch_dir, manifest in list(self._pending.items()):
+            job = job_message(manifest, self._spool.relative(batch_dir))
+            try:
+                sent = self._queue.submit(job)
+            except QueueUnavailable as exc:
+                self._next_queue_attempt = time.monotonic() + 5.0
+                log.warning("job.queue_unavailable", job_id=job.job_id, error=str(exc), retry_in_s=5)
+                return
+            write_durably(batch_dir / QUEUED_MARKER, [job.job_id.encode()], self._spool.tmp)
+            del self._pending[batch_dir]
+            log.info(
+                "job.queued" if sent else "job.already_queued",
+                job_id=job.job_id,
+                study_instance_uid=job.study_instance_uid,
+                spool_path=job.spool_path,
+                series=len(job.series),
+                instances=job.instance_count,
+            )

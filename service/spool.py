@@ -1,0 +1,215 @@
+"""The durable spool: plain files on a volume shared by the listener and the workers.
+
+Layout under ``spool_dir``::
+
+    tmp/                                    partial writes (same file system, renamed into place)
+    incoming/<study>/<series>/<sop>.dcm     instances of a study still arriving
+    sealing/<study>--<job_id>/...           a study moved out of "incoming" by the sealer (atomic rename)
+    ready/<study>/<NNN>/                    sealed batch NNN: ALL instances of the study received so far
+        <series>/<sop>.dcm                  (earlier batches hard-linked, new ones added) + manifest.json
+        queued                              marker: the job of this batch was handed to the broker
+    results/<job_id>/                       worker outputs
+
+Each instance is written to ``tmp/``, fsynced, renamed into ``incoming`` and the directory
+fsynced before the C-STORE is answered, so whatever was acknowledged survives a crash.
+Nothing is kept only in memory: a restart finds every study in the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+INCOMING = "incoming"
+SEALING = "sealing"
+READY = "ready"
+TMP = "tmp"
+RESULTS = "results"
+MANIFEST = "manifest.json"
+QUEUED_MARKER = "queued"
+_SEP = "--"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (renames, new files) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durably(path: Path, chunks: tuple[bytes, ...] | list[bytes], tmp_dir: Path) -> None:
+    """Write ``chunks`` to ``path`` atomically: temp file, fsync, rename, fsync of the directory."""
+    tmp = tmp_dir / f"{path.name}.{uuid.uuid4().hex}.part"
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def makedirs_durably(path: Path) -> None:
+    """Create ``path`` and parents; fsync the parent of every directory created."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(directory.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    """Where an instance landed and whether it replaced an earlier copy of itself."""
+
+    path: Path
+    replaced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SealingStudy:
+    """A study moved out of ``incoming`` by the sealer, waiting to become a ready batch."""
+
+    study_instance_uid: str
+    job_id: str
+    path: Path
+
+
+class Spool:
+    """All file operations of the listener on the spool tree (thread-safe)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / INCOMING
+        self.sealing = root / SEALING
+        self.ready = root / READY
+        self.tmp = root / TMP
+        self._lock = threading.Lock()
+        self._last_seen: dict[str, float] = {}
+
+    def ensure_layout(self) -> None:
+        """Create the spool folders (idempotent) and drop partial writes left by a crash."""
+        for directory in (self.incoming, self.sealing, self.ready, self.tmp, self.root / RESULTS):
+            makedirs_durably(directory)
+        for leftover in self.tmp.iterdir():
+            if leftover.is_file():
+                leftover.unlink()
+        for study_dir in self.ready.iterdir():
+            for build in study_dir.glob(".build-*"):
+                shutil.rmtree(build)
+
+    def free_mb(self) -> float:
+        """Free space of the spool's file system in MiB."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize / (1024 * 1024)
+
+    # --- receiving --------------------------------------------------------------------------
+    def store_instance(self, study: str, series: str, sop: str, chunks: tuple[bytes, ...]) -> StoredInstance:
+        """Durably store one instance in ``incoming``; return its path (UIDs already validated)."""
+        tmp = self.tmp / f"{sop}.{uuid.uuid4().hex}.part"
+        try:
+            with open(tmp, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            with self._lock:
+                series_dir = self.incoming / study / series
+                if not series_dir.is_dir():
+                    makedirs_durably(series_dir)
+                final = series_dir / f"{sop}.dcm"
+                replaced = final.exists()
+                os.replace(tmp, final)
+                dir_fd = os.open(series_dir, os.O_RDONLY | os.O_DIRECTORY)
+                self._last_seen[study] = time.monotonic()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return StoredInstance(path=final, replaced=replaced)
+
+    # --- sealing ----------------------------------------------------------------------------
+    def resume_incoming(self) -> list[str]:
+        """Register studies left in ``incoming`` (e.g. by a crash) so they are sealed after the quiet period."""
+        found = []
+        with self._lock:
+            for study_dir in sorted(self.incoming.iterdir()):
+                if study_dir.is_dir():
+                    self._last_seen.setdefault(study_dir.name, time.monotonic())
+                    found.append(study_dir.name)
+        return found
+
+    def quiet_studies(self, quiet_seconds: float) -> list[str]:
+        """Studies that received nothing for ``quiet_seconds``."""
+        limit = time.monotonic() - quiet_seconds
+        with self._lock:
+            return [study for study, seen in self._last_seen.items() if seen <= limit]
+
+    def begin_seal(self, study: str, quiet_seconds: float) -> SealingStudy | None:
+        """Atomically move a still-quiet study from ``incoming`` to ``sealing``; None if it woke up."""
+        job_id = uuid.uuid4().hex
+        with self._lock:
+            seen = self._last_seen.get(study)
+            if seen is None or seen > time.monotonic() - quiet_seconds:
+                return None
+            del self._last_seen[study]
+            source = self.incoming / study
+            if not source.is_dir():
+                return None
+            target = self.sealing / f"{study}{_SEP}{job_id}"
+            os.rename(source, target)
+        fsync_dir(self.incoming)
+        fsync_dir(self.sealing)
+        return SealingStudy(study_instance_uid=study, job_id=job_id, path=target)
+
+    def pending_seals(self) -> list[SealingStudy]:
+        """Studies a crash left in ``sealing`` (oldest first)."""
+        found = []
+        for path in sorted(self.sealing.iterdir(), key=lambda p: p.stat().st_mtime):
+            study, sep, job_id = path.name.partition(_SEP)
+            if sep and path.is_dir():
+                found.append(SealingStudy(study_instance_uid=study, job_id=job_id, path=path))
+        return found
+
+    def batches(self, study: str) -> list[Path]:
+        """Sealed batches of a study, oldest first."""
+        study_dir = self.ready / study
+        if not study_dir.is_dir():
+            return []
+        return sorted(p for p in study_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def all_batches(self) -> Iterator[Path]:
+        """Every sealed batch of every study."""
+        for study_dir in sorted(self.ready.iterdir()):
+            if study_dir.is_dir():
+                yield from self.batches(study_dir.name)
+
+    def relative(self, path: Path) -> str:
+        """Path relative to the spool root, as carried by the job message."""
+        return path.relative_to(self.root).as_posix()
+
+
+def instance_files(folder: Path) -> dict[str, Path]:
+    """``<series>/<sop>.dcm`` files of a study folder, keyed by that relative path."""
+    return {f"{p.parent.name}/{p.name}": p for p in sorted(folder.glob("*/*.dcm"))}
