@@ -145,10 +145,14 @@ def _source_mr(n_slices: int = 3, size: int = 16) -> list[Dataset]:
 
 
 def write_result_files(folder: Path) -> dict[str, Path]:
-    """Write one valid Comprehensive 3D SR, one Secondary Capture and one SEG to ``folder``;
-    return their paths by kind (``SR``, ``SC``, ``SEG``)."""
+    """Write one valid Comprehensive 3D SR, one Secondary Capture and one SEG to ``folder``,
+    and the tiny MR series they derive from to ``folder/source``; return the result paths by
+    kind (``SR``, ``SC``, ``SEG``)."""
     folder.mkdir(parents=True, exist_ok=True)
     source = _source_mr()
+    (folder / "source").mkdir(exist_ok=True)
+    for k, ds in enumerate(source):
+        ds.save_as(folder / "source" / f"mr{k:03d}.dcm", enforce_file_format=True)
     common: dict[str, Any] = {"manufacturer": "MarrowMap tests"}
 
     mask = np.zeros((len(source), source[0].Rows, source[0].Columns), dtype=bool)

@@ -143,13 +143,13 @@ class SendReport(BaseModel):
                     f"{_counted(kind, n)} {reason}" for (kind, reason), n in warnings.items()
                 )
             return text
-        problems = Counter(
-            (i.kind, i.outcome.value, i.reason)
-            for i in self.instances
-            if i.outcome is not Outcome.SENT
-        )
+        problems: dict[tuple[str, str], Counter[str]] = {}
+        for i in self.instances:
+            if i.outcome is not Outcome.SENT:
+                problems.setdefault((i.outcome.value, i.reason), Counter())[i.kind] += 1
         details = "; ".join(
-            f"{_counted(kind, n)} {outcome} ({reason})" for (kind, outcome, reason), n in problems.items()
+            f"{', '.join(_counted(kind, n) for kind, n in kinds.items())} {outcome} ({reason})"
+            for (outcome, reason), kinds in problems.items()
         )
         head = "partially sent" if self.state == "partially_sent" else "send failed"
         return f"{head}: {details}"

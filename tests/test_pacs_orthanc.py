@@ -1,0 +1,93 @@
+"""The Orthanc test harness itself: start, upload, list, route, fetch, restart, stop."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from orthanc_harness import Modality, Orthanc, running_orthanc, series_by_modality
+from pacs_peers import running_test_pacs, write_result_files
+from pydicom import dcmread
+
+from marrowmap.settings import load_settings
+from workers.pacs.store_scu import send_instances
+
+pytestmark = pytest.mark.integration
+
+MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_result_files(tmp_path_factory.mktemp("files"))
+
+
+def _study_uid(path: Path) -> str:
+    return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def test_upload_list_fetch_route_restart(files: dict[str, Path], tmp_path: Path) -> None:
+    source = files["SR"].parent / "source"
+    study_uid = _study_uid(files["SR"])
+    with running_test_pacs(ae_title="ROUTEDEST", sop_classes=[MR_STORAGE]) as dest, \
+            running_orthanc(tmp_path / "orthanc",
+                            modalities={"dest": Modality("ROUTEDEST", dest.port)}) as orthanc:
+        ids = orthanc.upload_folder(source)
+        assert len(ids) == 3
+        assert orthanc.studies() == [orthanc.study_id(study_uid)]
+        assert [s["MainDicomTags"]["Modality"] for s in orthanc.series(study_uid)] == ["MR"]
+        instances = orthanc.instances(study_uid)
+        assert len(instances) == 3
+        fetched = dcmread(BytesIO(orthanc.instance_file(instances[0]["ID"])))
+        assert fetched.StudyInstanceUID == study_uid
+        assert orthanc.instance_tags(instances[0]["ID"])["StudyInstanceUID"] == study_uid
+
+        # route the study as a PACS auto-route does
+        answer = orthanc.send_study(study_uid, "dest")
+        assert answer["InstancesCount"] == 3
+        assert len(dest.stored) == 3
+
+        # data survive a restart on the same ports
+        orthanc.stop()
+        assert not orthanc.is_up()
+        orthanc.start()
+        assert len(orthanc.instances(study_uid)) == 3
+    assert orthanc.process is None
+
+
+def test_orthanc_accepts_sr_sc_seg_from_marrowmap(files: dict[str, Path], tmp_path: Path) -> None:
+    study_uid = _study_uid(files["SR"])
+    with running_orthanc(tmp_path / "orthanc",
+                         modalities={"marrowmap": Modality("MARROWMAP", 11112)}) as orthanc:
+        orthanc.upload_folder(files["SR"].parent / "source")
+        settings = load_settings(ae_title="MARROWMAP", pacs_ae_title=orthanc.aet,
+                                 pacs_host="127.0.0.1", pacs_port=orthanc.dicom_port)
+        report = send_instances([files["SR"], files["SC"], files["SEG"]], settings=settings)
+        assert report.state == "sent", report.summary
+        grouped = series_by_modality(orthanc.series(study_uid))
+        assert sorted(grouped) == ["MR", "OT", "SEG", "SR"]  # highdicom's SC carries Modality OT
+        assert len(orthanc.instances(study_uid)) == 6
+
+        # re-sending the same objects does not duplicate them
+        again = send_instances([files["SR"], files["SC"], files["SEG"]], settings=settings)
+        assert again.state == "sent"
+        assert len(orthanc.instances(study_uid)) == 6
+
+        # an unknown calling AE is refused for good, not retried
+        stranger = load_settings(ae_title="STRANGER", pacs_ae_title=orthanc.aet,
+                                 pacs_host="127.0.0.1", pacs_port=orthanc.dicom_port)
+        refused = send_instances([files["SR"]], settings=stranger)
+        assert refused.state == "send_failed" and not refused.transient
+        assert refused.summary == (
+            "send failed: SR refused (association rejected: calling ae title not recognised)"
+        )
+
+
+def test_dicomweb_plugin_is_optional(tmp_path: Path, files: dict[str, Path]) -> None:
+    with running_orthanc(tmp_path / "orthanc", dicomweb=True) as orthanc:
+        orthanc.upload(files["SR"])
+        studies = orthanc.get("/dicom-web/studies")
+        assert len(studies) == 1
+    bare = Orthanc(workdir=tmp_path / "bare")
+    assert bare.config()["Plugins"] == []
