@@ -61,3 +61,136 @@ def listen(ctx: click.Context) -> None:
     from service.listener import run_listener
 
     run_listener(_settings(ctx))
+
+
+# --- analyze --------------------------------------------------------------------------------
+@main.command("analyze")
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for result.json, the maps and the DICOM outputs.")
+@click.pass_context
+def analyze(ctx: click.Context, input_dir: Path, out_dir: Path) -> None:
+    """Analyse one study folder offline (no Redis, no network); exit 1 when the analysis failed."""
+    import time
+
+    from workers.analysis.summary import summarize
+    from workers.pipeline import analyze_study_dir
+
+    start = time.perf_counter()
+
+    def progress(message: str) -> None:
+        click.echo(f"[{time.perf_counter() - start:6.1f}s] {message}", err=True)
+
+    result = analyze_study_dir(input_dir, out_dir, settings=_settings(ctx), progress=progress)
+    click.echo(f"[{time.perf_counter() - start:6.1f}s] wrote {out_dir / 'result.json'}", err=True)
+    click.echo(summarize(result))
+    sys.exit(1 if result.status == "failed" else 0)
+
+
+# --- worker ---------------------------------------------------------------------------------
+@main.command("worker")
+@click.option("--queues", default="analysis,send", show_default=True,
+              help="Comma list of base queue names to consume (queue_prefix is added).")
+@click.option("--concurrency", type=int, default=None, help="Worker processes (default: CPU count).")
+@click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, queues: str, concurrency: int | None, pool: str) -> None:
+    """Run a Celery worker for the analysis and send queues."""
+    import os
+
+    from workers.celery_app import make_celery
+
+    settings = _settings(ctx)
+    app = make_celery(settings)
+    names = ",".join(settings.queue_name(q.strip()) for q in queues.split(",") if q.strip())
+    argv = ["worker", "-Q", names, "--loglevel", settings.log_level, "--pool", pool,
+            "-n", f"marrowmap-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    app.worker_main(argv)
+
+
+# --- status ---------------------------------------------------------------------------------
+@main.command("status")
+@click.argument("job_id", required=False)
+@click.option("--limit", type=int, default=20, show_default=True, help="How many recent jobs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) -> None:
+    """List recent jobs and their states, or show one job in full."""
+    import json
+
+    from marrowmap.jobstore import JobStore, JobStoreError
+
+    settings = _settings(ctx)
+    store = JobStore.from_url(settings.jobs_url, settings.job_store_prefix)
+    try:
+        if job_id:
+            record = store.get(job_id)
+            if record is None:
+                click.echo(f"marrowmap: no job {job_id}", err=True)
+                sys.exit(1)
+            click.echo(record.model_dump_json(indent=2, exclude={"message"}))
+            return
+        records = store.recent(limit)
+    except JobStoreError as exc:
+        click.echo(f"marrowmap: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json", exclude={"message", "history"}) for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no jobs")
+        return
+    click.echo(f"{'JOB':<32}  {'STATE':<14}  {'UPDATED (UTC)':<19}  {'SERIES':>6}  {'INST':>5}  STUDY / REASON")
+    for r in records:
+        series = ", ".join(f"{s.get('modality', '?')}:{s.get('instance_count', '?')}" for s in r.series)
+        click.echo(
+            f"{r.job_id:<32}  {r.state.value:<14}  {r.updated_at:%Y-%m-%d %H:%M:%S}  {len(r.series):>6}  "
+            f"{r.instance_count if r.instance_count is not None else '-':>5}  {r.study_instance_uid}"
+        )
+        if series:
+            click.echo(f"{'':<32}  series: {series}")
+        if r.reason:
+            click.echo(f"{'':<32}  {r.reason}")
+
+
+# --- resend ---------------------------------------------------------------------------------
+@main.command("resend")
+@click.argument("job_id")
+@click.pass_context
+def resend(ctx: click.Context, job_id: str) -> None:
+    """Retry a job: send its results again, or re-run its analysis if it has none."""
+    import uuid
+
+    from marrowmap.contract import QUEUE_ANALYSIS, QUEUE_SEND, TASK_ANALYZE, TASK_SEND
+    from marrowmap.jobstore import JobState, JobStore, JobStoreError
+    from workers.celery_app import make_celery
+    from workers.tasks import RESULT_NAME, results_dir
+
+    settings = _settings(ctx)
+    store = JobStore.from_url(settings.jobs_url, settings.job_store_prefix)
+    try:
+        record = store.get(job_id)
+        if record is None:
+            click.echo(f"marrowmap: no job {job_id}", err=True)
+            sys.exit(1)
+        app = make_celery(settings)
+        task_id = f"{job_id}.resend-{uuid.uuid4().hex[:8]}"
+        if (results_dir(settings, job_id) / RESULT_NAME).is_file() and record.state in (
+            JobState.SENDING, JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED, JobState.ANALYSED
+        ):
+            store.record(job_id, JobState.SENDING, reason=f"resend requested (was {record.state.value})")
+            app.send_task(TASK_SEND, kwargs={"job_id": job_id}, queue=settings.queue_name(QUEUE_SEND), task_id=task_id)
+            click.echo(f"{job_id}: results queued for sending again")
+        elif record.message is not None:
+            store.record(job_id, JobState.QUEUED, reason=f"re-analysis requested (was {record.state.value})")
+            app.send_task(TASK_ANALYZE, kwargs={"job": record.message}, queue=settings.queue_name(QUEUE_ANALYSIS),
+                          task_id=task_id)
+            click.echo(f"{job_id}: queued for analysis again")
+        else:
+            click.echo(f"marrowmap: job {job_id} ({record.state.value}) has neither results nor a job message", err=True)
+            sys.exit(1)
+    except JobStoreError as exc:
+        click.echo(f"marrowmap: {exc}", err=True)
+        sys.exit(1)

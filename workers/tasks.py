@@ -1,0 +1,129 @@
+"""The Celery tasks. Thin: validate the message, re-read the job's state, do the step, record it.
+
+Every task is idempotent: it returns early ("nothing to do") when the job store says its
+work is already done, so a redelivered message (worker lost, visibility time-out) is harmless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Task
+from pydantic import ValidationError
+
+from marrowmap.contract import QUEUE_ANALYSIS, QUEUE_SEND, TASK_ANALYZE, TASK_SEND, JobMessage
+from marrowmap.jobstore import JobState, JobStore
+from marrowmap.logs import get_logger
+from marrowmap.settings import Settings
+from workers.analysis.result import AnalysisResult
+from workers.pacs.store_scu import SendReport, backoff_seconds, send_instances
+from workers.spool_check import SpoolMismatch, verify_study_folder
+from workers.taskdefs import house_task, task_settings
+
+log = get_logger(__name__)
+
+#: States after which analyze_study has nothing left to do for a job.
+ANALYSIS_DONE = frozenset({
+    JobState.ANALYSED, JobState.NOT_APPLICABLE, JobState.FAILED, JobState.SENDING,
+    JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED,
+})
+#: States after which send_results has nothing left to do (``resend`` resets them).
+SEND_DONE = frozenset({JobState.SENT, JobState.PARTIALLY_SENT})
+RESULT_NAME = "result.json"
+
+
+def job_store(settings: Settings) -> JobStore:
+    """The shared job store of these settings."""
+    return JobStore.from_url(settings.jobs_url, settings.job_store_prefix)
+
+
+def results_dir(settings: Settings, job_id: str) -> Path:
+    """Where a job's outputs go: ``<spool_dir>/results/<job_id>/``."""
+    return settings.spool_dir / "results" / job_id
+
+
+@house_task(TASK_ANALYZE, queue=QUEUE_ANALYSIS)
+def analyze_study(task: Task, *, job: dict[str, Any]) -> str:
+    """Check the sealed study folder against its manifest and record the job as received."""
+    settings = task_settings(task)
+    store = job_store(settings)
+    try:
+        message = JobMessage.model_validate(job)
+    except ValidationError as exc:
+        job_id = str(job.get("job_id", "")) if isinstance(job, dict) else ""
+        reason = f"invalid job message: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+        log.error("job.invalid_message", job_id=job_id, reason=reason)
+        if job_id:
+            store.record(job_id, JobState.FAILED, reason=reason)
+        return JobState.FAILED.value
+    current = store.get(message.job_id)
+    if current is not None and current.state in ANALYSIS_DONE:
+        log.info("job.nothing_to_do", job_id=message.job_id, state=current.state.value, task=TASK_ANALYZE)
+        return current.state.value
+    try:
+        manifest = verify_study_folder(settings.spool_dir, message)
+    except SpoolMismatch as exc:
+        log.error("job.spool_mismatch", job_id=message.job_id, reason=str(exc))
+        store.record(message.job_id, JobState.FAILED, reason=f"spool check failed: {exc}",
+                     study_instance_uid=message.study_instance_uid)
+        return JobState.FAILED.value
+    series = [s.model_dump(mode="json", exclude={"files"}) for s in manifest.series]
+    store.record(
+        message.job_id,
+        JobState.RECEIVED,
+        reason=f"{len(series)} series, {manifest.instance_count} instances checked against the manifest",
+        study_instance_uid=message.study_instance_uid,
+        calling_ae=message.calling_ae,
+        series=series,
+        instance_count=manifest.instance_count,
+        message=message.model_dump(mode="json"),
+    )
+    log.info("job.received", job_id=message.job_id, study_instance_uid=message.study_instance_uid,
+             series=len(series), instances=manifest.instance_count, spool_path=message.spool_path)
+    return JobState.RECEIVED.value
+
+
+def _output_paths(settings: Settings, job_id: str) -> list[Path]:
+    folder = results_dir(settings, job_id)
+    result = AnalysisResult.model_validate_json((folder / RESULT_NAME).read_bytes())
+    return [Path(o.path) if Path(o.path).is_absolute() else folder / o.path for o in result.outputs]
+
+
+@house_task(TASK_SEND, queue=QUEUE_SEND)
+def send_results(task: Task, *, job_id: str, paths: list[str] | None = None) -> str:
+    """Send a job's result objects to the PACS; retry transient failures with capped backoff.
+
+    ``paths`` (set on a retry) limits the attempt to the instances not yet delivered.
+    """
+    settings = task_settings(task)
+    store = job_store(settings)
+    current = store.get(job_id)
+    if current is None:
+        log.error("job.unknown", job_id=job_id, task=TASK_SEND)
+        return "unknown"
+    if current.state in SEND_DONE:
+        log.info("job.nothing_to_do", job_id=job_id, state=current.state.value, task=TASK_SEND)
+        return current.state.value
+    try:
+        todo = [Path(p) for p in paths] if paths is not None else _output_paths(settings, job_id)
+    except (OSError, ValidationError) as exc:
+        store.record(job_id, JobState.SEND_FAILED, reason=f"results unreadable: {exc}")
+        return JobState.SEND_FAILED.value
+    attempt = int(task.request.retries or 0)
+    store.record(job_id, JobState.SENDING, reason=f"attempt {attempt + 1}: {len(todo)} object(s) to "
+                 f"{settings.pacs_ae_title}@{settings.pacs_host}:{settings.pacs_port}")
+    report = send_instances(todo, settings=settings)
+    if paths is not None and current.send.get("report"):
+        report = SendReport.model_validate(current.send["report"]).merged(report)
+    if report.transient and attempt < settings.send_max_retries:
+        delay = backoff_seconds(attempt, settings)
+        store.record(job_id, JobState.SENDING, reason=f"{report.summary}; retry {attempt + 1} in {delay:.0f} s",
+                     send={"report": report.model_dump(mode="json"), "summary": report.summary})
+        raise task.retry(kwargs={"job_id": job_id, "paths": [str(p) for p in report.retry_paths]},
+                         countdown=delay, max_retries=settings.send_max_retries)
+    state = JobState(report.state)
+    store.record(job_id, state, reason=report.summary,
+                 send={"report": report.model_dump(mode="json"), "summary": report.summary})
+    log.info("job.send_done", job_id=job_id, state=state.value, summary=report.summary)
+    return state.value
