@@ -1,0 +1,384 @@
+# mypy: disallow-untyped-calls=False
+"""The oedema analysis of one study: fluid-sensitive series (+ optional T1) -> sides, quality, maps.
+
+Pure numpy/SimpleITK/scipy. Stages (timed): prepare, anatomy, quality, score, measure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+
+from workers.analysis.anatomy import (
+    SIDES,
+    FemurGeometry,
+    Localization,
+    WorkingImages,
+    locate_femurs,
+)
+from workers.analysis.maps import AnalysisMaps
+from workers.analysis.measure import classify_pattern, effusion, measure_regions
+from workers.analysis.oedema import (
+    MIN_REFERENCE_VOXELS,
+    Reference,
+    RobustStats,
+    candidate_mask,
+    clean_mask,
+    confirm_by_t1,
+    excess_fraction,
+    lesion_boundary,
+    robust_stats,
+)
+from workers.analysis.params import AnalysisParameters
+from workers.analysis.preparation import (
+    Block,
+    axis_aligned_grid,
+    bias_correct,
+    block_around,
+    block_coordinates,
+    like,
+    resample_onto,
+    to_array,
+    voxel_volume_ml,
+)
+from workers.analysis.quality import FatSatCheck, check_fat_suppression
+from workers.analysis.regions import (
+    REGION_NAMES,
+    bone_outline,
+    femur_frame,
+    femur_regions,
+    shaft_marrow,
+)
+from workers.analysis.result import REGION_LABELS, Quality, RegionName, Side, SideResult
+
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float32]
+Progress = Callable[[str], None]
+
+SIDE_LABEL: dict[Side, int] = {"right": 1, "left": 2}
+MIN_T1_COVERAGE = 0.5
+
+
+@dataclass
+class StageTimer:
+    """Wall-clock seconds per named stage."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    progress: Progress | None = None
+
+    @contextmanager
+    def stage(self, name: str, message: str) -> Iterator[None]:
+        if self.progress is not None:
+            self.progress(message)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+@dataclass(frozen=True)
+class SeriesAnalysis:
+    """What the analysis of one fluid-sensitive (+T1) pair produced."""
+
+    sides: dict[Side, SideResult]
+    quality: Quality
+    maps: AnalysisMaps
+    localization: Localization
+    t1_used: bool
+
+
+@dataclass
+class _SideData:
+    femur: FemurGeometry
+    regions: dict[RegionName, BoolArray]
+    roi: BoolArray
+    bone: BoolArray
+    frame_along: FloatArray
+    own: dict[RegionName, RobustStats | None]
+    pooled: RobustStats | None
+    shaft: RobustStats | None
+
+
+def _prepare(fluid_image: sitk.Image, t1_image: sitk.Image | None, params: AnalysisParameters,
+             warnings: list[str]) -> tuple[sitk.Image, sitk.Image | None, WorkingImages]:
+    fluid = bias_correct(fluid_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
+    t1_on_fluid: sitk.Image | None = None
+    t1_corr: sitk.Image | None = None
+    if t1_image is not None:
+        t1_corr = bias_correct(t1_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
+        ones = sitk.Image(t1_corr.GetSize(), sitk.sitkUInt8) + 1
+        ones.CopyInformation(t1_corr)
+        coverage = float(np.mean(sitk.GetArrayViewFromImage(resample_onto(ones, fluid, nearest=True)) > 0))
+        if coverage < MIN_T1_COVERAGE:
+            warnings.append(f"T1 covers only {100 * coverage:.0f}% of the fluid-sensitive volume; T1 not used")
+            t1_corr = None
+        else:
+            t1_on_fluid = resample_onto(t1_corr, fluid)
+    grid = axis_aligned_grid(fluid, params.working_spacing_mm)
+    work = WorkingImages(
+        grid=grid,
+        t1=to_array(resample_onto(t1_corr, grid)) if t1_corr is not None else None,
+        fluid=to_array(resample_onto(fluid, grid)),
+    )
+    return fluid, t1_on_fluid, work
+
+
+def side_oedema(fluid: FloatArray, t1: FloatArray | None, regions: dict[RegionName, BoolArray], roi: BoolArray,
+                ref: Reference, voxel_mm3: float, params: AnalysisParameters) -> BoolArray:
+    """Detect candidates, place the half-maximum outline, clean up, confirm by low T1."""
+    cand = np.zeros(fluid.shape, dtype=bool)
+    for name in REGION_NAMES:
+        cand |= candidate_mask(fluid, t1, regions[name], ref, name, params)
+    cand = clean_mask(cand, roi, voxel_mm3, params)
+    mask = np.zeros(fluid.shape, dtype=bool)
+    for name in REGION_NAMES:
+        level = lesion_boundary(fluid, cand, ref.per_region[name].median, params)
+        mask |= cand & regions[name] & (fluid >= level)
+    mask = clean_mask(mask, roi, voxel_mm3, params)
+    if ref.kind != "muscle":
+        mask = confirm_by_t1(mask, t1, ref.per_region["head"].t1_median, params)
+    return mask
+
+
+def _marrow_like(t1: FloatArray | None, fatsat: FatSatCheck, params: AnalysisParameters) -> BoolArray | None:
+    if t1 is None or fatsat.fat_t1_median is None:
+        return None
+    out: BoolArray = t1 >= params.marrow_t1_min * fatsat.fat_t1_median
+    return out
+
+
+def _side_data(femur: FemurGeometry, coords: tuple[FloatArray, FloatArray, FloatArray], fluid: FloatArray,
+               t1: FloatArray | None, marrow_like: BoolArray | None, params: AnalysisParameters) -> _SideData:
+    frame = femur_frame(femur, coords)
+    regions = femur_regions(femur, frame, marrow_like, params)
+    bone = bone_outline(femur, frame, params)
+    roi = regions["head"] | regions["neck"] | regions["intertrochanteric"]
+    own = {name: robust_stats(fluid, t1, regions[name]) for name in REGION_NAMES}
+    pooled = robust_stats(fluid, t1, regions["head"] | regions["neck"])
+    shaft_mask = shaft_marrow(femur, coords)
+    shaft = robust_stats(fluid, t1, shaft_mask & ~bone) if shaft_mask is not None else None
+    return _SideData(femur=femur, regions=regions, roi=roi, bone=bone, frame_along=frame.along,
+                     own=own, pooled=pooled, shaft=shaft)
+
+
+def _affected(data: dict[Side, _SideData], fluid: FloatArray, params: AnalysisParameters) -> dict[Side, bool]:
+    """Is a side's head+neck marrow brighter than normal marrow (its shaft, else the other hip)?"""
+    out: dict[Side, bool] = {}
+    for side, d in data.items():
+        head_neck = d.regions["head"] | d.regions["neck"]
+        other = [o for s, o in data.items() if s != side]
+        ref = d.shaft or next((o.shaft for o in other if o.shaft is not None), None)
+        if ref is not None:
+            out[side] = excess_fraction(fluid, head_neck, ref, params) > params.affected_fraction
+        elif other and other[0].pooled is not None:
+            mine = excess_fraction(fluid, head_neck, other[0].pooled, params)
+            theirs = (excess_fraction(fluid, other[0].regions["head"] | other[0].regions["neck"], d.pooled, params)
+                      if d.pooled is not None else 0.0)
+            out[side] = mine > params.affected_fraction and mine > theirs
+        else:
+            out[side] = False
+    return out
+
+
+def _choose_reference(side: Side, data: dict[Side, _SideData], affected: dict[Side, bool],
+                      muscle: RobustStats | None) -> Reference | None:
+    other_side: Side = "left" if side == "right" else "right"
+    other = data.get(other_side)
+    if other is not None and not affected[other_side] and other.pooled is not None:
+        per_region = {name: other.own[name] or other.pooled for name in REGION_NAMES}
+        return Reference(kind="contralateral", description=f"contralateral ({other_side}) matching region",
+                         per_region=per_region)
+    mine = data[side]
+    shaft = mine.shaft
+    if shaft is not None:
+        return Reference(kind="ipsilateral shaft", description=f"ipsilateral ({side}) subtrochanteric shaft marrow",
+                         per_region=dict.fromkeys(REGION_NAMES, shaft))
+    if muscle is not None:
+        return Reference(kind="muscle", description="muscle (marrow-to-muscle ratio)",
+                         per_region=dict.fromkeys(REGION_NAMES, muscle))
+    return None
+
+
+def _fluid_bright_level(fatsat: FatSatCheck, ref: Reference, params: AnalysisParameters) -> float:
+    """Free fluid: halfway from soft tissue (muscle) to the study's fluid peak (bladder), and well above marrow."""
+    floor = params.effusion_sir_min * ref.per_region["head"].median if ref.kind != "muscle" else 0.0
+    if fatsat.fluid_peak is None or fatsat.muscle_median is None:
+        return max(floor, 2.0 * ref.per_region["head"].median)
+    return max(floor, fatsat.muscle_median + 0.5 * (fatsat.fluid_peak - fatsat.muscle_median))
+
+
+def _muscle_stats(fatsat: FatSatCheck) -> RobustStats | None:
+    if fatsat.muscle_median is None or fatsat.muscle_median <= 0:
+        return None
+    m = fatsat.muscle_median
+    return RobustStats(median=m, q1=m, q3=m, t1_median=None, n=MIN_REFERENCE_VOXELS)
+
+
+def _withheld(femur: FemurGeometry, reason: str) -> SideResult:
+    return SideResult(side=femur.side, localized=True, reason=reason, head_centre_lps_mm=femur.centre,
+                      head_radius_mm=round(femur.radius_mm, 1))
+
+
+def analyze_images(
+    fluid_image: sitk.Image,
+    t1_image: sitk.Image | None,
+    params: AnalysisParameters | None = None,
+    *,
+    timer: StageTimer | None = None,
+    fluid_label: str = "fluid-sensitive series",
+    t1_label: str = "T1",
+) -> SeriesAnalysis:
+    """Map oedema in both hips. Geometry in LPS; the maps are on ``fluid_image``'s grid."""
+    params = params or AnalysisParameters()
+    timer = timer or StageTimer()
+    warnings: list[str] = []
+    with timer.stage("prepare", "preparing images (bias correction, T1 onto the fluid-sensitive grid)"):
+        fluid_img, t1_img, work = _prepare(fluid_image, t1_image, params, warnings)
+    with timer.stage("anatomy", "locating femoral heads and necks"):
+        loc = locate_femurs(work, params)
+    with timer.stage("quality", "checking fat suppression"):
+        fatsat = check_fat_suppression(work, loc.body_centre_x_mm, params)
+
+    shape = tuple(reversed(fluid_img.GetSize()))
+    score_full = np.zeros(shape, dtype=np.float32)
+    oedema_full = np.zeros(shape, dtype=np.uint8)
+    regions_full = np.zeros(shape, dtype=np.uint8)
+    effusion_full = np.zeros(shape, dtype=np.uint8)
+    sides: dict[Side, SideResult] = {}
+    for side, _ in SIDES:
+        if loc.femurs[side] is None:
+            sides[side] = SideResult(side=side, localized=False, reason=loc.reasons.get(side, "not localised"))
+    found = {s: f for s, f in loc.femurs.items() if f is not None}
+    references: dict[Side, str] = {}
+    if found:
+        with timer.stage("score", "scoring marrow signal against the reference"):
+            block = block_around(fluid_img, [f.centre for f in found.values()], margin_mm=130.0)
+            coords = block_coordinates(fluid_img, block)
+            fluid = to_array(fluid_img)[block.slices]
+            t1 = to_array(t1_img)[block.slices] if t1_img is not None else None
+            marrow_like = _marrow_like(t1, fatsat, params)
+            data = {s: _side_data(f, coords, fluid, t1, marrow_like, params) for s, f in found.items()}
+            affected = _affected(data, fluid, params)
+            muscle = _muscle_stats(fatsat)
+            masks: dict[Side, BoolArray] = {}
+            refs: dict[Side, Reference | None] = {}
+            vox_mm3 = voxel_volume_ml(fluid_img) * 1000.0
+            for side, d in data.items():
+                ref = _choose_reference(side, data, affected, muscle)
+                refs[side] = ref
+                if ref is None:
+                    continue
+                masks[side] = side_oedema(fluid, t1, d.regions, d.roi, ref, vox_mm3, params)
+                references[side] = ref.description
+        with timer.stage("measure", "measuring oedema, effusion and pattern"):
+            for side, d in data.items():
+                sides[side] = _measure_side(side, d, masks.get(side), refs[side], fluid, t1, fatsat, block,
+                                            fluid_img, params, warnings, score_full, oedema_full, effusion_full)
+                for name in REGION_NAMES:
+                    sub = regions_full[block.slices]
+                    sub[d.regions[name] & (sub == 0)] = REGION_LABELS[(side, name)]
+    quality = _quality(sides, fatsat, loc, references, warnings, fluid_label, t1_label, t1_img is not None)
+    maps = AnalysisMaps(
+        score=like(score_full, fluid_img),
+        oedema=like(oedema_full, fluid_img),
+        regions=like(regions_full, fluid_img),
+        effusion=like(effusion_full, fluid_img),
+    )
+    return SeriesAnalysis(sides=sides, quality=quality, maps=maps, localization=loc, t1_used=t1_img is not None)
+
+
+def _measure_side(
+    side: Side, d: _SideData, mask: BoolArray | None, ref: Reference | None, fluid: FloatArray,
+    t1: FloatArray | None, fatsat: FatSatCheck, block: Block, fluid_img: sitk.Image,
+    params: AnalysisParameters, warnings: list[str], score_full: FloatArray,
+    oedema_full: npt.NDArray[np.uint8], effusion_full: npt.NDArray[np.uint8],
+) -> SideResult:
+    femur = d.femur
+    if ref is None or mask is None:
+        return _withheld(femur, "no usable reference marrow or muscle on this side")
+    if fatsat.ok.get(side) is False:
+        msg = (f"fat suppression failed or inhomogeneous on the {side} side "
+               f"(fat/muscle {fatsat.ratio[side]} on the fluid-sensitive series)")
+        if t1 is None:
+            warnings.append(msg + "; result withheld (no T1 to confirm)")
+            return _withheld(femur, msg + "; withheld without a T1 to confirm")
+        warnings.append(msg + "; oedema confirmed by low T1 only, confidence reduced")
+    voxel_ml = voxel_volume_ml(fluid_img)
+    head_ref = ref.per_region["head"]
+    fluid_ref = head_ref.median
+    t1_ref = head_ref.t1_median
+    measures = measure_regions(d.regions, mask, fluid, t1, fluid_ref, t1_ref, voxel_ml)
+    volume = float(mask.sum()) * voxel_ml
+    present = volume >= params.present_min_ml
+    frame = femur_frame(femur, block_coordinates(fluid_img, block))
+    pattern = classify_pattern(mask, d.regions, measures, frame, femur, present, fluid, t1, fluid_ref, t1_ref, params)
+    bright = _fluid_bright_level(fatsat, ref, params)
+    marrow_ref = ref.per_region["head"] if ref.kind != "muscle" else None
+    t1_dark = 0.6 * marrow_ref.t1_median if (marrow_ref is not None and marrow_ref.t1_median) else None
+    eff = effusion(fluid, t1, femur, frame, d.bone, bright, t1_dark, voxel_ml * 1000.0, params)
+    sir = fluid[mask] / fluid_ref
+    t1r = t1[mask] / t1_ref if (t1 is not None and t1_ref) else None
+    score_block = score_full[block.slices]
+    score_block[mask] = sir
+    oedema_full[block.slices][mask] = SIDE_LABEL[side]
+    effusion_full[block.slices][eff.mask] = SIDE_LABEL[side]
+    per_slice = mask.sum(axis=(1, 2))
+    largest = int(block.z0 + int(np.argmax(per_slice))) if mask.any() else None
+    n = int(mask.sum())
+    return SideResult(
+        side=side,
+        localized=True,
+        head_centre_lps_mm=(round(femur.centre[0], 1), round(femur.centre[1], 1), round(femur.centre[2], 1)),
+        head_radius_mm=round(femur.radius_mm, 1),
+        present=present,
+        oedema_volume_ml=round(volume, 2),
+        head_involvement_pct=measures["head"].involvement_pct,
+        neck_involvement_pct=measures["neck"].involvement_pct,
+        intertrochanteric_involvement_pct=measures["intertrochanteric"].involvement_pct,
+        regions=measures,
+        mean_signal_ratio=round(float(sir.mean()), 2) if n else None,
+        p95_signal_ratio=round(float(np.percentile(sir, 95)), 2) if n else None,
+        mean_t1_ratio=round(float(t1r.mean()), 2) if (t1r is not None and n) else None,
+        pattern=pattern.pattern,
+        subchondral_low_signal_band=pattern.band,
+        medial_head_sparing=pattern.medial_sparing,
+        effusion=eff.present,
+        effusion_volume_ml=eff.volume_ml,
+        reference=ref.description,
+        largest_slice_index=largest,
+    )
+
+
+def _quality(sides: dict[Side, SideResult], fatsat: FatSatCheck, loc: Localization, references: dict[Side, str],
+             warnings: list[str], fluid_label: str, t1_label: str, t1_used: bool) -> Quality:
+    all_warnings = list(warnings) + list(loc.notes)
+    for side, _ in SIDES:
+        femur = loc.femurs[side]
+        if femur is not None:
+            all_warnings.extend(f"{side}: {n}" for n in femur.notes)
+        elif sides[side].reason:
+            all_warnings.append(f"{side}: {sides[side].reason}")
+    if not t1_used:
+        all_warnings.append("no T1 used: oedema not confirmed by low T1 signal")
+    withheld = [s for s, r in sides.items() if r.localized and r.present is None]
+    missing = [s for s, r in sides.items() if not r.localized]
+    confidence: Literal["normal", "reduced", "withheld"] = "normal"
+    if withheld or missing or fatsat.all_ok is False or not t1_used:
+        confidence = "reduced"
+    if len(withheld) + len(missing) == 2:
+        confidence = "withheld"
+    ref_text = "; ".join(f"{s}: {r}" for s, r in references.items()) or "none"
+    statement = (f"Series: {fluid_label}" + (f" with {t1_label}" if t1_used else " (no T1)") +
+                 f". Reference marrow: {ref_text}.")
+    if all_warnings:
+        statement += " Warnings: " + "; ".join(all_warnings) + "."
+    return Quality(statement=statement, warnings=all_warnings, fat_suppression_ok=fatsat.all_ok,
+                   confidence=confidence)

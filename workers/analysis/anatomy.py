@@ -1,0 +1,452 @@
+# mypy: disallow-untyped-calls=False
+"""Anatomy: both femoral heads (sphere), neck axes and radii, on an isotropic LPS working grid.
+
+Method (DOMAIN.md section 2, no trained network):
+1. Gradient sphere Hough: every strong edge voxel votes at distances 18-30 mm along and
+   against its gradient; a femoral head collects votes from its marrow/cortex, cartilage and
+   acetabular outlines, which share one centre.
+2. Each candidate centre is refined by a least-squares sphere fit to the edge found on 256
+   rays; the fraction of rays with a clear edge on the fitted sphere is its "edge coherence"
+   (low when motion, wrap-around or a displaced head breaks the outline).
+3. Gates: radius 18-30 mm, left-right separation 150-210 mm, cranio-caudal and antero-posterior
+   agreement, mid-point of the pair near the body centre (symmetry).
+4. Neck axis: the femoral shaft is found as circles (radius 9-18 mm) on axial cuts below the head;
+   the neck axis runs from the head centre to the shaft axis at the neck-shaft angle. Without a
+   shaft the average anatomy is used (lateral, 40 degrees below the horizontal) and it is recorded.
+
+Side comes only from LPS x: +x is patient left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+from scipy import ndimage
+
+from workers.analysis.params import AnalysisParameters
+from workers.analysis.result import Side
+
+FloatArray = npt.NDArray[np.float32]
+Vec = npt.NDArray[np.float64]
+
+#: Each side with its lateral direction in LPS x (+x = patient left).
+SIDES: tuple[tuple[Side, float], ...] = (("right", -1.0), ("left", 1.0))
+
+
+@dataclass(frozen=True)
+class FemurGeometry:
+    """One proximal femur in LPS mm."""
+
+    side: Side
+    centre: tuple[float, float, float]
+    radius_mm: float
+    neck_axis: tuple[float, float, float]  # unit vector from the head centre towards the shaft
+    neck_radius_mm: float
+    neck_length_mm: float  # head centre to the neck base on the shaft axis (measured or average)
+    edge_coherence: float
+    shaft_found: bool
+    shaft_point: tuple[float, float, float] | None = None
+    shaft_direction: tuple[float, float, float] | None = None  # unit, pointing cranially
+    notes: tuple[str, ...] = ()
+
+    @property
+    def lateral(self) -> float:
+        """+1 when lateral is +x (left hip), -1 for the right hip."""
+        return 1.0 if self.side == "left" else -1.0
+
+
+@dataclass(frozen=True)
+class Localization:
+    """Both sides: a geometry, or None with the reason."""
+
+    femurs: dict[Side, FemurGeometry | None]
+    reasons: dict[Side, str]
+    body_centre_x_mm: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class WorkingImages:
+    """Images on the isotropic axis-aligned working grid, (z, y, x) arrays."""
+
+    grid: sitk.Image
+    t1: FloatArray | None
+    fluid: FloatArray
+
+    @property
+    def spacing(self) -> float:
+        return float(self.grid.GetSpacing()[0])
+
+    @property
+    def origin(self) -> Vec:
+        return np.asarray(self.grid.GetOrigin(), dtype=np.float64)
+
+    def to_index(self, p: Vec) -> Vec:
+        """LPS (x, y, z) -> continuous (z, y, x) index."""
+        xyz = (np.asarray(p, dtype=np.float64) - self.origin) / self.spacing
+        return xyz[..., ::-1]
+
+    def to_lps(self, zyx: Vec) -> Vec:
+        """Continuous (z, y, x) index -> LPS (x, y, z)."""
+        return np.asarray(zyx, dtype=np.float64)[..., ::-1] * self.spacing + self.origin
+
+
+@dataclass(frozen=True)
+class _Gradient:
+    gz: FloatArray
+    gy: FloatArray
+    gx: FloatArray
+    edge_threshold: float
+    signed: bool  # True: use the negative radial derivative (bright marrow inside, T1)
+
+
+def body_mask(image: FloatArray) -> npt.NDArray[np.bool_]:
+    """The patient's body on a working-grid image: above a fraction of the Otsu level, largest part, filled."""
+    smooth = ndimage.gaussian_filter(image, 1.0)
+    positive = smooth[smooth > 0]
+    if positive.size == 0:
+        return np.zeros(image.shape, dtype=bool)
+    level = _otsu(positive) * 0.5
+    mask: npt.NDArray[np.bool_] = smooth > level
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    mask = labels == (int(np.argmax(sizes)) + 1)
+    filled: npt.NDArray[np.bool_] = np.zeros_like(mask)
+    for z in range(mask.shape[0]):
+        filled[z] = ndimage.binary_fill_holes(mask[z])
+    return filled
+
+
+def _otsu(values: npt.NDArray[np.float32]) -> float:
+    hist, edges = np.histogram(values, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def _gradient(image: FloatArray, body: npt.NDArray[np.bool_], spacing: float, signed: bool) -> _Gradient:
+    inside = image[body]
+    scale = float(np.percentile(inside, 95)) if inside.size else 1.0
+    norm = ndimage.gaussian_filter(image / max(scale, 1e-6), 1.0)
+    gz, gy, gx = (g.astype(np.float32) / spacing for g in np.gradient(norm))
+    mag = np.sqrt(gz * gz + gy * gy + gx * gx)
+    thr = float(np.percentile(mag[body], 85)) if inside.size else 0.0
+    return _Gradient(gz=gz, gy=gy, gx=gx, edge_threshold=thr, signed=signed)
+
+
+def _vote(grads: list[_Gradient], body: npt.NDArray[np.bool_], radii_vox: npt.NDArray[np.float64]) -> FloatArray:
+    shape = body.shape
+    acc = np.zeros(int(np.prod(shape)), dtype=np.float64)
+    for g in grads:
+        mag = np.sqrt(g.gz**2 + g.gy**2 + g.gx**2)
+        edges = body & (mag > g.edge_threshold)
+        z, y, x = (a.astype(np.float64) for a in np.nonzero(edges))
+        m = mag[edges].astype(np.float64)
+        uz, uy, ux = g.gz[edges] / m, g.gy[edges] / m, g.gx[edges] / m
+        for r in radii_vox:
+            for sign in (1.0, -1.0):
+                cz = np.rint(z + sign * r * uz).astype(np.int64)
+                cy = np.rint(y + sign * r * uy).astype(np.int64)
+                cx = np.rint(x + sign * r * ux).astype(np.int64)
+                ok = (cz >= 0) & (cz < shape[0]) & (cy >= 0) & (cy < shape[1]) & (cx >= 0) & (cx < shape[2])
+                flat = np.ravel_multi_index((cz[ok], cy[ok], cx[ok]), shape)
+                acc += np.bincount(flat, minlength=acc.size)
+    out: FloatArray = ndimage.gaussian_filter(acc.reshape(shape).astype(np.float32), 1.0).astype(np.float32)
+    return out
+
+
+def _fibonacci_sphere(n: int) -> Vec:
+    i = np.arange(n, dtype=np.float64) + 0.5
+    phi = np.arccos(1 - 2 * i / n)
+    theta = np.pi * (1 + 5**0.5) * i
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
+
+
+def _radial_derivative(work: WorkingImages, grads: list[_Gradient], centre: Vec, dirs: Vec, radii: Vec) -> Vec:
+    """Edge strength along rays: (n_dirs, n_radii), in units of the edge threshold."""
+    pts = centre[None, None, :] + dirs[:, None, :] * radii[None, :, None]  # LPS
+    idx = work.to_index(pts.reshape(-1, 3)).T  # (3, N) z, y, x
+    total = np.zeros(pts.shape[:2], dtype=np.float64)
+    for g in grads:
+        comps = [ndimage.map_coordinates(a, idx, order=1, mode="nearest").reshape(pts.shape[:2]) for a in (g.gx, g.gy, g.gz)]
+        d = comps[0] * dirs[:, 0:1] + comps[1] * dirs[:, 1:2] + comps[2] * dirs[:, 2:3]
+        strength = -d if g.signed else np.abs(d)
+        total += np.clip(strength, 0, None) / max(g.edge_threshold, 1e-9)
+    return total / len(grads)
+
+
+def _fit_sphere(points: Vec) -> tuple[Vec, float]:
+    a = np.column_stack([2 * points, np.ones(len(points))])
+    b = (points**2).sum(axis=1)
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    centre = sol[:3]
+    radius = float(np.sqrt(max(sol[3] + centre @ centre, 0.0)))
+    return centre, radius
+
+
+def refine_sphere(work: WorkingImages, grads: list[_Gradient], centre: Vec, params: AnalysisParameters) -> tuple[Vec, float, float]:
+    """Least-squares sphere through the head outline seen from ``centre``: (centre, radius, coherence)."""
+    dirs = _fibonacci_sphere(256)
+    radii = np.arange(params.head_radius_min_mm - 4, params.head_radius_max_mm + 4.01, 0.5)
+    c = centre.astype(np.float64)
+    radius = float(np.mean([params.head_radius_min_mm, params.head_radius_max_mm]))
+    coherence = 0.0
+    for _ in range(3):
+        prof = _radial_derivative(work, grads, c, dirs, radii)
+        mean_prof = prof.mean(axis=0)
+        inside = (radii >= params.head_radius_min_mm - 2) & (radii <= params.head_radius_max_mm + 2)
+        r0 = float(radii[inside][int(np.argmax(mean_prof[inside]))])
+        window = np.abs(radii - r0) <= 4.0
+        sub = prof[:, window]
+        best = sub.argmax(axis=1)
+        strong = sub[np.arange(len(dirs)), best] >= 1.0
+        ray_r = radii[window][best]
+        if strong.sum() < 12:
+            return c, r0, float(strong.mean())
+        pts = c[None, :] + dirs * ray_r[:, None]
+        new_c, new_r = _fit_sphere(pts[strong])
+        resid = np.abs(np.linalg.norm(pts - new_c[None, :], axis=1) - new_r)
+        good = strong & (resid <= 2.5)
+        if good.sum() >= 12:
+            new_c, new_r = _fit_sphere(pts[good])
+        coherence = float(good.mean())
+        shift = float(np.linalg.norm(new_c - c))
+        c, radius = new_c, new_r
+        if shift < 0.5:
+            break
+    return c, radius, coherence
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    centre: Vec
+    radius: float
+    coherence: float
+    votes: float
+
+
+def _candidates(
+    work: WorkingImages, grads: list[_Gradient], acc: FloatArray, body: npt.NDArray[np.bool_],
+    mid_x: float, lateral: float, params: AnalysisParameters,
+) -> list[_Candidate]:
+    sp = work.spacing
+    xs = work.origin[0] + sp * np.arange(acc.shape[2])
+    off = lateral * (xs - mid_x)
+    half_min = params.head_separation_min_mm / 2 - params.midline_tolerance_mm
+    half_max = params.head_separation_max_mm / 2 + params.midline_tolerance_mm
+    allowed_x = (off >= half_min) & (off <= half_max)
+    region = body & allowed_x[None, None, :]
+    masked = np.where(region, acc, 0.0)
+    peaks = (masked == ndimage.maximum_filter(masked, size=max(3, int(round(12 / sp))))) & (masked > 0)
+    zz, yy, xx = np.nonzero(peaks)
+    order = np.argsort(masked[zz, yy, xx])[::-1][:6]
+    out = []
+    for n in order:
+        start = work.to_lps(np.array([zz[n], yy[n], xx[n]], dtype=np.float64))
+        centre, radius, coherence = refine_sphere(work, grads, start, params)
+        if np.linalg.norm(centre - start) > 15:
+            continue
+        out.append(_Candidate(centre=centre, radius=radius, coherence=coherence, votes=float(masked[zz[n], yy[n], xx[n]])))
+    return out
+
+
+def _plausible(c: _Candidate, params: AnalysisParameters) -> str:
+    if not params.head_radius_min_mm <= c.radius <= params.head_radius_max_mm:
+        return f"fitted femoral-head radius {c.radius:.1f} mm is outside {params.head_radius_min_mm:.0f}-{params.head_radius_max_mm:.0f} mm"
+    if c.coherence < params.head_edge_coherence_min:
+        return (f"femoral-head outline unclear (edge coherence {c.coherence:.2f} < {params.head_edge_coherence_min:.2f}); "
+                "motion, wrap-around or a deformed head")
+    return ""
+
+
+def _pair_problem(right: _Candidate, left: _Candidate, mid_x: float, params: AnalysisParameters) -> str:
+    d = left.centre - right.centre
+    sep = float(np.linalg.norm(d))
+    if not params.head_separation_min_mm <= sep <= params.head_separation_max_mm:
+        return f"head centres {sep:.0f} mm apart, outside {params.head_separation_min_mm:.0f}-{params.head_separation_max_mm:.0f} mm"
+    if abs(d[2]) > params.head_craniocaudal_tolerance_mm:
+        return f"head centres differ by {abs(d[2]):.0f} mm cranio-caudally"
+    if abs(d[1]) > params.head_ap_tolerance_mm:
+        return f"head centres differ by {abs(d[1]):.0f} mm antero-posteriorly"
+    mid = (left.centre[0] + right.centre[0]) / 2
+    if abs(mid - mid_x) > params.midline_tolerance_mm:
+        return f"head pair is {abs(mid - mid_x):.0f} mm off the body midline"
+    return ""
+
+
+def _find_shaft(work: WorkingImages, grads: list[_Gradient], head: Vec, lateral: float) -> tuple[Vec, Vec] | None:
+    """Femoral shaft axis below the head: (point, unit direction pointing cranially) or None."""
+    sp = work.spacing
+    g = grads[0]
+    radii = np.arange(9.0, 18.01, 1.0) / sp
+    centres = []
+    for dz in range(50, 131, 10):
+        z_mm = head[2] - dz
+        zi = int(round(work.to_index(np.array([head[0], head[1], z_mm]))[0]))
+        if not 0 <= zi < g.gz.shape[0]:
+            continue
+        gy, gx = g.gy[zi], g.gx[zi]
+        mag = np.hypot(gy, gx)
+        x_mm = work.origin[0] + sp * np.arange(gy.shape[1])
+        y_mm = work.origin[1] + sp * np.arange(gy.shape[0])
+        off = lateral * (x_mm - head[0])
+        win = ((off >= 0) & (off <= 90))[None, :] & (np.abs(y_mm - head[1]) <= 50)[:, None]
+        edges = win & (mag > g.edge_threshold)
+        if edges.sum() < 20:
+            continue
+        yy, xx = (a.astype(np.float64) for a in np.nonzero(edges))
+        m = mag[edges]
+        uy, ux = gy[edges] / m, gx[edges] / m
+        acc = np.zeros(gy.shape, dtype=np.float64)
+        for r in radii:
+            for sign in (1.0, -1.0):
+                cy = np.rint(yy + sign * r * uy).astype(np.int64)
+                cx = np.rint(xx + sign * r * ux).astype(np.int64)
+                ok = (cy >= 0) & (cy < acc.shape[0]) & (cx >= 0) & (cx < acc.shape[1])
+                np.add.at(acc, (cy[ok], cx[ok]), 1.0)
+        acc = ndimage.gaussian_filter(acc, 1.0) * win
+        py, px = np.unravel_index(int(np.argmax(acc)), acc.shape)
+        if acc[py, px] < 2 * np.pi * radii.mean() * 0.5:
+            continue
+        centres.append(np.array([x_mm[px], y_mm[py], z_mm]))
+    if len(centres) < 3:
+        return None
+    pts = np.asarray(centres)
+    # robust line: drop points far from the median x/y, then a least-squares line fit
+    med = np.median(pts[:, :2], axis=0)
+    keep = np.linalg.norm(pts[:, :2] - med, axis=1) <= 15
+    pts = pts[keep]
+    if len(pts) < 3:
+        return None
+    mean = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - mean)
+    direction = vt[0] if vt[0][2] > 0 else -vt[0]
+    if direction[2] < np.cos(np.radians(30)):  # a shaft runs within 30 degrees of cranio-caudal
+        return None
+    return mean, direction
+
+
+def neck_axis(head: Vec, radius: float, shaft: tuple[Vec, Vec] | None, lateral: float,
+              params: AnalysisParameters) -> tuple[Vec, float]:
+    """Unit vector from the head centre along the neck to the neck base on the shaft axis, and its length."""
+    if shaft is None:
+        tilt = np.radians(180.0 - params.neck_shaft_angle_deg)
+        return np.array([lateral * np.sin(tilt), 0.0, -np.cos(tilt)]), radius + params.neck_length_mm + 6.0
+    point, up = shaft
+    foot = point + ((head - point) @ up) * up
+    dist = float(np.linalg.norm(head - foot))
+    drop = dist / np.tan(np.radians(180.0 - params.neck_shaft_angle_deg))
+    target = foot - drop * up
+    axis = target - head
+    length = float(np.linalg.norm(axis))
+    return axis / length, length
+
+
+def _neck_radius(work: WorkingImages, grads: list[_Gradient], head: Vec, radius: float, axis: Vec) -> float | None:
+    helper = np.array([0.0, 1.0, 0.0]) if abs(axis[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = np.cross(axis, helper)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    dirs = np.cos(angles)[:, None] * e1[None, :] + np.sin(angles)[:, None] * e2[None, :]
+    rho = np.arange(6.0, 24.01, 0.5)
+    found = []
+    for t in (radius + 4, radius + 8, radius + 12):
+        prof = _radial_derivative(work, grads, head + t * axis, dirs, rho)
+        best = prof.argmax(axis=1)
+        strong = prof[np.arange(len(dirs)), best] >= 1.0
+        found.extend(rho[best][strong].tolist())
+    if len(found) < 12:
+        return None
+    return float(np.median(found))
+
+
+def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localization:
+    """Find both proximal femurs; a side that fails the gates gets None and a reason."""
+    sp = work.spacing
+    base = work.t1 if work.t1 is not None else work.fluid
+    body = body_mask(base)
+    if not body.any():
+        reason = "no body found in the image"
+        return Localization(femurs={"right": None, "left": None}, reasons={"right": reason, "left": reason},
+                            body_centre_x_mm=float("nan"))
+    xs = work.origin[0] + sp * np.arange(body.shape[2])
+    mid_x = float((body.sum(axis=(0, 1)) * xs).sum() / body.sum())
+    grads = []
+    if work.t1 is not None:
+        grads.append(_gradient(work.t1, body, sp, signed=True))
+    grads.append(_gradient(work.fluid, body, sp, signed=False))
+    radii_vox = np.arange(params.head_radius_min_mm, params.head_radius_max_mm + 0.1, 2.0) / sp
+    acc = _vote(grads, body, radii_vox)
+
+    cands: dict[Side, list[_Candidate]] = {
+        "right": _candidates(work, grads, acc, body, mid_x, -1.0, params),
+        "left": _candidates(work, grads, acc, body, mid_x, 1.0, params),
+    }
+    good: dict[Side, list[_Candidate]] = {s: [c for c in cs if not _plausible(c, params)] for s, cs in cands.items()}
+    reasons: dict[Side, str] = {}
+    chosen: dict[Side, _Candidate | None] = {"right": None, "left": None}
+    pairs = [
+        (r.votes * r.coherence + l_.votes * l_.coherence, r, l_)
+        for r in good["right"] for l_ in good["left"] if not _pair_problem(r, l_, mid_x, params)
+    ]
+    notes: list[str] = []
+    if pairs:
+        _, chosen["right"], chosen["left"] = max(pairs, key=lambda p: p[0])
+    else:
+        for side, _ in SIDES:
+            if not cands[side]:
+                reasons[side] = f"no femoral-head candidate found on the {side} side"
+            elif not good[side]:
+                reasons[side] = _plausible(cands[side][0], params)
+        if good["right"] and good["left"]:
+            problem = _pair_problem(good["right"][0], good["left"][0], mid_x, params)
+            reasons["right"] = reasons["left"] = f"implausible femoral-head pair: {problem}"
+        else:
+            for side, _ in SIDES:
+                if good[side]:  # the other side failed: keep this one alone (e.g. one hip out of view)
+                    chosen[side] = good[side][0]
+                    notes.append(f"{side} head found without a partner; symmetry gate not applied")
+
+    femurs: dict[Side, FemurGeometry | None] = {}
+    for side, lateral in SIDES:
+        cand = chosen[side]
+        if cand is None:
+            femurs[side] = None
+            continue
+        shaft = _find_shaft(work, grads, cand.centre, lateral)
+        axis, neck_len = neck_axis(cand.centre, cand.radius, shaft, lateral, params)
+        neck_r = _neck_radius(work, grads, cand.centre, cand.radius, axis)
+        side_notes = []
+        if shaft is None:
+            side_notes.append("femoral shaft not found; average neck-shaft geometry used")
+        if neck_r is None or not 0.45 * cand.radius <= neck_r <= 0.85 * cand.radius:
+            side_notes.append("neck outline unclear; neck radius from head size")
+            neck_r = 0.62 * cand.radius
+        femurs[side] = FemurGeometry(
+            side=side,
+            centre=(float(cand.centre[0]), float(cand.centre[1]), float(cand.centre[2])),
+            radius_mm=float(cand.radius),
+            neck_axis=(float(axis[0]), float(axis[1]), float(axis[2])),
+            neck_radius_mm=float(neck_r),
+            neck_length_mm=neck_len,
+            edge_coherence=float(cand.coherence),
+            shaft_found=shaft is not None,
+            shaft_point=None if shaft is None else (float(shaft[0][0]), float(shaft[0][1]), float(shaft[0][2])),
+            shaft_direction=None if shaft is None else (float(shaft[1][0]), float(shaft[1][1]), float(shaft[1][2])),
+            notes=tuple(side_notes),
+        )
+    for side, _ in SIDES:
+        if femurs.get(side) is None and side not in reasons:
+            reasons[side] = f"no plausible femoral head on the {side} side"
+    return Localization(femurs=femurs, reasons=reasons, body_centre_x_mm=mid_x, notes=tuple(notes))

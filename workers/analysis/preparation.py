@@ -1,0 +1,153 @@
+# mypy: disallow-untyped-calls=False
+"""Preparation: bias-field correction, resampling onto a common grid, voxel coordinates in LPS.
+
+All geometry is physical (LPS mm). Images of one study share a Frame of Reference, so
+resampling with the identity transform places them correctly whatever their FOV, matrix,
+slice positions or obliquity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def _otsu_mask(image: sitk.Image) -> sitk.Image:
+    smooth = sitk.SmoothingRecursiveGaussian(image, 2.0)
+    mask = sitk.OtsuThreshold(smooth, 0, 1, 200)
+    mask = sitk.BinaryMorphologicalClosing(mask, [2, 2, 1])
+    out: sitk.Image = sitk.Cast(mask, sitk.sitkUInt8)
+    return out
+
+
+def bias_correct(image: sitk.Image, *, shrink_mm: float = 6.0, iterations: int = 25) -> sitk.Image:
+    """N4 bias-field correction, run on a shrunk copy and applied at full resolution.
+
+    Bounded in time: the fit sees only about ``shrink_mm`` voxels (a few 10^4 voxels for a
+    pelvis), three fitting levels of at most ``iterations`` each. Returns float32.
+    """
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    spacing = image.GetSpacing()
+    size = image.GetSize()
+    factors = [max(1, min(int(round(shrink_mm / s)), max(1, n // 4))) for s, n in zip(spacing, size, strict=True)]
+    small = sitk.Shrink(image, factors)
+    # N4 works on log intensities: keep them strictly positive.
+    small = sitk.Clamp(small, sitk.sitkFloat32, lowerBound=1e-3)
+    mask = _otsu_mask(small)
+    n4 = sitk.N4BiasFieldCorrectionImageFilter()
+    n4.SetMaximumNumberOfIterations([iterations] * 3)
+    n4.SetConvergenceThreshold(1e-4)
+    n4.Execute(small, mask)
+    log_bias = n4.GetLogBiasFieldAsImage(image)
+    corrected: sitk.Image = sitk.Cast(sitk.Divide(image, sitk.Exp(log_bias)), sitk.sitkFloat32)
+    return corrected
+
+
+def resample_onto(moving: sitk.Image, reference: sitk.Image, *, nearest: bool = False) -> sitk.Image:
+    """Resample ``moving`` onto ``reference``'s grid in patient space (identity transform).
+
+    Voxels of the reference outside the moving image's extent get 0.
+    """
+    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    pixel = moving.GetPixelID() if nearest else sitk.sitkFloat32
+    return sitk.Resample(moving, reference, sitk.Transform(), interpolator, 0.0, pixel)
+
+
+def physical_corners(image: sitk.Image) -> npt.NDArray[np.float64]:
+    """The 8 corner voxel centres of ``image`` in LPS mm, shape (8, 3)."""
+    nx, ny, nz = image.GetSize()
+    corners = [
+        image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
+        for i in (0, nx - 1)
+        for j in (0, ny - 1)
+        for k in (0, nz - 1)
+    ]
+    return np.asarray(corners, dtype=np.float64)
+
+
+def axis_aligned_grid(image: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """An empty float32 image with identity direction covering ``image``'s extent, isotropic spacing."""
+    corners = physical_corners(image)
+    lo = corners.min(axis=0)
+    hi = corners.max(axis=0)
+    size = [max(1, int(np.ceil((h - lo_) / spacing_mm)) + 1) for lo_, h in zip(lo, hi, strict=True)]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetOrigin(tuple(float(v) for v in lo))
+    grid.SetSpacing((spacing_mm,) * 3)
+    grid.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    return grid
+
+
+@dataclass(frozen=True)
+class Block:
+    """A box of voxel indices of an image, [z0:z1, y0:y1, x0:x1] in numpy order."""
+
+    z0: int
+    z1: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return (slice(self.z0, self.z1), slice(self.y0, self.y1), slice(self.x0, self.x1))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.z1 - self.z0, self.y1 - self.y0, self.x1 - self.x0)
+
+
+def block_around(image: sitk.Image, points_lps: list[tuple[float, float, float]], margin_mm: float) -> Block:
+    """The index box of ``image`` that holds every point within ``margin_mm`` of ``points_lps``."""
+    nx, ny, nz = image.GetSize()
+    idx = []
+    for p in points_lps:
+        for dx in (-margin_mm, margin_mm):
+            for dy in (-margin_mm, margin_mm):
+                for dz in (-margin_mm, margin_mm):
+                    q = (p[0] + dx, p[1] + dy, p[2] + dz)
+                    idx.append(image.TransformPhysicalPointToContinuousIndex(q))
+    arr = np.asarray(idx)
+    lo = np.floor(arr.min(axis=0)).astype(int)
+    hi = np.ceil(arr.max(axis=0)).astype(int) + 1
+    x0, y0, z0 = (max(0, int(v)) for v in lo)
+    x1, y1, z1 = (min(n, int(v)) for v, n in zip(hi, (nx, ny, nz), strict=True))
+    return Block(z0=z0, z1=max(z0, z1), y0=y0, y1=max(y0, y1), x0=x0, x1=max(x0, x1))
+
+
+def block_coordinates(image: sitk.Image, block: Block) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """LPS x, y, z (mm) of every voxel centre of ``block``, each shaped like the block (z, y, x)."""
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+    matrix = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3) @ np.diag(image.GetSpacing())
+    i = np.arange(block.x0, block.x1, dtype=np.float64)[None, None, :]
+    j = np.arange(block.y0, block.y1, dtype=np.float64)[None, :, None]
+    k = np.arange(block.z0, block.z1, dtype=np.float64)[:, None, None]
+    out = []
+    for c in range(3):
+        comp = origin[c] + matrix[c, 0] * i + matrix[c, 1] * j + matrix[c, 2] * k
+        out.append(np.broadcast_to(comp, block.shape).astype(np.float32))
+    return out[0], out[1], out[2]
+
+
+def voxel_volume_ml(image: sitk.Image) -> float:
+    """Volume of one voxel in mL."""
+    sx, sy, sz = image.GetSpacing()
+    return float(sx * sy * sz) / 1000.0
+
+
+def to_array(image: sitk.Image) -> FloatArray:
+    """The image as a float32 (z, y, x) array (a copy)."""
+    return sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkFloat32)).astype(np.float32, copy=False)
+
+
+def like(array: npt.NDArray[np.generic], reference: sitk.Image) -> sitk.Image:
+    """A SimpleITK image of ``array`` with ``reference``'s geometry."""
+    img = sitk.GetImageFromArray(array)
+    img.CopyInformation(reference)
+    return img

@@ -1,0 +1,86 @@
+"""Quality guards against the classic mimics of marrow oedema.
+
+Failed or inhomogeneous fat suppression leaves fat bright on the fluid-sensitive series, which
+makes fatty marrow look oedematous. It is measured per side as the fluid-sensitive signal of
+subcutaneous fat (fat = bright on T1 near the body surface) relative to deep muscle (intermediate
+on T1): a working STIR/FS sequence shows fat darker than muscle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from workers.analysis.anatomy import SIDES, WorkingImages, body_mask
+from workers.analysis.params import AnalysisParameters
+from workers.analysis.result import Side
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class FatSatCheck:
+    """Per side: fat/muscle ratio on the fluid-sensitive series and whether suppression worked."""
+
+    ratio: dict[Side, float | None]
+    ok: dict[Side, bool | None]
+    muscle_median: float | None  # fluid-sensitive signal of deep muscle (for the muscle reference)
+    fat_t1_median: float | None  # T1 signal of subcutaneous fat (marrow-like threshold)
+    fluid_peak: float | None  # fluid-sensitive signal of free fluid (99.9th percentile in the body)
+
+    @property
+    def all_ok(self) -> bool | None:
+        vals = [v for v in self.ok.values() if v is not None]
+        return all(vals) if vals else None
+
+
+def _otsu(values: npt.NDArray[np.float32]) -> float:
+    hist, edges = np.histogram(values, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    between = w0 * w1 * (m0 / np.maximum(w0, 1) - (m0[-1] - m0) / np.maximum(w1, 1)) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def check_fat_suppression(work: WorkingImages, mid_x: float, params: AnalysisParameters) -> FatSatCheck:
+    """Fat/muscle ratio per side on the fluid-sensitive series; needs T1 to tell fat from muscle."""
+    none: dict[Side, float | None] = {"right": None, "left": None}
+    unknown: dict[Side, bool | None] = {"right": None, "left": None}
+    base = work.t1 if work.t1 is not None else work.fluid
+    body = body_mask(base)
+    if not body.any():
+        return FatSatCheck(ratio=none, ok=unknown, muscle_median=None, fat_t1_median=None, fluid_peak=None)
+    depth = np.zeros(body.shape, dtype=np.float32)
+    for z in range(body.shape[0]):  # in-plane (axial) depth under the skin
+        depth[z] = ndimage.distance_transform_edt(body[z], sampling=work.spacing)
+    if work.t1 is not None:
+        level = _otsu(work.t1[body])
+        fat = body & (depth <= 25.0) & (depth >= 3.0) & (work.t1 >= level)
+        muscle = body & (depth > 30.0) & (work.t1 < level) & (work.t1 > 0.35 * level)
+    else:
+        level = _otsu(work.fluid[body])
+        fat = body & (depth <= 12.0) & (depth >= 3.0)
+        muscle = body & (depth > 30.0) & (work.fluid < level)
+    xs = work.origin[0] + work.spacing * np.arange(body.shape[2])
+    ratio: dict[Side, float | None] = {}
+    ok: dict[Side, bool | None] = {}
+    muscle_vals = work.fluid[muscle]
+    muscle_med = float(np.median(muscle_vals)) if muscle_vals.size >= 50 else None
+    for side, lateral in SIDES:
+        half = (lateral * (xs - mid_x) > 0)[None, None, :]
+        f = work.fluid[fat & half]
+        m = work.fluid[muscle & half]
+        if f.size < 50 or m.size < 50 or float(np.median(m)) <= 0:
+            ratio[side], ok[side] = None, None
+            continue
+        value = float(np.median(f) / np.median(m))
+        ratio[side] = round(value, 2)
+        ok[side] = value <= params.fat_sat_ratio_max
+    fat_t1 = float(np.median(work.t1[fat])) if (work.t1 is not None and fat.sum() >= 50) else None
+    peak = float(np.percentile(work.fluid[body], 99.9))
+    return FatSatCheck(ratio=ratio, ok=ok, muscle_median=muscle_med, fat_t1_median=fat_t1, fluid_peak=peak)

@@ -1,0 +1,189 @@
+# mypy: disallow-untyped-calls=False
+"""One study folder -> ``result.json`` + voxel maps (+ DICOM outputs). No Celery, no network.
+
+``analyze_study_dir`` never raises for a bad study: a study that cannot be analysed
+(no fluid-sensitive series, not a hip, single slice...) gives ``status="not_applicable"``
+with the reason; an unexpected internal error gives ``status="failed"`` with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from marrowmap import __version__
+from marrowmap.logs import get_logger
+from marrowmap.settings import Settings
+from workers.analysis.analyze import SeriesAnalysis, StageTimer, analyze_images
+from workers.analysis.params import AnalysisParameters
+from workers.analysis.result import Algorithm, AnalysisResult, SeriesReport, SeriesUsed
+from workers.io.load import StudyLoad, load_study
+from workers.io.select import select_series
+from workers.io.types import LoadedSeries
+
+log = get_logger(__name__)
+
+Progress = Callable[[str], None]
+
+MAP_FILES = {
+    "oedema": "oedema_mask.nii.gz",
+    "score": "score.nii.gz",
+    "regions": "regions.nii.gz",
+    "effusion": "effusion.nii.gz",
+}
+RESULT_FILE = "result.json"
+MIN_SLICES = 3
+#: BodyPartExamined values that are certainly not a hip or pelvis.
+OTHER_BODY_PARTS = frozenset({
+    "KNEE", "BRAIN", "HEAD", "SKULL", "SHOULDER", "ANKLE", "FOOT", "HAND", "WRIST", "ELBOW", "CSPINE",
+    "TSPINE", "LSPINE", "SPINE", "CHEST", "BREAST", "HEART", "NECK", "ABDOMEN", "LEG", "ARM", "ORBIT",
+})
+
+
+def _algorithm(params: AnalysisParameters) -> Algorithm:
+    return Algorithm(version=__version__, parameters=params.as_strings())
+
+
+def _series_reports(study: StudyLoad) -> list[SeriesReport]:
+    reports = [
+        SeriesReport(
+            series_instance_uid=s.series_instance_uid,
+            series_number=s.series_number,
+            series_description=s.series_description,
+            kind=str(s.classification.kind),
+            plane=str(s.classification.plane),
+            evidence=list(s.classification.evidence) + [f"warning: {w}" for w in s.warnings],
+        )
+        for s in study.loaded
+    ]
+    reports.extend(
+        SeriesReport(
+            series_instance_uid=p.series_instance_uid,
+            series_number=p.series_number,
+            series_description=p.series_description,
+            kind="unknown",
+            plane="unknown",
+            usable=False,
+            problem=f"{p.kind}: {p.reason}",
+        )
+        for p in study.problems
+    )
+    return reports
+
+
+def _study_uid(study: StudyLoad) -> str | None:
+    for s in study.loaded:
+        for ds in s.datasets:
+            uid = ds.get("StudyInstanceUID")
+            if uid:
+                return str(uid)
+    return None
+
+
+def _not_a_hip(series: LoadedSeries, settings: Settings) -> str:
+    """A reason when the headers say this series is some other body part, else ''."""
+    ds = series.datasets[0] if series.datasets else None
+    if ds is None:
+        return ""
+    part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+    allowed = {p.upper() for p in settings.route_body_parts}
+    text = " ".join(str(ds.get(k, "") or "") for k in ("StudyDescription", "SeriesDescription", "ProtocolName")).lower()
+    hip_words = any(w in text for w in settings.route_description_keywords)
+    if part and part not in allowed and part in OTHER_BODY_PARTS and not hip_words:
+        return f"the study shows {part.lower()} (BodyPartExamined), not a hip or pelvis"
+    return ""
+
+
+def _label(series: LoadedSeries) -> str:
+    c = series.classification
+    desc = series.series_description or "unnamed"
+    return f"'{desc}' ({c.kind}, {c.plane})"
+
+
+def _write_maps(analysis: SeriesAnalysis, out_dir: Path) -> None:
+    maps = analysis.maps
+    images = {"oedema": maps.oedema, "score": maps.score, "regions": maps.regions, "effusion": maps.effusion}
+    for key, name in MAP_FILES.items():
+        sitk.WriteImage(images[key], str(out_dir / name), True)
+
+
+def write_result(result: AnalysisResult, out_dir: Path) -> Path:
+    """Write ``result.json`` atomically (temporary file, then rename)."""
+    path = out_dir / RESULT_FILE
+    tmp = out_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: AnalysisParameters,
+             timer: StageTimer) -> AnalysisResult:
+    with timer.stage("load", "loading the study"):
+        study = load_study(input_dir)
+    with timer.stage("select", "identifying the series"):
+        selection = select_series(study.loaded, study.problems)
+    base = {
+        "study_instance_uid": _study_uid(study),
+        "series": _series_reports(study),
+        "algorithm": _algorithm(params),
+    }
+    fluid = selection.fluid_sensitive
+    if fluid is None:
+        reason = selection.not_applicable_reason or "no usable fluid-sensitive fat-suppressed series"
+        return AnalysisResult(status="not_applicable", reason=reason, timings_s=timer.timings, **base)
+    used = SeriesUsed(fluid_sensitive=fluid.series_instance_uid,
+                      t1=selection.t1.series_instance_uid if selection.t1 is not None else None)
+    other = _not_a_hip(fluid, settings)
+    if other:
+        return AnalysisResult(status="not_applicable", reason=other, series_used=used, timings_s=timer.timings, **base)
+    n_slices = fluid.image.GetSize()[2]
+    if n_slices < MIN_SLICES:
+        return AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,
+                              reason=f"the fluid-sensitive series has {n_slices} slice(s); a volume is needed",
+                              **base)
+    t1 = selection.t1
+    analysis = analyze_images(fluid.image, t1.image if t1 is not None else None, params, timer=timer,
+                              fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1")
+    if not any(s.localized for s in analysis.sides.values()):
+        reasons = "; ".join(f"{k}: {v.reason}" for k, v in analysis.sides.items())
+        return AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,
+                              reason=f"no femoral head found in the field of view ({reasons})",
+                              quality=analysis.quality, **base)
+    if not analysis.t1_used:
+        used = SeriesUsed(fluid_sensitive=used.fluid_sensitive, t1=None)
+    with timer.stage("write", "writing maps"):
+        _write_maps(analysis, out_dir)
+    return AnalysisResult(status="analyzed", series_used=used, sides=analysis.sides, quality=analysis.quality,
+                          timings_s=timer.timings, **base)
+
+
+def analyze_study_dir(
+    input_dir: Path,
+    out_dir: Path,
+    *,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> AnalysisResult:
+    """Analyse one study folder; write ``out_dir/result.json`` and the maps; never raise for a bad study."""
+    settings = settings or Settings()
+    params = AnalysisParameters()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timer = StageTimer(progress=progress)
+    start = time.perf_counter()
+    try:
+        result = _analyze(Path(input_dir), out_dir, settings, params, timer)
+    except Exception as exc:  # boundary of the analysis: record the failure in result.json, never crash the caller
+        log.exception("analysis_failed", input_dir=str(input_dir), error=type(exc).__name__)
+        result = AnalysisResult(status="failed", reason=f"internal error: {type(exc).__name__}: {exc}",
+                                algorithm=_algorithm(params), timings_s=dict(timer.timings))
+    timings = dict(result.timings_s)
+    timings["total"] = round(time.perf_counter() - start, 3)
+    result = result.model_copy(update={"timings_s": timings})
+    write_result(result, out_dir)
+    log.info("analysis_done", status=result.status, study_instance_uid=result.study_instance_uid,
+             seconds=timings["total"])
+    return result
