@@ -1,0 +1,242 @@
+"""Loading: voxel -> LPS geometry is exact for every orientation, layout and encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from tests.io_fixtures import (
+    AXIAL,
+    CORONAL,
+    CORONAL_FEET_FIRST,
+    STIR_COR,
+    T1_COR,
+    SeriesSpec,
+    centred_geometry,
+    encapsulated_series,
+    marker_volume,
+    oblique_coronal,
+    write_classic,
+    write_enhanced,
+)
+from workers.io.load import LoadedSeries, load_study
+from workers.io.types import Plane, SeriesKind
+
+SHAPE = (9, 36, 44)  # slices, rows, cols (rows != cols catches transposes; >= 32 for JPEG 2000)
+MARKER = (2, 27, 6)
+SPACING = (1.2, 1.7, 3.5)  # row spacing, column spacing, slice gap
+
+ORIENTATIONS = {
+    "coronal": (CORONAL, Plane.CORONAL),
+    "axial": (AXIAL, Plane.AXIAL),
+    "oblique": (oblique_coronal(), Plane.CORONAL),
+    "feet_first": (CORONAL_FEET_FIRST, Plane.CORONAL),
+}
+
+
+def _only(folder: Path) -> LoadedSeries:
+    study = load_study(folder)
+    assert not study.problems, [p.reason for p in study.problems]
+    assert len(study.loaded) == 1
+    return study.loaded[0]
+
+
+def _argmax_index(image: sitk.Image) -> tuple[int, int, int]:
+    array = sitk.GetArrayViewFromImage(image)
+    z, y, x = np.unravel_index(int(np.argmax(array)), array.shape)
+    return int(x), int(y), int(z)
+
+
+def _assert_marker_at(series: LoadedSeries, point: np.ndarray) -> None:
+    image = series.image
+    found = image.TransformPhysicalPointToIndex(tuple(float(v) for v in point))
+    assert found == _argmax_index(image)
+    centre = np.array(image.TransformIndexToPhysicalPoint(found))
+    np.testing.assert_allclose(centre, point, atol=1e-3)
+
+
+@pytest.mark.parametrize("enhanced", [False, True], ids=["classic", "enhanced"])
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_marker_found_at_its_lps_point(tmp_path: Path, name: str, enhanced: bool) -> None:
+    orientation, plane = ORIENTATIONS[name]
+    geometry = centred_geometry(orientation, SHAPE, SPACING)
+    spec = SeriesSpec(marker_volume(SHAPE, MARKER), geometry, dict(STIR_COR), series_key=name)
+    (write_enhanced if enhanced else write_classic)(tmp_path, spec)
+
+    series = _only(tmp_path)
+
+    _assert_marker_at(series, geometry.lps(*MARKER))
+    assert series.image.GetSize() == (SHAPE[2], SHAPE[1], SHAPE[0])
+    np.testing.assert_allclose(series.image.GetSpacing(), (SPACING[1], SPACING[0], SPACING[2]), atol=1e-4)
+    assert series.classification.plane is plane
+    assert series.classification.kind is SeriesKind.STIR
+    assert len(series.slices) == SHAPE[0]
+    if enhanced:
+        assert len(series.datasets) == 1
+        assert sorted(s.frame_number or 0 for s in series.slices) == list(range(1, SHAPE[0] + 1))
+    else:
+        assert len(series.datasets) == SHAPE[0]
+        assert all(s.frame_number is None for s in series.slices)
+    assert all("PixelData" not in ds for ds in series.datasets)
+
+
+def test_slices_sorted_along_normal_not_by_instance_number(tmp_path: Path) -> None:
+    """Positions written against the normal (negative gap) and scrambled instance numbers."""
+    geometry = centred_geometry(CORONAL, SHAPE, (1.2, 1.7, -3.5))
+    volume = marker_volume(SHAPE, MARKER)
+    write_classic(tmp_path, SeriesSpec(volume, geometry, dict(STIR_COR)))
+
+    series = _only(tmp_path)
+
+    _assert_marker_at(series, geometry.lps(*MARKER))
+    normal = np.array(series.image.GetDirection()).reshape(3, 3)[:, 2]
+    along = [float(np.dot(ds.ImagePositionPatient, normal)) for ds in series.datasets]
+    assert along == sorted(along)
+    assert [ds.SOPInstanceUID for ds in series.datasets] == [s.sop_instance_uid for s in series.slices]
+    assert series.image.GetSpacing()[2] == pytest.approx(3.5)
+
+
+def test_patient_left_is_plus_x_on_coronal(tmp_path: Path) -> None:
+    """A marker in the patient's LEFT hip (x = +90 mm) lands at +x and on the image right."""
+    shape = (5, 40, 80)
+    geometry = centred_geometry(CORONAL, shape, (2.0, 2.5, 4.0), centre=(0.0, 0.0, 0.0))
+    column = int(round((90.0 - geometry.origin[0]) / 2.5))
+    marker = (2, 20, column)
+    write_classic(tmp_path, SeriesSpec(marker_volume(shape, marker), geometry, dict(T1_COR)))
+
+    image = _only(tmp_path).image
+
+    x, y, z = _argmax_index(image)
+    point = image.TransformIndexToPhysicalPoint((x, y, z))
+    assert point[0] == pytest.approx(90.0, abs=1.3)
+    assert x > shape[2] // 2  # IOP row (1,0,0): patient left on the image right
+
+
+def test_rescale_slope_intercept_applied(tmp_path: Path) -> None:
+    geometry = centred_geometry(AXIAL, SHAPE, SPACING)
+    volume = marker_volume(SHAPE, MARKER, value=1000)
+    write_classic(tmp_path, SeriesSpec(volume, geometry, dict(STIR_COR), rescale=(0.5, -20.0)))
+
+    array = sitk.GetArrayFromImage(_only(tmp_path).image)
+
+    assert array.dtype == np.float32
+    assert array.max() == pytest.approx(1000 * 0.5 - 20.0)
+    assert array.min() >= 50 * 0.5 - 20.0
+
+
+def test_enhanced_pixel_value_transformation_applied(tmp_path: Path) -> None:
+    geometry = centred_geometry(CORONAL, SHAPE, SPACING)
+    spec = SeriesSpec(marker_volume(SHAPE, MARKER, value=2000), geometry, dict(STIR_COR), rescale=(2.0, 5.0))
+    write_enhanced(tmp_path, spec)
+
+    image = _only(tmp_path).image
+
+    assert sitk.GetArrayViewFromImage(image).max() == pytest.approx(4005.0)
+
+
+@pytest.mark.parametrize(
+    "syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless, DeflatedExplicitVRLittleEndian],
+    ids=["rle", "jpeg-ls", "jpeg2000", "deflate"],
+)
+@pytest.mark.parametrize("enhanced", [False, True], ids=["classic", "enhanced"])
+def test_compressed_transfer_syntaxes_decode_losslessly(tmp_path: Path, syntax: str, enhanced: bool) -> None:
+    geometry = centred_geometry(CORONAL, SHAPE, SPACING)
+    volume = marker_volume(SHAPE, MARKER)
+    spec = SeriesSpec(volume, geometry, dict(STIR_COR), transfer_syntax=syntax)
+    (write_enhanced if enhanced else write_classic)(tmp_path, spec)
+
+    series = _only(tmp_path)
+
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(series.image), volume.astype(np.float32))
+    _assert_marker_at(series, geometry.lps(*MARKER))
+
+
+def test_jpeg_baseline_series_decodes(tmp_path: Path) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    shape = (4, 32, 40)
+    geometry = centred_geometry(AXIAL, shape, SPACING)
+    volume = np.zeros(shape, dtype=np.uint8)
+    volume[:, 8:24, 10:30] = 200
+    fragments = []
+    for k in range(shape[0]):
+        buffer = BytesIO()
+        Image.fromarray(volume[k]).save(buffer, format="JPEG", quality=95)
+        fragments.append(buffer.getvalue())
+    encapsulated_series(tmp_path, "jpeg", JPEGBaseline8Bit, fragments, geometry, *shape[1:], bits=8)
+
+    array = sitk.GetArrayFromImage(_only(tmp_path).image)
+
+    assert np.abs(array - volume).mean() < 3.0  # lossy, but the same picture
+
+
+def test_jpeg_lossless_series_decodes(tmp_path: Path) -> None:
+    """Frames taken from pydicom's JPEG Lossless SV1 test file, put in an MR series."""
+    from pydicom.encaps import generate_fragmented_frames
+
+    source = dcmread(get_testdata_file("JPEG-LL.dcm"))
+    assert source.file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    fragment = b"".join(next(generate_fragmented_frames(source.PixelData, number_of_frames=1)))
+    geometry = centred_geometry(AXIAL, (3, source.Rows, source.Columns), SPACING)
+    encapsulated_series(
+        tmp_path, "jpegll", JPEGLosslessSV1, [fragment] * 3, geometry, source.Rows, source.Columns,
+        bits=int(source.BitsStored), signed=bool(source.PixelRepresentation),
+    )
+
+    loaded = sitk.GetArrayFromImage(_only(tmp_path).image)
+
+    assert loaded.shape == (3, source.Rows, source.Columns)
+    for k in range(3):
+        np.testing.assert_array_equal(loaded[k], source.pixel_array.astype(np.float32))
+
+
+def test_tri_plane_localizer_split_into_stacks(tmp_path: Path) -> None:
+    """One series with coronal, axial and sagittal slices -> three stacks, all localizers."""
+    headers: dict[str, Any] = {**T1_COR, "SeriesDescription": "3-plane loc", "RepetitionTime": 8, "EchoTime": 3}
+    sagittal = ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0))
+    for part, orientation in enumerate((CORONAL, AXIAL, sagittal)):
+        geometry = centred_geometry(orientation, (3, 16, 16), (2.0, 2.0, 6.0))
+        volume = marker_volume((3, 16, 16), (1, 8, 8))
+        write_classic(tmp_path, SeriesSpec(volume, geometry, headers, series_key="loc", part=str(part)))
+
+    study = load_study(tmp_path)
+
+    assert not study.problems, [p.reason for p in study.problems]
+    assert len({s.series_instance_uid for s in study.loaded}) == 1
+    assert sorted(s.classification.plane.value for s in study.loaded) == ["axial", "coronal", "sagittal"]
+    assert {s.classification.kind for s in study.loaded} == {SeriesKind.LOCALIZER}
+    assert all("split into 3 stacks" in s.warnings[0] for s in study.loaded)
+
+
+def test_non_dicom_and_non_image_files_are_skipped_with_reasons(tmp_path: Path) -> None:
+    geometry = centred_geometry(CORONAL, SHAPE, SPACING)
+    write_classic(tmp_path, SeriesSpec(marker_volume(SHAPE, MARKER), geometry, dict(STIR_COR)))
+    (tmp_path / "notes.txt").write_text("not dicom")
+    (tmp_path / "nested" / "deeper").mkdir(parents=True)
+    for name in ("rtdose.dcm", "CT_small.dcm"):
+        (tmp_path / "nested" / "deeper" / name).write_bytes(Path(get_testdata_file(name)).read_bytes())
+
+    study = load_study(tmp_path)
+
+    assert [s.classification.kind for s in study.loaded] == [SeriesKind.STIR]
+    assert [f.path.name for f in study.skipped_files] == ["notes.txt"]
+    assert "not a DICOM" in study.skipped_files[0].reason
+    kinds = sorted(p.kind for p in study.problems)
+    assert kinds == ["not_an_image", "not_mr"]
+    assert any("CT Image Storage" in p.reason for p in study.problems)
