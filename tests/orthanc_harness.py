@@ -64,6 +64,8 @@ class Orthanc:
     modalities: dict[str, Modality] = field(default_factory=dict)
     aet: str = "ORTHANC"
     dicomweb: bool = False
+    lua_scripts: tuple[Path, ...] = ()
+    stable_age_seconds: int = 3600
     http_port: int = field(default_factory=free_port)
     dicom_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -105,10 +107,10 @@ class Orthanc:
             "OrthancExplorerEnabled": False,
             "WebDavEnabled": False,
             "HttpCompressionEnabled": False,
-            "StableAge": 3600,
+            "StableAge": self.stable_age_seconds,
             "ConcurrentJobs": 2,
             "SynchronousCMove": True,
-            "LuaScripts": [],
+            "LuaScripts": [str(p) for p in self.lua_scripts],
             "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
         }
         if self.dicomweb:
@@ -249,11 +251,13 @@ class Orthanc:
 
 @contextmanager
 def running_orthanc(workdir: Path, *, modalities: Mapping[str, Modality] | None = None,
-                    dicomweb: bool = False) -> Iterator[Orthanc]:
+                    dicomweb: bool = False, lua_scripts: Sequence[Path] = (),
+                    stable_age_seconds: int = 3600) -> Iterator[Orthanc]:
     """Start an Orthanc in ``workdir``; always stop it afterwards."""
     if not os.access(ORTHANC_BINARY, os.X_OK):
         raise OrthancError(f"{ORTHANC_BINARY} is missing: apt-get install orthanc")
-    orthanc = Orthanc(workdir=workdir, modalities=dict(modalities or {}), dicomweb=dicomweb)
+    orthanc = Orthanc(workdir=workdir, modalities=dict(modalities or {}), dicomweb=dicomweb,
+                      lua_scripts=tuple(lua_scripts), stable_age_seconds=stable_age_seconds)
     orthanc.start()
     try:
         yield orthanc

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from io import BytesIO
 from pathlib import Path
 
 import pytest
-from orthanc_harness import Modality, Orthanc, running_orthanc, series_by_modality
-from pacs_peers import running_test_pacs, write_result_files
+from orthanc_harness import (
+    Modality,
+    Orthanc,
+    running_orthanc,
+    series_by_modality,
+    wait_for,
+)
+from pacs_peers import COMPREHENSIVE_3D_SR, running_test_pacs, write_result_files
 from pydicom import dcmread
 
 from marrowmap.settings import load_settings
@@ -16,6 +23,7 @@ from workers.pacs.store_scu import send_instances
 pytestmark = pytest.mark.integration
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+AUTOROUTE_LUA = Path(__file__).resolve().parents[1] / "config" / "orthanc" / "autoroute.lua"
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +99,18 @@ def test_dicomweb_plugin_is_optional(tmp_path: Path, files: dict[str, Path]) -> 
         assert len(studies) == 1
     bare = Orthanc(workdir=tmp_path / "bare")
     assert bare.config()["Plugins"] == []
+
+
+def test_documented_autoroute_forwards_stable_mr_series_only(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """config/orthanc/autoroute.lua (README, docker-compose dev profile) really routes."""
+    with running_test_pacs(ae_title="MARROWMAP", sop_classes=[MR_STORAGE, COMPREHENSIVE_3D_SR]) \
+            as marrowmap, running_orthanc(
+                tmp_path / "orthanc", modalities={"marrowmap": Modality("MARROWMAP", marrowmap.port)},
+                lua_scripts=[AUTOROUTE_LUA], stable_age_seconds=1) as orthanc:
+        orthanc.upload_folder(files["SR"].parent / "source")
+        orthanc.upload(files["SR"])
+        wait_for(lambda: len(marrowmap.stored) >= 3, timeout=30, what="the routed MR series")
+        time.sleep(2.5)  # the SR series is stable too by now; it must not follow
+        assert marrowmap.kinds() == [MR_STORAGE] * 3

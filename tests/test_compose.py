@@ -1,0 +1,176 @@
+"""docker-compose.yml and Dockerfile agree with the settings and the CLI (no Docker engine needed).
+
+Debian's docker-compose 1.29 validates and resolves the file; the services' commands and
+healthchecks must be real ``marrowmap`` subcommands, their MARROWMAP_* names real settings with
+valid values, and their ports and volumes those the settings say.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from marrowmap.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+MARROWMAP_SERVICES = ("listener", "worker", "worker-send", "flower")
+
+pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None,
+                                reason="Debian package docker-compose is not installed")
+
+
+def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # Resolve defaults as a fresh shell would (no MARROWMAP_* from the test environment).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    clean.update(env or {})
+    return subprocess.run(["docker-compose", "-f", str(COMPOSE), *args], cwd=ROOT, env=clean,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@cache
+def _resolved() -> dict[str, Any]:
+    run = _compose("config")
+    assert run.returncode == 0, run.stderr
+    loaded = yaml.safe_load(run.stdout)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _service(name: str) -> dict[str, Any]:
+    service = _resolved()["services"][name]
+    assert isinstance(service, dict)
+    return service
+
+
+def _marrowmap(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-m", "marrowmap.cli", *args], cwd=ROOT, env=clean,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """target -> (source, mode) from the resolved short volume syntax ``source:target:mode``."""
+    mounts = {}
+    for volume in service["volumes"]:
+        source, target, mode = str(volume).rsplit(":", 2)
+        mounts[target] = (source, mode)
+    return mounts
+
+
+def test_compose_file_validates() -> None:
+    run = _compose("config", "-q")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    profiles = _compose("config", "--profiles")
+    assert profiles.stdout.split() == ["dev"]
+
+
+def test_expected_services_restart_and_healthchecks() -> None:
+    services = _resolved()["services"]
+    assert set(services) == {"redis", *MARROWMAP_SERVICES, "orthanc"}
+    for name, service in services.items():
+        assert service.get("restart") == "unless-stopped", name
+        if name != "orthanc":
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert services["orthanc"]["profiles"] == ["dev"]
+
+
+@pytest.mark.parametrize("name", ["listener", "worker", "worker-send"])
+def test_commands_and_healthchecks_are_real_subcommands(name: str) -> None:
+    service = _service(name)
+    health = service["healthcheck"]["test"]
+    assert health[0] == "CMD"
+    for command in (service["command"], health[1:]):
+        assert command[0] == "marrowmap", command
+        run = _marrowmap([*command[1:], "--help"])
+        assert run.returncode == 0, f"`{' '.join(command)} --help` failed: {run.stderr}"
+
+
+def test_environment_names_are_settings_and_values_load() -> None:
+    fields = set(Settings.model_fields)
+    for name in MARROWMAP_SERVICES:
+        env = _environment(_service(name))
+        for key in env:
+            if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG":
+                assert key.removeprefix(ENV_PREFIX).lower() in fields, f"{name}: {key} is no setting"
+        # The values (with the repo's config standing in for the mounted one) make valid settings.
+        values = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        values[f"{ENV_PREFIX}CONFIG"] = str(ROOT / "config" / "marrowmap.toml")
+        run = _marrowmap(["config"], values)
+        assert run.returncode == 0, f"{name}: {run.stderr}"
+        effective = json.loads(run.stdout)
+        assert effective["broker_url"] == "redis://redis:6379/0"
+        assert effective["spool_dir"] == env[f"{ENV_PREFIX}SPOOL_DIR"]
+
+
+def test_ports_match_the_settings() -> None:
+    defaults = Settings()
+    listener_ports = _service("listener")["ports"]
+    assert [(int(p["target"]), int(p["published"])) for p in listener_ports] == [
+        (defaults.port, defaults.port)
+    ]
+    env = _environment(_service("listener"))
+    assert f"{ENV_PREFIX}PORT" not in env  # the container listens on the default port
+    orthanc = _service("orthanc")
+    modalities = json.loads(orthanc["environment"]["ORTHANC__DICOM_MODALITIES"])
+    assert modalities["marrowmap"] == [defaults.ae_title, "listener", defaults.port]
+    assert env[f"{ENV_PREFIX}PACS_HOST"] == "orthanc"
+    assert env[f"{ENV_PREFIX}PACS_AE_TITLE"] == orthanc["environment"]["ORTHANC__DICOM_AET"]
+    assert int(env[f"{ENV_PREFIX}PACS_PORT"]) == int(orthanc["environment"]["ORTHANC__DICOM_PORT"])
+    assert any(int(p["target"]) == int(env[f"{ENV_PREFIX}PACS_PORT"]) for p in orthanc["ports"])
+
+
+def test_real_pacs_comes_from_the_environment() -> None:
+    resolved = _compose("config", env={"MARROWMAP_PACS_HOST": "pacs.example.org",
+                                       "MARROWMAP_PACS_PORT": "104"})
+    assert resolved.returncode == 0, resolved.stderr
+    env = yaml.safe_load(resolved.stdout)["services"]["worker-send"]["environment"]
+    assert env["MARROWMAP_PACS_HOST"] == "pacs.example.org" and str(env["MARROWMAP_PACS_PORT"]) == "104"
+
+
+def test_volumes_share_the_spool_and_mount_config_read_only() -> None:
+    config_file = ROOT / "config" / "marrowmap.toml"
+    spool_in_config = tomllib.loads(config_file.read_text())["spool_dir"]
+    for name in MARROWMAP_SERVICES:
+        service = _service(name)
+        env = _environment(service)
+        mounts = _mounts(service)
+        assert mounts[env[f"{ENV_PREFIX}SPOOL_DIR"]] == ("spool", "rw"), name
+        assert env[f"{ENV_PREFIX}SPOOL_DIR"] == spool_in_config
+        config_target = str(Path(env[f"{ENV_PREFIX}CONFIG"]).parent)
+        assert mounts[config_target] == (str(ROOT / "config"), "ro"), name
+    assert "spool" in _resolved()["volumes"]
+    lua_source, lua_mode = _mounts(_service("orthanc"))["/etc/orthanc/autoroute.lua"]
+    assert Path(lua_source).is_file() and lua_mode == "ro"
+
+
+def test_dockerfile_copies_what_exists_and_installs_real_extras() -> None:
+    text = DOCKERFILE.read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    for match in re.finditer(r'pip install "\.\[([^\]]+)\]"', text):
+        assert set(match.group(1).split(",")) <= extras
+    assert "MARROWMAP_SPOOL_DIR=/var/lib/marrowmap/spool" in text
+    assert "EXPOSE 11112" in text
