@@ -308,7 +308,8 @@ def _check_spacing(distances: NDArray[np.float64]) -> tuple[float, list[str]]:
             f"{len(duplicates)} duplicate slice position(s) along the slice normal ({examples}); "
             "repeated acquisitions or several volumes in one series"
         )
-    typical = float(np.median(gaps))
+    median = float(np.median(gaps))
+    typical = float(np.mean(gaps[np.abs(gaps - median) <= 0.25 * median]))
     deviating = [i for i, gap in enumerate(gaps) if abs(gap - typical) > SPACING_JITTER * typical]
     if deviating:
         examples = ", ".join(
