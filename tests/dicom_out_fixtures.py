@@ -1,0 +1,235 @@
+"""TEST FIXTURE for the DICOM-builder tests: a tiny hand-made coronal MR study.
+
+Not product code. A few STIR-like slices written with pydicom, the matching
+``LoadedSeries`` and hand-made ``AnalysisMaps`` / ``AnalysisResult`` with a lesion in
+the LEFT femoral head (patient left = LPS +x). Used until / alongside the phantom
+generator; the numbers in the result are computed from the fixture's own masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+import SimpleITK as sitk
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from workers.analysis.maps import AnalysisMaps
+from workers.analysis.result import (
+    REGION_LABELS,
+    Algorithm,
+    AnalysisResult,
+    Quality,
+    RegionMeasurement,
+    SeriesReport,
+    SeriesUsed,
+    SideResult,
+)
+from workers.io.types import Classification, LoadedSeries, Plane, SeriesKind, SliceRef
+
+ROWS, COLS, NZ = 64, 96, 10
+ROW_SP, COL_SP, SLICE_SP = 3.0, 3.0, 4.0
+ROW_DIR = np.array([1.0, 0.0, 0.0])  # columns run to patient left
+COL_DIR = np.array([0.0, 0.0, -1.0])  # rows run to the feet
+NORMAL = np.cross(ROW_DIR, COL_DIR)  # +y, posterior
+ORIGIN = np.array([-142.5, -18.0, 90.0])
+HEAD_CENTRES = {"right": np.array([-75.0, 0.0, 0.0]), "left": np.array([75.0, 0.0, 0.0])}
+HEAD_RADIUS = 22.0
+
+
+@dataclass(frozen=True)
+class FixtureStudy:
+    fluid: LoadedSeries
+    full_datasets: tuple[Dataset, ...]  # with PixelData, as a PACS would have them
+    maps: AnalysisMaps
+    result: AnalysisResult
+
+
+def _lps_grid() -> np.ndarray:
+    z, r, c = np.mgrid[0:NZ, 0:ROWS, 0:COLS].astype(np.float64)
+    return (ORIGIN + c[..., None] * COL_SP * ROW_DIR + r[..., None] * ROW_SP * COL_DIR
+            + z[..., None] * SLICE_SP * NORMAL)
+
+
+def _maps(lesion_sides: Sequence[str], effusion_sides: Sequence[str]) -> dict[str, np.ndarray]:
+    p = _lps_grid()
+    regions = np.zeros((NZ, ROWS, COLS), np.uint8)
+    oedema = np.zeros_like(regions)
+    effusion = np.zeros_like(regions)
+    for side, centre in HEAD_CENTRES.items():
+        d = p - centre
+        dist = np.linalg.norm(d, axis=-1)
+        head = dist <= HEAD_RADIUS
+        lateral = np.sign(centre[0])  # +1 left, -1 right
+        along = d[..., 0] * lateral  # mm lateral of the head centre
+        neck = (~head) & (along > 0) & (along < 40) & (np.abs(d[..., 2] + along * 0.6) < 12) & (np.abs(d[..., 1]) < 14)
+        itr = (along >= 40) & (along < 60) & (np.abs(d[..., 2] + 30) < 16) & (np.abs(d[..., 1]) < 16)
+        regions[itr] = REGION_LABELS[(side, "intertrochanteric")]  # type: ignore[index]
+        regions[neck] = REGION_LABELS[(side, "neck")]  # type: ignore[index]
+        regions[head] = REGION_LABELS[(side, "head")]  # type: ignore[index]
+        value = 1 if side == "right" else 2
+        if side in lesion_sides:
+            oedema[(head & (d[..., 2] > -6)) | (neck & (along < 20))] = value
+        if side in effusion_sides:
+            effusion[(dist > HEAD_RADIUS + 1) & (dist < HEAD_RADIUS + 4) & (d[..., 2] > 8)] = value
+    gray = np.full(regions.shape, 80.0, np.float32)
+    body = ((p[..., 0] / 150) ** 2 + ((p[..., 2] + 20) / 110) ** 2) < 1
+    gray[body] = 300.0
+    gray[regions > 0] = 140.0
+    gray[oedema > 0] = 620.0
+    gray[effusion > 0] = 900.0
+    rng = np.random.default_rng(7)
+    gray += rng.normal(0, 10, gray.shape).astype(np.float32)
+    score = np.where(oedema > 0, 2.0 + (gray - 620.0) / 100.0, 0.0).astype(np.float32)
+    score = np.clip(score, 0, None)
+    score[oedema > 0] = np.maximum(score[oedema > 0], 0.5)
+    return {"gray": np.clip(gray, 0, None), "regions": regions, "oedema": oedema,
+            "effusion": effusion, "score": score}
+
+
+def _image(array: np.ndarray) -> sitk.Image:
+    img = sitk.GetImageFromArray(array)
+    img.SetOrigin(tuple(ORIGIN))
+    img.SetSpacing((COL_SP, ROW_SP, SLICE_SP))
+    img.SetDirection(tuple(np.column_stack([ROW_DIR, COL_DIR, NORMAL]).ravel()))
+    return img
+
+
+def _datasets(gray: np.ndarray, charset: str, name: str, study_uid: str, series_uid: str) -> list[Dataset]:
+    out = []
+    for z in range(NZ):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+        ds.SpecificCharacterSet = charset
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(z)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientName = name
+        ds.PatientID = "FIX-0001"
+        ds.IssuerOfPatientID = "FIXTURE"
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "F"
+        ds.PatientAge = "056Y"
+        ds.StudyInstanceUID = study_uid
+        ds.StudyDate, ds.StudyTime = "20260315", "101500"
+        ds.StudyID = "S7781"
+        ds.AccessionNumber = "ACC-42"
+        ds.ReferringPhysicianName = "Dr^Referrer"
+        ds.StudyDescription = "MRI Hüfte beidseits" if charset != "ISO_IR 6" else "MRI hips"
+        ds.Modality = "MR"
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = 5
+        ds.SeriesDescription = "COR STIR"
+        ds.SeriesDate, ds.SeriesTime = "20260315", "102000"
+        ds.ContentDate, ds.ContentTime = "20260315", f"1021{z:02d}"
+        ds.BodyPartExamined = "PELVIS"
+        ds.PatientPosition = "FFS"
+        ds.Manufacturer = "FixtureVendor"
+        ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid, "for"])
+        ds.PositionReferenceIndicator = ""
+        ds.InstanceNumber = z + 1
+        ds.ImagePositionPatient = [float(v) for v in ORIGIN + z * SLICE_SP * NORMAL]
+        ds.ImageOrientationPatient = [*map(float, ROW_DIR), *map(float, COL_DIR)]
+        ds.PixelSpacing = [ROW_SP, COL_SP]
+        ds.SliceThickness = SLICE_SP
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+        ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType = "IR", "SK", "", "2D"
+        ds.RepetitionTime, ds.EchoTime, ds.InversionTime, ds.EchoTrainLength = 4000.0, 40.0, 160.0, 12
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = ROWS, COLS
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = np.round(gray[z]).astype(np.uint16).tobytes()
+        out.append(ds)
+    return out
+
+
+def _measure(side: str, m: dict[str, np.ndarray], present: bool, pattern: str) -> SideResult:
+    voxel_ml = ROW_SP * COL_SP * SLICE_SP / 1000.0
+    value = 1 if side == "right" else 2
+    oed = m["oedema"] == value
+    regions = {}
+    pcts = {}
+    for region in ("head", "neck", "intertrochanteric"):
+        reg = m["regions"] == REGION_LABELS[(side, region)]  # type: ignore[index]
+        vol = float(reg.sum() * voxel_ml)
+        ovol = float((reg & oed).sum() * voxel_ml)
+        pct = 100.0 * ovol / vol if vol else 0.0
+        pcts[region] = pct
+        sel = m["gray"][reg & oed] / 140.0
+        regions[region] = RegionMeasurement(
+            region_volume_ml=vol, oedema_volume_ml=ovol, involvement_pct=pct,
+            mean_signal_ratio=float(sel.mean()) if sel.size else None,
+            p95_signal_ratio=float(np.percentile(sel, 95)) if sel.size else None,
+            mean_t1_ratio=0.55 if sel.size else None)
+    eff = m["effusion"] == value
+    sel = m["gray"][oed] / 140.0
+    z_counts = oed.sum(axis=(1, 2))
+    return SideResult(
+        side=side, localized=True, head_centre_lps_mm=tuple(HEAD_CENTRES[side]), head_radius_mm=HEAD_RADIUS,  # type: ignore[arg-type]
+        present=present, oedema_volume_ml=float(oed.sum() * voxel_ml),
+        head_involvement_pct=pcts["head"], neck_involvement_pct=pcts["neck"],
+        intertrochanteric_involvement_pct=pcts["intertrochanteric"], regions=regions,  # type: ignore[arg-type]
+        mean_signal_ratio=float(sel.mean()) if sel.size else None,
+        p95_signal_ratio=float(np.percentile(sel, 95)) if sel.size else None,
+        mean_t1_ratio=0.55 if sel.size else None,
+        pattern=pattern, subchondral_low_signal_band=False, medial_head_sparing=False,  # type: ignore[arg-type]
+        effusion=bool(eff.any()), effusion_volume_ml=float(eff.sum() * voxel_ml),
+        reference="contralateral femoral head" if not present else "ipsilateral femoral shaft",
+        largest_slice_index=int(np.argmax(z_counts)) if present else None,
+    )
+
+
+def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Sequence[str] = ("left",),
+               charset: str = "ISO_IR 192", name: str = "Müller^Jürgen", multiframe: bool = False,
+               seed_uid: str = "fixture-1") -> FixtureStudy:
+    """The fixture study. ``multiframe`` converts the slices into one legacy-converted enhanced MR."""
+    m = _maps(lesion_sides, effusion_sides)
+    study_uid = generate_uid(entropy_srcs=[seed_uid, "study"])
+    series_uid = generate_uid(entropy_srcs=[seed_uid, "series"])
+    full = _datasets(m["gray"], charset, name, study_uid, series_uid)
+    if multiframe:
+        enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+            legacy_datasets=full, series_instance_uid=generate_uid(entropy_srcs=[seed_uid, "mf-series"]),
+            series_number=6, sop_instance_uid=generate_uid(entropy_srcs=[seed_uid, "mf"]), instance_number=1)
+        full_ds: list[Dataset] = [enhanced]
+        # the converter sorts frames its own way (here: reversed); map z -> frame by position
+        ys = [float(f.PlanePositionSequence[0].ImagePositionPatient[1])
+              for f in enhanced.PerFrameFunctionalGroupsSequence]
+        frame_of_z = [ys.index(float(ORIGIN[1] + z * SLICE_SP)) + 1 for z in range(NZ)]
+        slices = tuple(SliceRef(enhanced.SOPClassUID, enhanced.SOPInstanceUID, f) for f in frame_of_z)
+        series_uid = enhanced.SeriesInstanceUID
+    else:
+        full_ds = full
+        slices = tuple(SliceRef(ds.SOPClassUID, ds.SOPInstanceUID) for ds in full)
+    headers = []
+    for ds in full_ds:
+        h = Dataset()
+        h.update(ds)
+        del h.PixelData
+        headers.append(h)
+    fluid = LoadedSeries(
+        series_instance_uid=series_uid, image=_image(m["gray"].astype(np.float32)), slices=slices,
+        datasets=tuple(headers), classification=Classification(SeriesKind.STIR, Plane.CORONAL, fat_suppressed=True),
+        series_number=5, series_description="COR STIR")
+    maps = AnalysisMaps(score=_image(m["score"]), oedema=_image(m["oedema"]), regions=_image(m["regions"]),
+                        effusion=_image(m["effusion"]))
+    sides = {}
+    for side in ("right", "left"):
+        present = side in lesion_sides
+        pattern = ("diffuse" if present else "none")
+        sides[side] = _measure(side, m, present, pattern)
+    result = AnalysisResult(
+        status="analyzed", study_instance_uid=study_uid,
+        series_used=SeriesUsed(fluid_sensitive=series_uid),
+        series=[SeriesReport(series_instance_uid=series_uid, series_number=5, series_description="COR STIR",
+                             kind="stir", plane="coronal")],
+        sides=sides,  # type: ignore[arg-type]
+        quality=Quality(statement="fixture", fat_suppression_ok=True),
+        algorithm=Algorithm(version="0.1.0", parameters={"k_iqr": "1.5"}),
+    )
+    return FixtureStudy(fluid=fluid, full_datasets=tuple(full_ds), maps=maps, result=result)

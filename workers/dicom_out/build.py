@@ -1,0 +1,197 @@
+"""``build_outputs``: turn one study's analysis into the DICOM objects sent back to the PACS.
+
+What is written (under ``out_dir/dicom/``), all in the source study, each in its own
+new series:
+
+- analysed (``status == "analyzed"``): ``seg.dcm`` (9901, SEG), ``sr.dcm`` (9902, TID 1500
+  SR), ``sc_overlay_NN.dcm`` (9903, one RGB overlay per slice covering the femoral heads /
+  necks or any oedema) and ``sc_summary.dcm`` (9904, the key image with the table and the
+  draft findings). No SEG when no region was localised at all (nothing to segment).
+- not analysed (``not_applicable`` / ``failed``): a radiologist must see that MarrowMap
+  looked at the study and why it gives no numbers (a silent nothing reads as "still
+  running" or "normal"). So we write only ``sr.dcm`` (one group with the analysis status
+  and the reason as text) and ``sc_summary.dcm`` (the reason, readable in any viewer),
+  placed in the study of ``source_datasets`` (or of the fluid series). No SEG, no overlays,
+  no numbers. Without any source header there is no study to attach them to, and
+  nothing is written.
+
+UIDs are derived from (study UID, sorted input SOP Instance UIDs, algorithm version,
+output kind, index) with ``settings.uid_prefix``; dates/times come from the source
+headers; so the same input rebuilds byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from marrowmap.settings import Settings
+from workers.analysis.maps import AnalysisMaps
+from workers.analysis.result import AnalysisResult, OutputFile
+from workers.dicom_out.findings import draft_findings, fluid_sequence_name, fmt_ml
+from workers.dicom_out.geometry import patient_orientation
+from workers.dicom_out.provenance import content_datetime, contributing_equipment, finish_header
+from workers.dicom_out.render import HEADER, PANEL_WIDTH, DisplayScale, overlay_frame, summary_image
+from workers.dicom_out.sc import build_sc
+from workers.dicom_out.seg import SIDES, build_seg
+from workers.dicom_out.sr import build_sr
+from workers.dicom_out.stack import FrameMaps, sample_maps
+from workers.dicom_out.summary import summary_content
+from workers.dicom_out.uids import UidDeriver
+from workers.io.types import LoadedSeries
+
+SERIES_SEG, SERIES_SR, SERIES_OVERLAY, SERIES_SUMMARY = 9901, 9902, 9903, 9904
+_SUFFIX = " - NOT FOR DIAGNOSTIC USE"
+DESCRIPTIONS = {
+    "seg": "MarrowMap BME segmentation" + _SUFFIX,
+    "sr": "MarrowMap BME report" + _SUFFIX,
+    "sc_overlay": "MarrowMap BME overlay" + _SUFFIX,
+    "sc_summary": "MarrowMap BME summary" + _SUFFIX,
+}
+HEAD_NECK_LABELS = (1, 2, 4, 5)  # REGION_LABELS of right/left head and neck
+
+
+class OutputInputError(ValueError):
+    """The inputs handed to build_outputs do not allow building the outputs."""
+
+
+def _write(ds: Dataset, out_dir: Path, name: str) -> Path:
+    target = out_dir / "dicom" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    ds.save_as(tmp, enforce_file_format=True)
+    os.replace(tmp, target)
+    return target
+
+
+def _record(kind: str, ds: Dataset, path: Path, out_dir: Path) -> OutputFile:
+    return OutputFile(kind=kind, path=str(path.relative_to(out_dir)), sop_class_uid=str(ds.SOPClassUID),
+                      sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.SeriesInstanceUID))
+
+
+def overlay_frames(frames: Sequence[FrameMaps]) -> list[FrameMaps]:
+    """Slices that cover a femoral head or neck, or carry oedema, in z order."""
+    return [f for f in frames if np.isin(f.regions, HEAD_NECK_LABELS).any() or f.oedema.any()]
+
+
+def key_frame(frames: Sequence[FrameMaps]) -> FrameMaps:
+    """The slice with the most oedema (both sides), else the one with the most femoral head/neck."""
+    oedema = [int((f.oedema > 0).sum()) for f in frames]
+    if max(oedema, default=0) > 0:
+        return frames[int(np.argmax(oedema))]
+    anatomy = [int(np.isin(f.regions, HEAD_NECK_LABELS).sum()) for f in frames]
+    return frames[int(np.argmax(anatomy))]
+
+
+def _side_lines(result: AnalysisResult) -> list[str]:
+    lines = []
+    for side in SIDES:
+        s = result.sides.get(side)
+        if s is None or not s.localized or s.present is None:
+            lines.append(f"{side.capitalize()}: not assessed")
+        elif s.present and s.oedema_volume_ml is not None:
+            lines.append(f"{side.capitalize()}: {fmt_ml(s.oedema_volume_ml)}")
+        else:
+            lines.append(f"{side.capitalize()}: no BME")
+    return lines
+
+
+def _display_spacing(pixels_width: int, frame: FrameMaps) -> tuple[float, float]:
+    fused_width_mm = frame.frame.columns * frame.frame.spacing[1]
+    px = fused_width_mm / (pixels_width - PANEL_WIDTH)  # the side panel is not part of the image
+    return (round(px, 6), round(px, 6))
+
+
+def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, out_dir: Path,
+              settings: Settings, source_datasets: Sequence[Dataset]) -> list[OutputFile]:
+    frames = sample_maps(fluid, maps)
+    ref = frames[0].frame.dataset
+    version = result.algorithm.version
+    inputs = [f.frame.ref.sop_instance_uid for f in frames] + [str(d.SOPInstanceUID) for d in source_datasets]
+    uids = UidDeriver.for_inputs(settings.uid_prefix, str(ref.StudyInstanceUID), inputs, version)
+    date, time = content_datetime(fluid.datasets)
+    equipment = [contributing_equipment(version, settings.institution_name)]
+    text = draft_findings(result)
+    outputs: list[OutputFile] = []
+
+    def emit(kind: str, ds: hd.SOPClass, name: str) -> None:
+        finish_header(ds, ref, date, time, settings.institution_name)
+        outputs.append(_record(kind, ds, _write(ds, out_dir, name), out_dir))
+
+    seg = build_seg(frames, result, uids, series_number=SERIES_SEG, series_description=DESCRIPTIONS["seg"],
+                    equipment=equipment)
+    if seg is not None:
+        emit("seg", seg.dataset, "seg.dcm")
+    evidence = list({str(f.frame.dataset.SOPInstanceUID): f.frame.dataset for f in frames}.values())
+    sr = build_sr(result, frames, seg, uids, evidence=evidence, findings_text=text, series_number=SERIES_SR,
+                  series_description=DESCRIPTIONS["sr"], equipment=equipment)
+    emit("sr", sr, "sr.dcm")
+    scale = DisplayScale.for_frames(frames)
+    lines = _side_lines(result)
+    sequence = fluid_sequence_name(result)
+    shown = overlay_frames(frames)
+    for index, fm in enumerate(shown, start=1):
+        caption = (f"Slice {fm.frame.z + 1}/{len(frames)}  |  {sequence} series {fluid.series_number or '-'}"
+                   f" \u201c{fluid.series_description}\u201d  |  overlay {index}/{len(shown)}")
+        pixels = overlay_frame(fm, scale, version=version, caption=caption, side_lines=lines)
+        sc = build_sc(pixels, ref, series_uid=uids.uid("sc_overlay.series"),
+                      instance_uid=uids.uid("sc_overlay.instance", index), series_number=SERIES_OVERLAY,
+                      instance_number=index, series_description=DESCRIPTIONS["sc_overlay"], version=version,
+                      orientation=patient_orientation(fm.frame),
+                      pixel_spacing=_display_spacing(pixels.shape[1], fm), equipment=equipment)
+        emit("sc_overlay", sc, f"sc_overlay_{index:02d}.dcm")
+    key = key_frame(frames)
+    key_pixels = overlay_frame(key, scale, version=version, caption=f"Key slice {key.frame.z + 1}/{len(frames)}",
+                               side_lines=lines)
+    summary = summary_image(summary_content(result, text), key_pixels[HEADER:])  # without its banner
+    sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
+                  series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
+                  version=version, orientation=None, pixel_spacing=None, equipment=equipment)
+    emit("sc_summary", sc, "sc_summary.dcm")
+    return outputs
+
+
+def _not_analysed(result: AnalysisResult, headers: Sequence[Dataset], out_dir: Path,
+                  settings: Settings) -> list[OutputFile]:
+    ref = headers[0]
+    version = result.algorithm.version
+    uids = UidDeriver.for_inputs(settings.uid_prefix, str(ref.StudyInstanceUID),
+                                 [str(d.SOPInstanceUID) for d in headers], version)
+    date, time = content_datetime(headers)
+    equipment = [contributing_equipment(version, settings.institution_name)]
+    text = draft_findings(result)
+    outputs = []
+    sr = build_sr(result, [], None, uids, evidence=headers, findings_text=text, series_number=SERIES_SR,
+                  series_description=DESCRIPTIONS["sr"], equipment=equipment)
+    summary = summary_image(summary_content(result, text), None)
+    sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
+                  series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
+                  version=version, orientation=None, pixel_spacing=None, equipment=equipment)
+    for kind, ds, name in (("sr", sr, "sr.dcm"), ("sc_summary", sc, "sc_summary.dcm")):
+        finish_header(ds, ref, date, time, settings.institution_name)
+        outputs.append(_record(kind, ds, _write(ds, out_dir, name), out_dir))
+    return outputs
+
+
+def build_outputs(result: AnalysisResult, fluid: LoadedSeries | None, maps: AnalysisMaps | None, out_dir: Path,
+                  *, settings: Settings, source_datasets: Sequence[Dataset] = ()) -> list[OutputFile]:
+    """Write the DICOM outputs of ``result`` under ``out_dir/dicom`` and return them (paths relative to out_dir).
+
+    ``source_datasets``: further source headers of the study (e.g. the T1 series); they add to
+    the UID derivation, and for a study that was not analysed they supply the patient/study modules.
+    """
+    if result.status == "analyzed":
+        if fluid is None or maps is None:
+            raise OutputInputError("an analysed result needs the fluid-sensitive series and the analysis maps")
+        if not fluid.datasets:
+            raise OutputInputError("the fluid-sensitive series has no source headers")
+        return _analysed(result, fluid, maps, Path(out_dir), settings, source_datasets)
+    headers = list(source_datasets) or (list(fluid.datasets) if fluid is not None else [])
+    if not headers:
+        return []
+    return _not_analysed(result, headers, Path(out_dir), settings)

@@ -1,0 +1,79 @@
+"""Headers shared by every MarrowMap output: equipment, dates, patient and study modules.
+
+IHE AI Results style provenance: Manufacturer "MarrowMap", the model name and the
+algorithm version as SoftwareVersions, and a Contributing Equipment item naming
+MarrowMap as the processing equipment. Dates and times come from the source images
+(the latest content/acquisition/series/study date-time found), never from the wall
+clock, so rebuilding the same input gives byte-identical objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+MANUFACTURER = "MarrowMap"
+MODEL_NAME = "MarrowMap BME map"
+DEVICE_SERIAL_NUMBER = "MARROWMAP"
+
+#: (date, time) attribute pairs tried in this order on each source header
+_DATE_TIME_PAIRS = (
+    ("ContentDate", "ContentTime"),
+    ("AcquisitionDate", "AcquisitionTime"),
+    ("SeriesDate", "SeriesTime"),
+    ("StudyDate", "StudyTime"),
+)
+
+
+class MissingSourceDateError(ValueError):
+    """No source header carries any date; the outputs would need a wall-clock date."""
+
+
+def content_datetime(datasets: Sequence[Dataset]) -> tuple[str, str]:
+    """The latest (date, time) found on the source headers, as DICOM DA/TM strings."""
+    found: list[tuple[str, str]] = []
+    for ds in datasets:
+        for date_kw, time_kw in _DATE_TIME_PAIRS:
+            date = str(ds.get(date_kw) or "").strip()
+            if len(date) == 8 and date.isdigit():
+                time = str(ds.get(time_kw) or "").strip() or "000000"
+                found.append((date, time))
+                break
+    if not found:
+        raise MissingSourceDateError("none of the source headers has a content, acquisition, series or study date")
+    return max(found, key=lambda dt: (dt[0], dt[1].split(".")[0].ljust(6, "0")))
+
+
+def contributing_equipment(version: str, institution_name: str) -> hd.ContributingEquipment:
+    """The Contributing Equipment item that names MarrowMap as the processing equipment."""
+    return hd.ContributingEquipment(
+        manufacturer=MANUFACTURER,
+        purpose_of_reference=codes.DCM.ProcessingEquipment,
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=version,
+        device_serial_number=DEVICE_SERIAL_NUMBER,
+        institution_name=institution_name or None,
+        contribution_description="Bone marrow oedema analysis (decision support, not for diagnostic use)",
+    )
+
+
+def finish_header(out: hd.SOPClass, ref: Dataset, date: str, time: str, institution_name: str) -> None:
+    """Copy the patient and study modules of ``ref`` exactly and stamp the deterministic dates."""
+    if "SpecificCharacterSet" in ref:
+        out.SpecificCharacterSet = ref.SpecificCharacterSet
+    elif "SpecificCharacterSet" in out:
+        del out.SpecificCharacterSet
+    out.copy_patient_and_study_information(ref)
+    stamps = [("InstanceCreationDate", "InstanceCreationTime"), ("SeriesDate", "SeriesTime")]
+    stamps += [pair for pair in (("ContentDate", "ContentTime"), ("DateOfSecondaryCapture", "TimeOfSecondaryCapture"))
+               if pair[0] in out]
+    for date_kw, time_kw in stamps:
+        setattr(out, date_kw, date)
+        setattr(out, time_kw, time)
+    if institution_name:
+        out.InstitutionName = institution_name
+    if out.Modality != "SR" and ref.get("BodyPartExamined"):
+        out.BodyPartExamined = ref.BodyPartExamined
