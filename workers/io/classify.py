@@ -456,7 +456,8 @@ def _excluded_kind(f: _Features) -> tuple[SeriesKind | None, list[str]]:
     if f.image_type and f.image_type[0] == "DERIVED":
         derived = [t for t in f.image_type if t in _DERIVED_IMAGE_TYPE]
         if derived:
-            return SeriesKind.DERIVED, ["ImageType DERIVED with " + "/".join(derived)]
+            agent = [f"ContrastBolusAgent={f.contrast_agent}"] if f.contrast_agent else []
+            return SeriesKind.DERIVED, ["ImageType DERIVED with " + "/".join(derived), *agent]
     text = f.find(_DERIVED_TEXT)
     if text:
         return SeriesKind.DERIVED, [text]
@@ -490,6 +491,8 @@ def _kind(f: _Features) -> tuple[SeriesKind, bool, list[str]]:
         kind, evidence = _by_inversion(f, ir)
         return kind, kind is SeriesKind.STIR, evidence
     stir_text = f.find(_STIR_TEXT)
+    if stir_text and f.ti is None:
+        return SeriesKind.STIR, True, [stir_text, "no inversion flags and no TI: decided from text"]
     if stir_text and f.ti is not None and STIR_TI_MS[0] <= f.ti <= STIR_TI_MS[1]:
         return SeriesKind.STIR, True, [stir_text, _field_note(f.ti, f.field_t)]
     kind, evidence = _by_timing(f)
