@@ -14,6 +14,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from pydicom.uid import UID
 from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -38,12 +39,35 @@ class NoDelayServer(ThreadedAssociationServer):
         return client, address
 
 
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_UNCOMPRESSED_LAST = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
+
+
+def _is_lossless(ts: str) -> bool:
+    name = UID(ts).name.lower()
+    return "lossless" in name and "near-lossless" not in name
+
+
+def preferred_transfer_syntaxes() -> list[str]:
+    """Every transfer syntax, in the order the listener prefers among those a peer proposes.
+
+    Explicit VR Little Endian first (never makes a sender compress, lossy or not), then lossless
+    compressed ones (a compressed file is stored as sent), deflate/implicit/big endian, then lossy
+    ones last (accepted only when nothing else is proposed, i.e. the data already are lossy).
+    """
+    rest = [ts for ts in ALL_TRANSFER_SYNTAXES if ts != _EXPLICIT_LE and ts not in _UNCOMPRESSED_LAST]
+    lossless = [ts for ts in rest if _is_lossless(ts)]
+    lossy = [ts for ts in rest if ts not in lossless]
+    return [_EXPLICIT_LE, *lossless, *_UNCOMPRESSED_LAST, *lossy]
+
+
 def build_ae(settings: Settings) -> AE:
     """The application entity: contexts, allow-list, limits and time-outs from the settings."""
     ae = AE(ae_title=settings.ae_title)
+    syntaxes = preferred_transfer_syntaxes()
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
-    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(str(cx.abstract_syntax), syntaxes)
+    ae.add_supported_context(Verification, syntaxes)
     ae.require_calling_aet = list(settings.allowed_calling_aets)
     ae.maximum_associations = settings.max_associations
     ae.network_timeout = settings.network_timeout_seconds
