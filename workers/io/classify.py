@@ -176,7 +176,7 @@ def plane_from_orientation(iop: Sequence[float]) -> tuple[Plane, float, str]:
     norm = math.sqrt(sum(c * c for c in n))
     if norm < 1e-6:
         return Plane.UNKNOWN, 0.0, "ImageOrientationPatient row and column are parallel"
-    unit = [c / norm for c in n]
+    unit = [c / norm + 0.0 for c in n]  # + 0.0: no "-0.00" in evidence
     axis = max(range(3), key=lambda i: abs(unit[i]))
     nearest = (Plane.SAGITTAL, Plane.CORONAL, Plane.AXIAL)[axis]
     angle = math.degrees(math.acos(min(1.0, abs(unit[axis]))))

@@ -138,7 +138,7 @@ def _not_applicable(loaded: Sequence[LoadedSeries], problems: Sequence[SeriesPro
     ]
     if fluid_problems:
         parts.append("not loadable: " + "; ".join(fluid_problems))
-    return f"{text} ({_FLUID_KINDS_TEXT}) ({'; '.join(parts)})"
+    return f"{text} ({_FLUID_KINDS_TEXT}); " + "; ".join(parts)
 
 
 def select_series(loaded: Sequence[LoadedSeries], problems: Sequence[SeriesProblem] = ()) -> Selection:
