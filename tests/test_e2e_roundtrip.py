@@ -1,0 +1,131 @@
+"""The round trip with Orthanc as the PACS: Orthanc sends a study to MarrowMap (as an auto-route
+does) and the SR, SC overlays and SEG come back into the same study, valid and matching the
+analysis; a re-push duplicates nothing; an Orthanc outage while results are due heals itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_pipeline import (
+    SEG_CLASS,
+    SR_CLASSES,
+    close_to_any,
+    dciodvfy_errors,
+    dicom_files,
+    phantom_study,
+    result_numbers,
+    sr_numbers_by_side,
+    start_marrowmap,
+    study_uid_of,
+)
+from listener_fixtures import Harness, harness  # noqa: F401  (fixture)
+from orthanc_harness import Modality, Orthanc, running_orthanc, wait_for
+from pydicom import dcmread
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return phantom_study(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def orthanc(harness: Harness, tmp_path: Path) -> Iterator[Orthanc]:  # noqa: F811
+    with running_orthanc(tmp_path / "orthanc",
+                         modalities={"marrowmap": Modality("MARROWMAP", harness.port)}) as pacs:
+        yield pacs
+
+
+def _results_by_modality(orthanc: Orthanc, study_uid: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for series in orthanc.series(study_uid):
+        modality = series["MainDicomTags"].get("Modality", "")
+        counts[modality] = counts.get(modality, 0) + len(series["Instances"])
+    return counts
+
+
+def test_round_trip_through_orthanc(harness: Harness, orthanc: Orthanc, phantom: Path,  # noqa: F811
+                                    tmp_path: Path) -> None:
+    mm = start_marrowmap(harness, pacs_ae=orthanc.aet, pacs_port=orthanc.dicom_port)
+    study_uid = study_uid_of(phantom)
+    inputs = [orthanc.upload(p) for p in dicom_files(phantom)]
+    routed = orthanc.send_study(study_uid, "marrowmap")
+    assert routed["InstancesCount"] == len(inputs)
+
+    [job] = mm.wait_final(study_uid, timeout=180)
+    assert job.state.value == "sent", f"{job.state}: {job.reason}\n{mm.describe()}"
+    result = json.loads((mm.results_dir(job.job_id) / "result.json").read_text())
+    assert result["status"] == "analyzed", result["reason"]
+    expected = {o["sop_instance_uid"]: o for o in result["outputs"]}
+    assert {o["kind"] for o in expected.values()} >= {"sr", "seg", "sc_overlay"}
+
+    # every output is in Orthanc, in the same study
+    stored = {i["MainDicomTags"]["SOPInstanceUID"]: i["ID"] for i in orthanc.instances(study_uid)}
+    assert set(expected) <= set(stored)
+    assert len(stored) == len(inputs) + len(expected)
+
+    # fetched back from Orthanc: valid objects, and the SR says what the analysis computed
+    sr_numbers: dict[str | None, list[tuple[str, float]]] = {}
+    for uid in expected:
+        path = tmp_path / f"{uid}.dcm"
+        path.write_bytes(orthanc.instance_file(stored[uid]))
+        errors = dciodvfy_errors(path)
+        assert not errors, f"{expected[uid]['kind']}: {errors}"
+        ds = dcmread(path)
+        assert ds.StudyInstanceUID == study_uid
+        if str(ds.SOPClassUID) in SR_CLASSES:
+            sr_numbers = sr_numbers_by_side(ds)
+        if expected[uid]["kind"] == "seg":
+            assert str(ds.SOPClassUID) == SEG_CLASS
+    for side_name, side in result["sides"].items():
+        if not side["localized"]:
+            continue
+        in_sr = [value for _, value in sr_numbers.get(side_name, [])]
+        assert in_sr, f"no {side_name} measurements in the SR"
+        allowed = result_numbers(side)
+        invented = [v for v in in_sr if not close_to_any(v, allowed)]
+        assert not invented, f"{side_name}: SR numbers not in result.json: {invented}"
+        if side["oedema_volume_ml"] is not None:
+            assert close_to_any(side["oedema_volume_ml"], in_sr)
+
+    # the same study pushed again: no new objects in the PACS
+    before = orthanc.statistics()["CountInstances"]
+    orthanc.send_study(study_uid, "marrowmap")
+    jobs = mm.wait_final(study_uid, count=len(mm.jobs(study_uid)), timeout=180)
+    time.sleep(3)  # a second batch would have been sealed by now (quiet period 1 s)
+    jobs = mm.wait_final(study_uid, count=len(mm.jobs(study_uid)), timeout=180)
+    assert len(jobs) <= 2
+    assert orthanc.statistics()["CountInstances"] == before
+
+
+def test_results_arrive_after_orthanc_comes_back(harness: Harness, orthanc: Orthanc,  # noqa: F811
+                                                 phantom: Path) -> None:
+    mm = start_marrowmap(harness, pacs_ae=orthanc.aet, pacs_port=orthanc.dicom_port)
+    study_uid = study_uid_of(phantom)
+    inputs = [orthanc.upload(p) for p in dicom_files(phantom)]
+    orthanc.send_study(study_uid, "marrowmap")
+    orthanc.stop()  # the PACS goes away while the results are due
+
+    def retrying() -> bool:
+        mm.check_alive()
+        jobs = mm.jobs(study_uid)
+        return bool(jobs) and "retry" in jobs[0].reason
+    wait_for(retrying, timeout=180, what="a send retry to be scheduled")
+    time.sleep(8)
+    [job] = mm.jobs(study_uid)
+    assert job.state.value == "sending", job.reason  # still waiting, not given up
+    orthanc.start()
+
+    [job] = mm.wait_final(study_uid, timeout=120)
+    assert job.state.value == "sent", f"{job.reason}\n{mm.describe()}"
+    result = json.loads((mm.results_dir(job.job_id) / "result.json").read_text())
+    assert len(orthanc.instances(study_uid)) == len(inputs) + len(result["outputs"])
+    attempts = [h for h in job.history if h.state.value == "sending"]
+    assert len(attempts) >= 3  # first try, at least one retry while Orthanc was down, success
