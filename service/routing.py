@@ -62,6 +62,6 @@ def decide(series: Sequence[ManifestSeries], study_description: str, settings: S
     descriptions = sorted({d for s in candidates for d in (s.series_description, s.protocol_name) if d})
     return RouteDecision(
         analyse=False,
-        reason=f"MR study without a hip/pelvis marker (BodyPartExamined: {', '.join(parts)}; "
+        reason=f"MR study with no hip/pelvis marker (BodyPartExamined: {', '.join(parts)}; "
                f"study description: '{study_description}'; series: {', '.join(repr(d) for d in descriptions[:6])})",
     )
