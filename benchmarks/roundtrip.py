@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from orthanc_harness import Modality, Orthanc, running_orthanc, wait_for  # noqa: E402
-from pacs_peers import free_port  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 
 from marrowmap.jobstore import FINAL_STATES, JobRecord, JobStore  # noqa: E402
+from tests.orthanc_harness import Modality, Orthanc, running_orthanc, wait_for  # noqa: E402
+from tests.pacs_peers import free_port  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 MARROWMAP = [sys.executable, "-c", "from marrowmap.cli import main; main()"]

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from listener_fixtures import REDIS_URL, Harness, Proc, wait_for
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from marrowmap.jobstore import FINAL_STATES, JobRecord, JobStore
+from tests.listener_fixtures import REDIS_URL, Harness, Proc, wait_for
 
 #: Small backoff so that retry tests finish in seconds.
 FAST_RETRY_ENV = {

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_pipeline import SEG_CLASS, dicom_files, phantom_study, start_marrowmap, study_uid_of
-from listener_fixtures import Harness, harness, storescu  # noqa: F401  (fixture)
-from orthanc_harness import wait_for
-from pacs_peers import COMPREHENSIVE_3D_SR, SC_STORAGE, running_test_pacs
 from pydicom import dcmread
+
+from tests.e2e_pipeline import SEG_CLASS, dicom_files, phantom_study, start_marrowmap, study_uid_of
+from tests.listener_fixtures import Harness, harness, storescu  # noqa: F401  (fixture)
+from tests.orthanc_harness import wait_for
+from tests.pacs_peers import COMPREHENSIVE_3D_SR, SC_STORAGE, running_test_pacs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -108,10 +109,10 @@ def test_study_without_usable_sequences_says_why(harness: Harness, not_applicabl
         assert result["status"] == "not_applicable" and result["reason"]
         na_reason = next(h.reason for h in job.history if h.state.value == "not_applicable")
         assert na_reason, "the job does not say why it was not analysed"
-        # whatever the outputs are (none, or one explanatory SR), exactly they reach the PACS,
-        # and never a SEG or an overlay
+        # the explanatory objects (an SR with the status and why, a summary key image) reach
+        # the PACS; never a SEG, an overlay or a number
         expected = {o["sop_instance_uid"] for o in result["outputs"]}
-        assert {o["kind"] for o in result["outputs"]} <= {"sr"}
+        assert {o["kind"] for o in result["outputs"]} <= {"sr", "sc_summary"}
         wait_deadline = time.monotonic() + 30
         while set(pacs.stored) != expected and time.monotonic() < wait_deadline:
             time.sleep(0.2)

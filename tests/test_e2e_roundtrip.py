@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_pipeline import (
+from pydicom import dcmread
+
+from tests.e2e_pipeline import (
     SEG_CLASS,
     SR_CLASSES,
     close_to_any,
@@ -23,9 +25,8 @@ from e2e_pipeline import (
     start_marrowmap,
     study_uid_of,
 )
-from listener_fixtures import Harness, harness  # noqa: F401  (fixture)
-from orthanc_harness import Modality, Orthanc, running_orthanc, wait_for
-from pydicom import dcmread
+from tests.listener_fixtures import Harness, harness  # noqa: F401  (fixture)
+from tests.orthanc_harness import Modality, Orthanc, running_orthanc, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -7,17 +7,17 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from orthanc_harness import (
+from pydicom import dcmread
+
+from marrowmap.settings import load_settings
+from tests.orthanc_harness import (
     Modality,
     Orthanc,
     running_orthanc,
     series_by_modality,
     wait_for,
 )
-from pacs_peers import COMPREHENSIVE_3D_SR, running_test_pacs, write_result_files
-from pydicom import dcmread
-
-from marrowmap.settings import load_settings
+from tests.pacs_peers import COMPREHENSIVE_3D_SR, running_test_pacs, write_result_files
 from workers.pacs.store_scu import send_instances
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pacs_peers import (
+
+from marrowmap.settings import Settings, load_settings
+from tests.pacs_peers import (
     COMPREHENSIVE_3D_SR,
     SC_STORAGE,
     SEG_STORAGE,
@@ -13,8 +15,6 @@ from pacs_peers import (
     running_test_pacs,
     write_result_files,
 )
-
-from marrowmap.settings import Settings, load_settings
 from workers.pacs.statuses import StatusCategory, StoreStatus, classify_store_status
 from workers.pacs.store_scu import Outcome, SendReport, backoff_seconds, send_instances
 
