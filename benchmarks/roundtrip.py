@@ -97,6 +97,7 @@ def one_run(orthanc: Orthanc, store: JobStore, study: Path, work: Path) -> dict[
         return None
 
     job = wait_for(final_job, timeout=600, interval=0.05, what="the job to finish")
+    assert job is not None
     result = json.loads((work / "spool" / "results" / job.job_id / "result.json").read_text())
     outputs = {o["sop_instance_uid"] for o in result["outputs"]}
 
