@@ -5,9 +5,9 @@ Method (DOMAIN.md section 2, no trained network):
 1. Gradient sphere Hough: every strong edge voxel votes at distances 18-30 mm along and
    against its gradient; a femoral head collects votes from its marrow/cortex, cartilage and
    acetabular outlines, which share one centre.
-2. Each candidate centre is refined by a least-squares sphere fit to the edge found on 256
-   rays; the fraction of rays with a clear edge on the fitted sphere is its "edge coherence"
-   (low when motion, wrap-around or a displaced head breaks the outline).
+2. Each candidate centre (accumulator peak, sub-voxel) gets a radius from the mean edge profile
+   on 256 rays and a "sphericity": the fraction of rays whose edge lies on one sphere (low when
+   motion, wrap-around or a displaced head breaks the outline).
 3. Gates: radius 18-30 mm, left-right separation 150-210 mm, cranio-caudal and antero-posterior
    agreement, mid-point of the pair near the body centre (symmetry).
 4. Neck axis: the femoral shaft is found as circles (radius 9-18 mm) on axial cuts below the head;
@@ -173,7 +173,8 @@ def _fibonacci_sphere(n: int) -> Vec:
 
 
 def _radial_derivative(work: WorkingImages, grads: list[_Gradient], centre: Vec, dirs: Vec, radii: Vec) -> Vec:
-    """Edge strength along rays: (n_dirs, n_radii), in units of the edge threshold."""
+    """Edge strength along rays, (n_dirs, n_radii), in units of each image's edge threshold; the
+    strongest of the images at each point (an outline may show on T1, on the fluid image, or both)."""
     pts = centre[None, None, :] + dirs[:, None, :] * radii[None, :, None]  # LPS
     idx = work.to_index(pts.reshape(-1, 3)).T  # (3, N) z, y, x
     total = np.zeros(pts.shape[:2], dtype=np.float64)
@@ -181,50 +182,47 @@ def _radial_derivative(work: WorkingImages, grads: list[_Gradient], centre: Vec,
         comps = [ndimage.map_coordinates(a, idx, order=1, mode="nearest").reshape(pts.shape[:2]) for a in (g.gx, g.gy, g.gz)]
         d = comps[0] * dirs[:, 0:1] + comps[1] * dirs[:, 1:2] + comps[2] * dirs[:, 2:3]
         strength = -d if g.signed else np.abs(d)
-        total += np.clip(strength, 0, None) / max(g.edge_threshold, 1e-9)
-    return total / len(grads)
+        total = np.maximum(total, np.clip(strength, 0, None) / max(g.edge_threshold, 1e-9))
+    return total
 
 
-def _fit_sphere(points: Vec) -> tuple[Vec, float]:
-    a = np.column_stack([2 * points, np.ones(len(points))])
-    b = (points**2).sum(axis=1)
-    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-    centre = sol[:3]
-    radius = float(np.sqrt(max(sol[3] + centre @ centre, 0.0)))
-    return centre, radius
+def _subvoxel_peak(acc: FloatArray, zyx: tuple[int, int, int]) -> Vec:
+    """Centroid of the accumulator in the 3x3x3 neighbourhood of a peak (continuous index)."""
+    lo = [max(0, v - 1) for v in zyx]
+    hi = [min(n, v + 2) for v, n in zip(zyx, acc.shape, strict=True)]
+    patch = acc[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
+    patch = np.clip(patch - patch.min(), 0, None)
+    if patch.sum() <= 0:
+        return np.asarray(zyx, dtype=np.float64)
+    grid = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=True)), indexing="ij")
+    return np.array([(g * patch).sum() / patch.sum() for g in grid])
 
 
-def refine_sphere(work: WorkingImages, grads: list[_Gradient], centre: Vec, params: AnalysisParameters) -> tuple[Vec, float, float]:
-    """Least-squares sphere through the head outline seen from ``centre``: (centre, radius, coherence)."""
+def sphere_outline(work: WorkingImages, grads: list[_Gradient], centre: Vec,
+                   params: AnalysisParameters) -> tuple[float, float]:
+    """Radius of the head and sphericity of its outline around a fixed centre.
+
+    The radius is where the first image's edge is strongest on average over 256 rays (the
+    marrow/cortex edge on T1), plus ``cortex_mm``. Sphericity is the fraction of rays whose
+    strongest edge near that radius lies within 3 mm of the rays' median: high for a femoral
+    head, low where motion or wrap-around has broken the outline.
+    """
     dirs = _fibonacci_sphere(256)
-    radii = np.arange(params.head_radius_min_mm - 4, params.head_radius_max_mm + 4.01, 0.5)
-    c = centre.astype(np.float64)
-    radius = float(np.mean([params.head_radius_min_mm, params.head_radius_max_mm]))
-    coherence = 0.0
-    for _ in range(3):
-        prof = _radial_derivative(work, grads, c, dirs, radii)
-        mean_prof = prof.mean(axis=0)
-        inside = (radii >= params.head_radius_min_mm - 2) & (radii <= params.head_radius_max_mm + 2)
-        r0 = float(radii[inside][int(np.argmax(mean_prof[inside]))])
-        window = np.abs(radii - r0) <= 4.0
-        sub = prof[:, window]
-        best = sub.argmax(axis=1)
-        strong = sub[np.arange(len(dirs)), best] >= 1.0
-        ray_r = radii[window][best]
-        if strong.sum() < 12:
-            return c, r0, float(strong.mean())
-        pts = c[None, :] + dirs * ray_r[:, None]
-        new_c, new_r = _fit_sphere(pts[strong])
-        resid = np.abs(np.linalg.norm(pts - new_c[None, :], axis=1) - new_r)
-        good = strong & (resid <= 2.5)
-        if good.sum() >= 12:
-            new_c, new_r = _fit_sphere(pts[good])
-        coherence = float(good.mean())
-        shift = float(np.linalg.norm(new_c - c))
-        c, radius = new_c, new_r
-        if shift < 0.5:
-            break
-    return c, radius, coherence
+    radii = np.arange(params.head_radius_min_mm - 6, params.head_radius_max_mm + 6.01, 0.5)
+    first = _radial_derivative(work, grads[:1], centre, dirs, radii)
+    inside = (radii >= params.head_radius_min_mm - params.cortex_mm - 2) & (radii <= params.head_radius_max_mm)
+    r_edge = float(radii[inside][int(np.argmax(first.mean(axis=0)[inside]))])
+    prof = _radial_derivative(work, grads, centre, dirs, radii)
+    window = (radii >= r_edge - 4.0) & (radii <= r_edge + 6.0)
+    sub = prof[:, window]
+    best = sub.argmax(axis=1)
+    strong = sub[np.arange(len(dirs)), best] >= 0.75
+    ray_r = radii[window][best]
+    if strong.sum() < 12:
+        return r_edge + params.cortex_mm, float(strong.mean())
+    med = float(np.median(ray_r[strong]))
+    sphericity = float((strong & (np.abs(ray_r - med) <= 3.0)).mean())
+    return r_edge + params.cortex_mm, sphericity
 
 
 @dataclass(frozen=True)
@@ -252,10 +250,8 @@ def _candidates(
     order = np.argsort(masked[zz, yy, xx])[::-1][:6]
     out = []
     for n in order:
-        start = work.to_lps(np.array([zz[n], yy[n], xx[n]], dtype=np.float64))
-        centre, radius, coherence = refine_sphere(work, grads, start, params)
-        if np.linalg.norm(centre - start) > 15:
-            continue
+        centre = work.to_lps(_subvoxel_peak(acc, (int(zz[n]), int(yy[n]), int(xx[n]))))
+        radius, coherence = sphere_outline(work, grads, centre, params)
         out.append(_Candidate(centre=centre, radius=radius, coherence=coherence, votes=float(masked[zz[n], yy[n], xx[n]])))
     return out
 

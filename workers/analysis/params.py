@@ -16,8 +16,8 @@ class AnalysisParameters:
 
     # preparation
     working_spacing_mm: float = 2.0  # isotropic grid used to find the femoral heads
-    n4_shrink_mm: float = 6.0  # N4 runs on an image shrunk to about this voxel size
-    n4_iterations: int = 25  # per level, 3 levels
+    n4_shrink_mm: float = 8.0  # N4 runs on an image shrunk to about this voxel size
+    n4_iterations: int = 20  # first level; the second level gets half
     # anatomy
     head_radius_min_mm: float = 18.0
     head_radius_max_mm: float = 30.0
@@ -26,13 +26,15 @@ class AnalysisParameters:
     head_craniocaudal_tolerance_mm: float = 15.0
     head_ap_tolerance_mm: float = 20.0
     midline_tolerance_mm: float = 25.0  # |mid-point of the heads - body centre| (symmetry gate)
-    head_edge_coherence_min: float = 0.45  # fraction of the sphere outline with a clear edge
+    head_edge_coherence_min: float = 0.45  # sphericity: fraction of rays whose edge lies on one sphere
+    cortex_mm: float = 1.5  # head radius = marrow edge + subchondral cortex
     neck_shaft_angle_deg: float = 130.0
     neck_length_mm: float = 22.0  # average neck length beyond the head surface, when no shaft is found
     neck_base_margin_mm: float = 8.0  # the neck ends this far before its base on the shaft axis
     intertrochanteric_radius_mm: float = 30.0  # intertrochanteric region: bone within this of the neck base
-    marrow_t1_min: float = 0.45  # marrow-like: T1 >= this x subcutaneous-fat T1 (excludes muscle, cortex)
-    region_erosion_mm: float = 2.0
+    marrow_t1_min: float = 0.42  # marrow-like: T1 >= this x subcutaneous-fat T1 (excludes muscle, cortex)
+    region_erosion_mm: float = 1.0  # inside the head radius (which already counts ~1.5 mm of cortex)
+    neck_envelope_mm: float = 6.0  # with a T1, neck marrow is searched this far outside the neck cylinder
     # reference and thresholds
     iqr_k: float = 2.0  # Hepburn: candidate if I >= Q3 + k*IQR of the reference marrow
     sir_min: float = 1.4  # and I / median(reference) >= this

@@ -25,11 +25,11 @@ def _otsu_mask(image: sitk.Image) -> sitk.Image:
     return out
 
 
-def bias_correct(image: sitk.Image, *, shrink_mm: float = 6.0, iterations: int = 25) -> sitk.Image:
+def bias_correct(image: sitk.Image, *, shrink_mm: float = 8.0, iterations: int = 20) -> sitk.Image:
     """N4 bias-field correction, run on a shrunk copy and applied at full resolution.
 
     Bounded in time: the fit sees only about ``shrink_mm`` voxels (a few 10^4 voxels for a
-    pelvis), three fitting levels of at most ``iterations`` each. Returns float32.
+    pelvis), two fitting levels of at most ``iterations`` and ``iterations // 2``. Returns float32.
     """
     image = sitk.Cast(image, sitk.sitkFloat32)
     spacing = image.GetSpacing()
@@ -40,8 +40,8 @@ def bias_correct(image: sitk.Image, *, shrink_mm: float = 6.0, iterations: int =
     small = sitk.Clamp(small, sitk.sitkFloat32, lowerBound=1e-3)
     mask = _otsu_mask(small)
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
-    n4.SetMaximumNumberOfIterations([iterations] * 3)
-    n4.SetConvergenceThreshold(1e-4)
+    n4.SetMaximumNumberOfIterations([iterations, max(1, iterations // 2)])
+    n4.SetConvergenceThreshold(1e-3)
     n4.Execute(small, mask)
     log_bias = n4.GetLogBiasFieldAsImage(image)
     corrected: sitk.Image = sitk.Cast(sitk.Divide(image, sitk.Exp(log_bias)), sitk.sitkFloat32)

@@ -64,11 +64,14 @@ def neck_end(femur: FemurGeometry, params: AnalysisParameters) -> float:
 
 def femur_regions(femur: FemurGeometry, frame: FemurFrame, marrow_like: BoolArray | None,
                   params: AnalysisParameters) -> dict[RegionName, BoolArray]:
-    """Head, neck and intertrochanteric regions, eroded and clipped to marrow-like voxels.
+    """Head, neck and intertrochanteric marrow regions.
 
-    head: inside the sphere, on the head side of the head-neck junction plane; neck: from that
-    plane to the neck base, inside the (flaring) neck cylinder; intertrochanteric: beyond the
-    neck, within ``intertrochanteric_radius_mm`` of the neck base.
+    head: inside the head sphere less ``region_erosion_mm`` (the radius includes the cortex), on
+    the head side of the head-neck junction plane. neck: from that plane to the neck end. The
+    intertrochanteric region: beyond the neck, within ``intertrochanteric_radius_mm`` of the neck
+    base. With a T1, neck and intertrochanteric regions are the marrow-like voxels (T1 bright or
+    intermediate, not muscle or cortex) of a generous envelope that connect to the head; without a
+    T1 they are the eroded neck cylinder and envelope.
     """
     e = np.float32(params.region_erosion_mm)
     r = np.float32(femur.radius_mm)
@@ -76,16 +79,18 @@ def femur_regions(femur: FemurGeometry, frame: FemurFrame, marrow_like: BoolArra
     end = np.float32(neck_end(femur, params))
     in_sphere = frame.dist_centre <= r - e
     head = in_sphere & (frame.along < j)
-    neck_cyl = (frame.along >= j) & (frame.along < end) & (frame.radial <= _neck_radius_at(femur, frame.along) - e)
-    neck = neck_cyl | (in_sphere & (frame.along >= j) & (frame.along < end))
+    neck_zone = (frame.along >= j) & (frame.along < end)
     base_dist = np.sqrt((frame.along - np.float32(femur.neck_length_mm)) ** 2 + frame.radial**2)
     inter = (frame.along >= end) & (base_dist <= np.float32(params.intertrochanteric_radius_mm))
-    if marrow_like is not None:
-        head &= marrow_like
-        neck &= marrow_like
-        inter &= marrow_like
-        inter = _connected_to(inter, neck)
-    return {"head": head, "neck": neck, "intertrochanteric": inter}
+    if marrow_like is None:
+        neck = neck_zone & ((frame.radial <= _neck_radius_at(femur, frame.along) - e) | in_sphere)
+        return {"head": head, "neck": neck, "intertrochanteric": inter & (frame.radial <= 1.6 * femur.neck_radius_mm)}
+    envelope = _neck_radius_at(femur, frame.along) + np.float32(params.neck_envelope_mm)
+    neck = neck_zone & (((frame.radial <= envelope) & marrow_like) | in_sphere)
+    inter &= marrow_like
+    head &= marrow_like | (frame.dist_centre <= r - 2 * e - 2)
+    bone = _connected_to(neck | inter, head)
+    return {"head": head, "neck": neck & bone, "intertrochanteric": inter & bone}
 
 
 def _connected_to(mask: BoolArray, seed: BoolArray) -> BoolArray:
