@@ -240,3 +240,26 @@ def test_non_dicom_and_non_image_files_are_skipped_with_reasons(tmp_path: Path) 
     kinds = sorted(p.kind for p in study.problems)
     assert kinds == ["not_an_image", "not_mr"]
     assert any("CT Image Storage" in p.reason for p in study.problems)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "MR_small_padded.dcm",
+     "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"],
+)
+def test_real_mr_small_encodings_decode_like_pydicom(tmp_path: Path, name: str) -> None:
+    """pydicom's MR_small in each transfer syntax, made a 2-slice series: same values as pydicom."""
+    reference = dcmread(get_testdata_file("MR_small.dcm")).pixel_array.astype(np.float32)
+    for k in range(2):
+        ds = dcmread(get_testdata_file(name))
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{k + 1}"
+        ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1],
+                                   float(ds.ImagePositionPatient[2]) + 5.0 * k]
+        ds.save_as(tmp_path / f"{k}.dcm")
+
+    series = _only(tmp_path)
+
+    array = sitk.GetArrayFromImage(series.image)
+    np.testing.assert_array_equal(array[0], reference)
+    np.testing.assert_array_equal(array[1], reference)
+    assert series.image.GetSpacing()[2] == pytest.approx(5.0)

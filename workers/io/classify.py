@@ -456,8 +456,8 @@ def _excluded_kind(f: _Features) -> tuple[SeriesKind | None, list[str]]:
     if f.image_type and f.image_type[0] == "DERIVED":
         derived = [t for t in f.image_type if t in _DERIVED_IMAGE_TYPE]
         if derived:
-            agent = [f"ContrastBolusAgent={f.contrast_agent}"] if f.contrast_agent else []
-            return SeriesKind.DERIVED, ["ImageType DERIVED with " + "/".join(derived), *agent]
+            agent_note = [f"ContrastBolusAgent={f.contrast_agent}"] if f.contrast_agent else []
+            return SeriesKind.DERIVED, ["ImageType DERIVED with " + "/".join(derived), *agent_note]
     text = f.find(_DERIVED_TEXT)
     if text:
         return SeriesKind.DERIVED, [text]

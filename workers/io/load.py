@@ -31,7 +31,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import UID, EnhancedMRImageStorage, MRImageStorage
+from pydicom.uid import UID, EnhancedMRImageStorage, ExplicitVRBigEndian, MRImageStorage
 
 from marrowmap.logs import get_logger
 from workers.io.classify import classify_series, functional_group_item, plane_from_orientation
@@ -356,6 +356,31 @@ def _check_transfer_syntax(ds: Dataset) -> None:
         )
 
 
+def _decode_native(ds: Dataset, expected: tuple[int, int, int]) -> NDArray[np.generic] | None:
+    """Fast path for uncompressed 8/16/32-bit grey pixel data; None when pydicom must decode."""
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    if syntax.is_compressed or "PixelData" not in ds or bits not in (8, 16, 32):
+        return None
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    order = ">" if syntax == ExplicitVRBigEndian else "<"
+    dtype = np.dtype(f"{order}{'i' if signed else 'u'}{bits // 8}")
+    data: bytes = ds.PixelData
+    count = int(np.prod(expected))
+    if len(data) < count * dtype.itemsize:
+        raise PixelDataError(
+            f"instance {ds.SOPInstanceUID}: pixel data has {len(data)} bytes, "
+            f"{count * dtype.itemsize} expected for {expected[0]}x{expected[1]}x{expected[2]} "
+            f"at {bits} bits (truncated?)"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=count).reshape(expected)
+    stored = int(ds.get("BitsStored", bits) or bits)
+    if stored < bits:
+        shift = bits - stored
+        array = (array << shift) >> shift if signed else array & ((1 << stored) - 1)
+    return array
+
+
 def _decode(ds: Dataset) -> NDArray[np.generic]:
     """All frames of one instance as an array (frames, rows, cols)."""
     if not any(k in ds for k in _PIXEL_KEYWORDS):
@@ -365,15 +390,16 @@ def _decode(ds: Dataset) -> NDArray[np.generic]:
             f"instance {ds.SOPInstanceUID} has {ds.SamplesPerPixel} samples per pixel "
             f"({ds.get('PhotometricInterpretation')}); an MR magnitude image has one"
         )
+    n_frames = int(_number(ds.get("NumberOfFrames"), 1) or 1)
+    expected = (n_frames, int(ds.Rows), int(ds.Columns))
     try:
-        array: NDArray[np.generic] = ds.pixel_array
+        native = _decode_native(ds, expected)
+        array: NDArray[np.generic] = ds.pixel_array if native is None else native
     except (ValueError, AttributeError, RuntimeError, OSError, EOFError, struct.error) as exc:
         raise PixelDataError(
             f"pixel data of instance {ds.SOPInstanceUID} cannot be decoded "
             f"({UID(str(ds.file_meta.TransferSyntaxUID)).name}): {exc}"
         ) from exc
-    n_frames = int(_number(ds.get("NumberOfFrames"), 1) or 1)
-    expected = (n_frames, int(ds.Rows), int(ds.Columns))
     if array.size != np.prod(expected):
         raise PixelDataError(
             f"instance {ds.SOPInstanceUID}: decoded {array.shape}, expected {expected} (truncated?)"
@@ -386,7 +412,7 @@ def _strip_pixels(ds: Dataset) -> None:
     for keyword in _PIXEL_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)
-    for _ in ds.iterall():
+    for _ in ds.elements():  # reads deferred (top-level only) values without converting the rest
         pass
 
 
