@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,13 +58,16 @@ def running_test_pacs(
     sop_classes: Iterable[str] = RESULT_SOP_CLASSES,
     status: int = 0x0000,
     require_calling_aet: list[str] | None = None,
+    delay_seconds: float = 0.0,
 ) -> Iterator[TestPacs]:
     """Run a storage SCP on 127.0.0.1 accepting only ``sop_classes``; every C-STORE answers
-    ``status`` (an instance is kept only when the status is Success or a warning)."""
+    ``status`` after ``delay_seconds`` (an instance is kept only when the status is Success or
+    a warning)."""
     port = free_port()
     pacs = TestPacs(ae_title=ae_title, port=port)
 
     def on_store(event: Any) -> int:
+        time.sleep(delay_seconds)
         with pacs.lock:
             pacs.requests += 1
             if status == 0x0000 or 0xB000 <= status <= 0xBFFF:

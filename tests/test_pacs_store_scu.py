@@ -106,6 +106,16 @@ def test_pacs_down_is_transient(results: dict[str, Path]) -> None:
     assert {i.reason for i in report.instances} == {"connection refused or unreachable"}
 
 
+def test_pacs_not_answering_in_time_is_transient(results: dict[str, Path]) -> None:
+    with running_test_pacs(delay_seconds=1.5) as pacs:
+        settings = _settings(pacs.port).model_copy(update={"network_timeout_seconds": 0.5})
+        report = send_instances(_paths(results), settings=settings)
+    assert report.state == "send_failed"
+    assert report.transient
+    assert report.instances[0].reason == "no C-STORE response (time-out or association aborted)"
+    assert set(report.retry_paths) == set(_paths(results))
+
+
 def test_calling_ae_rejected_is_permanent(results: dict[str, Path]) -> None:
     with running_test_pacs(require_calling_aet=["SOMEONE"]) as pacs:
         report = send_instances(_paths(results), settings=_settings(pacs.port))
