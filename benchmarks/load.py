@@ -29,7 +29,16 @@ def write_study(folder: Path, slices: int, size: int) -> None:
     """T1 coronal, STIR coronal and T2 FS axial, each ``slices`` x ``size`` x ``size`` uint16."""
     import numpy as np
 
-    from tests.io_fixtures import AXIAL, CORONAL, STIR_COR, T1_COR, T2FS_AX, SeriesSpec, centred_geometry, write_classic
+    from tests.io_fixtures import (
+        AXIAL,
+        CORONAL,
+        STIR_COR,
+        T1_COR,
+        T2FS_AX,
+        SeriesSpec,
+        centred_geometry,
+        write_classic,
+    )
 
     rng = np.random.default_rng(0)
     shape = (slices, size, size)
@@ -48,6 +57,8 @@ def write_phantom(folder: Path) -> None:
 
 def measure(folder: Path, trace: bool) -> dict[str, object]:
     """Run load + select once in this process and report time and memory."""
+    import SimpleITK as sitk
+
     from workers.io.load import load_study
     from workers.io.select import select_series
 
@@ -71,7 +82,7 @@ def measure(folder: Path, trace: bool) -> dict[str, object]:
         "tracemalloc_peak_mb": peak / 2**20,
         "series": [
             f"{s.series_description}: {s.classification.kind.value} {s.classification.plane.value} "
-            f"{'x'.join(map(str, s.image.GetSize()))}"
+            f"{'x'.join(map(str, sitk.GetArrayViewFromImage(s.image).shape[::-1]))}"
             for s in study.loaded
         ],
         "problems": [p.reason for p in study.problems],

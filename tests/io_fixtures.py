@@ -63,12 +63,27 @@ AXIAL = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
 CORONAL_FEET_FIRST = ((-1.0, 0.0, 0.0), (0.0, 0.0, 1.0))
 
 
+def sitk_any(image: object) -> Any:
+    """A SimpleITK image typed as Any (SimpleITK's methods are untyped for mypy --strict)."""
+    return image
+
+
+def pydicom_file(name: str) -> str:
+    """Path of a file shipped with pydicom / pydicom-data."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    assert isinstance(path, str), name
+    return path
+
+
 def rotation(axis: Sequence[float], degrees: float) -> NDArray[np.float64]:
     """Rodrigues rotation matrix about ``axis``."""
     a = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
     t = np.radians(degrees)
     k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
+    matrix: NDArray[np.float64] = np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
+    return matrix
 
 
 def oblique_coronal(degrees_x: float = 18.0, degrees_z: float = 12.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -174,7 +189,7 @@ def _save(ds: Dataset, path: Path, transfer_syntax: str, frames: NDArray[Any]) -
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = UID(ExplicitVRLittleEndian)
     ds.file_meta = meta
     if frames.dtype == np.int16:
         ds.PixelRepresentation = 1
@@ -183,7 +198,7 @@ def _save(ds: Dataset, path: Path, transfer_syntax: str, frames: NDArray[Any]) -
         if UID(transfer_syntax).is_compressed:
             ds.compress(transfer_syntax, frames, encoding_plugin="", generate_instance_uid=False)
         else:
-            ds.file_meta.TransferSyntaxUID = transfer_syntax
+            ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
 
@@ -315,7 +330,7 @@ def encapsulated_series(folder: Path, key: str, transfer_syntax: str, fragments:
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = transfer_syntax
+        meta.TransferSyntaxUID = UID(transfer_syntax)
         ds.file_meta = meta
         ds.PixelData = encapsulate([fragment])
         ds["PixelData"].VR = "OB"

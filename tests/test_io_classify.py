@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
-from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from tests.io_fixtures import (
@@ -16,6 +15,7 @@ from tests.io_fixtures import (
     SeriesSpec,
     centred_geometry,
     marker_volume,
+    pydicom_file,
     rotation,
     write_enhanced,
 )
@@ -25,7 +25,7 @@ from workers.io.types import Plane, SeriesKind
 
 
 def _header(path: str) -> Dataset:
-    found = get_testdata_file(path)
+    found = pydicom_file(path)
     assert found is not None, path
     return dcmread(found, stop_before_pixels=True)
 
