@@ -29,6 +29,7 @@ _WANTED = {
     0x0020000E: "series_instance_uid",
 }
 _LAST_WANTED = 0x0020000E
+_PIXEL_DATA = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -52,6 +53,7 @@ class InstanceKeys:
     sop_instance_uid: str
     study_instance_uid: str
     series_instance_uid: str
+    has_pixel_data: bool
 
 
 def is_valid_uid(value: str) -> bool:
@@ -60,7 +62,10 @@ def is_valid_uid(value: str) -> bool:
 
 
 def check_dataset(encoded: bytes, transfer_syntax: str) -> InstanceKeys:
-    """Walk the whole encoded data set; return its placing UIDs.
+    """Walk the whole encoded data set; return its placing UIDs and whether it has pixel data.
+
+    A cut exactly between two top-level elements leaves a well-formed smaller data set; for
+    images the caller detects it by the missing pixel data (the last element).
 
     Raises DatasetDecodeError for malformed or truncated bytes and MissingAttributeError
     when a placing UID is absent or invalid.
@@ -87,7 +92,7 @@ def check_dataset(encoded: bytes, transfer_syntax: str) -> InstanceKeys:
         if not is_valid_uid(value):
             raise MissingAttributeError(f"{name} missing or invalid")
         values[name] = value
-    return InstanceKeys(**values)
+    return InstanceKeys(**values, has_pixel_data=found.get("pixel_data") == "yes")
 
 
 class _Walker:
@@ -134,6 +139,8 @@ class _Walker:
                     pos += 8
                 else:
                     raise DatasetDecodeError(f"invalid VR {vr!r} at offset {pos}")
+            if found is not None and tag in _PIXEL_DATA:
+                found["pixel_data"] = "yes"
             if length == _UNDEFINED:
                 # Sequences and encapsulated pixel data; UN of undefined length is implicit LE.
                 nested_implicit = implicit or vr == b"UN"

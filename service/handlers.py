@@ -179,6 +179,10 @@ class StoreHandler:
             log.warning("store.refused", reason="data set SOP Class/Instance UID differ from the C-STORE request",
                         sop_instance_uid=sop_uid, calling_ae=stats.calling_ae)
             return stats.fail(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS)
+        if not keys.has_pixel_data and "Image Storage" in UID(sop_class).name:
+            log.warning("store.refused", reason="image without pixel data (truncated?)", sop_instance_uid=sop_uid,
+                        calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.CANNOT_UNDERSTAND)
         meta = create_file_meta(
             sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_uid), transfer_syntax=UID(transfer_syntax)
         )

@@ -60,6 +60,8 @@ def test_bad_data_sets_get_failure_statuses_and_the_listener_survives(harness: H
          StoreStatus.CANNOT_DECODE),
         ("truncated-pixels.dcm", sop, EXPLICIT, encoded[:-1000], StoreStatus.CANNOT_DECODE),
         ("truncated-header.dcm", sop, EXPLICIT, encoded[:205], StoreStatus.CANNOT_DECODE),
+        ("cut-before-pixels.dcm", sop, EXPLICIT, encoded[:encoded.rfind(b"\xe0\x7f\x10\x00")],
+         StoreStatus.CANNOT_UNDERSTAND),
         ("other-sop.dcm", "1.2.3.4.5.6", EXPLICIT, encoded, StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS),
         ("complete.dcm", sop, EXPLICIT, encoded, StoreStatus.SUCCESS),
     ]
@@ -71,10 +73,10 @@ def test_bad_data_sets_get_failure_statuses_and_the_listener_survives(harness: H
 
     assert statuses == [int(expected) for *_, expected in cases]
     refused = listener.events("store.refused")
-    assert len(refused) == 5 and all(r["reason"] for r in refused)
+    assert len(refused) == 6 and all(r["reason"] for r in refused)
     assert any("truncated" in r["reason"] for r in refused)
     closed = [r for r in listener.events("association.closed") if r["calling_ae"] == "PYSCU"]
-    assert closed[0]["failed"] == {"CANNOT_DECODE": 4, "DATASET_DOES_NOT_MATCH_SOP_CLASS": 1}
+    assert closed[0]["failed"] == {"CANNOT_DECODE": 4, "CANNOT_UNDERSTAND": 1, "DATASET_DOES_NOT_MATCH_SOP_CLASS": 1}
     assert closed[0]["stored"] == 1
     stored = list((harness.spool / "incoming").glob("*/*/*.dcm")) + list((harness.spool / "ready").glob("*/*/*/*.dcm"))
     assert [p.stem for p in stored] == [sop], "only the complete instance was stored"

@@ -1,0 +1,67 @@
+# ruff: noqa: F811  (pytest fixtures imported from listener_fixtures)
+"""Acceptance: `marrowmap worker` consumes the listener's job; `marrowmap status` shows it as
+received with its series and counts (or failed, with the reason, when the spool disagrees)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import dicom_factory as factory
+import pytest
+from listener_fixtures import Harness, Proc, harness, storescu, wait_for  # noqa: F401
+
+from marrowmap.jobstore import JobState, JobStore
+
+pytestmark = pytest.mark.integration
+
+
+def _push(h: Harness, listener: Proc, tmp: Path, seed: str) -> tuple[list, dict]:
+    study = factory.study(seed)
+    assert storescu(h.port, factory.write(study, tmp / seed)).returncode == 0
+    job = wait_for(lambda: listener.events("job.queued"), 20, "the job to be queued")[0]
+    return study, job
+
+
+def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path: Path) -> None:
+    listener = harness.start_listener()
+    harness.start_worker()
+    study, job = _push(harness, listener, tmp_path, "worker-consume")
+    store = JobStore.from_url("redis://127.0.0.1:6379/15", harness.prefix)
+
+    record = wait_for(lambda: (r := store.get(job["job_id"])) and r.state == JobState.RECEIVED and r,
+                      30, "the job to be received by the worker")
+    assert wait_for(lambda: harness.queue_messages() == [], 10, "the queue to be empty") is True
+    expected = Counter(str(d.SeriesInstanceUID) for d in study)
+    assert {s["series_instance_uid"]: s["instance_count"] for s in record.series} == dict(expected)
+    assert record.instance_count == len(study)
+    assert [c.state for c in record.history] == [JobState.QUEUED, JobState.RECEIVED]
+    assert set(record.times) == {"queued", "received"}
+
+    listing = harness.cli("status")
+    assert listing.returncode == 0, listing.stderr
+    line = next(x for x in listing.stdout.splitlines() if x.startswith(job["job_id"]))
+    assert "received" in line and str(study[0].StudyInstanceUID) in line
+    assert f"{len(study):>5}" in line
+    assert "series: " in listing.stdout and sorted(listing.stdout.split("series: ")[1].split("\n")[0].split(", ")) == [
+        "MR:3", "MR:4", "MR:4"]
+    detail = json.loads(harness.cli("status", job["job_id"]).stdout)
+    assert detail["state"] == "received" and detail["instance_count"] == len(study)
+
+
+def test_worker_records_failed_when_the_spool_disagrees(harness: Harness, tmp_path: Path) -> None:
+    listener = harness.start_listener()
+    study, job = _push(harness, listener, tmp_path, "worker-mismatch")
+    assert [m["kwargs"]["job"]["job_id"] for m in harness.queue_messages()] == [job["job_id"]]
+    folder = harness.spool / job["spool_path"]
+    victim = sorted(folder.glob("*/*.dcm"))[0]
+    victim.unlink()
+    harness.start_worker()
+    store = JobStore.from_url("redis://127.0.0.1:6379/15", harness.prefix)
+
+    record = wait_for(lambda: (r := store.get(job["job_id"])) and r.state == JobState.FAILED and r,
+                      30, "the job to fail")
+    assert "spool check failed" in record.reason and victim.parent.name in record.reason
+    listing = harness.cli("status")
+    assert "failed" in listing.stdout and "spool check failed" in listing.stdout
