@@ -194,3 +194,28 @@ def resend(ctx: click.Context, job_id: str) -> None:
     except JobStoreError as exc:
         click.echo(f"marrowmap: {exc}", err=True)
         sys.exit(1)
+
+
+# --- phantom -------------------------------------------------------------------------------
+@main.command("phantom")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--case", "case", required=True, help="normal, itoh_left, itoh_right, bilateral, avn_left, "
+              "followup_resolved, followup_improved")
+@click.option("--seed", type=int, default=0, show_default=True, help="Patient and noise seed.")
+@click.option("--variant", "variants", multiple=True, help="Acquisition variant (repeatable), e.g. oblique.")
+@click.option("--small", is_flag=True, help="Small matrices (128 x 128, ~18 slices) for tests.")
+def phantom_cmd(out_dir: Path, case: str, seed: int, variants: tuple[str, ...], small: bool) -> None:
+    """Write a synthetic hip MRI study (DICOM) with ground truth into OUT_DIR."""
+    from workers.phantom import PhantomError, generate_study
+
+    try:
+        truth = generate_study(out_dir, case, seed, variants=variants, small=small)
+    except PhantomError as exc:
+        click.echo(f"marrowmap: {exc}", err=True)
+        sys.exit(2)
+    for s in truth.series:
+        click.echo(f"{s.folder}: {s.n_files} file(s), {s.contrast} {s.plane}")
+    for side in ("right", "left"):
+        t = truth.sides[side]
+        click.echo(f"{side}: oedema {t.pattern} {t.volume_ml:.1f} mL, effusion {t.effusion_volume_ml:.1f} mL")
+    click.echo(f"truth: {out_dir / 'truth' / 'truth.json'}")

@@ -1,0 +1,253 @@
+"""``generate_study``: one synthetic hip MRI study on disk, with its ground truth."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from numpy.typing import NDArray
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from workers.phantom.anatomy import Anatomy
+from workers.phantom.cases import (
+    BASELINE,
+    VISITS,
+    PatientIdentity,
+    check_request,
+    default_identity,
+    fat_sat_failure_side,
+    pathology,
+)
+from workers.phantom.dicom_write import (
+    StudyMeta,
+    derive_uid,
+    folder_name,
+    write_classic_series,
+    write_enhanced_series,
+)
+from workers.phantom.geometry import SeriesGeometry, plan, render_slices, slice_points
+from workers.phantom.protocols import Protocol, protocol
+from workers.phantom.raster import Model, rasterise, signal_volume
+from workers.phantom.sdf import F32, Vec
+from workers.phantom.tissue import TISSUES, SequenceTiming, Tissue, tissue_signal
+from workers.phantom.truth import (
+    GroundTruth,
+    SeriesTruth,
+    geometry_dict,
+    grid_image,
+    masks_on_grid,
+    side_truth,
+)
+
+_CASE_CODE = {"normal": "N", "itoh_left": "", "itoh_right": "R", "bilateral": "B", "avn_left": "V",
+              "followup_resolved": "", "followup_improved": ""}
+_TRANSFER = {"jpeg2000": JPEG2000Lossless, "jpegls": JPEGLSLossless, "rle": RLELossless}
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    proto: Protocol
+    geo: SeriesGeometry
+    enhanced: bool = False
+    reverse_numbering: bool = False
+
+
+def _size(small: bool, low_res: bool) -> dict[str, float]:
+    if small:
+        return ({"t1": 96, "stir": 96, "ax": 96, "cor_n": 14, "cor_th": 7.0, "cor_sp": 7.7,
+                 "ax_n": 12, "ax_th": 8.0, "ax_sp": 8.8} if low_res else
+                {"t1": 128, "stir": 128, "ax": 128, "cor_n": 18, "cor_th": 5.0, "cor_sp": 5.5,
+                 "ax_n": 16, "ax_th": 6.0, "ax_sp": 6.6})
+    return ({"t1": 256, "stir": 256, "ax": 256, "cor_n": 20, "cor_th": 6.0, "cor_sp": 6.6,
+             "ax_n": 22, "ax_th": 7.0, "ax_sp": 7.7} if low_res else
+            {"t1": 512, "stir": 384, "ax": 384, "cor_n": 30, "cor_th": 4.0, "cor_sp": 4.4,
+             "ax_n": 30, "ax_th": 5.0, "ax_sp": 5.5})
+
+
+def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift: Vec) -> list[SeriesPlan]:
+    """The series of the study, their protocols and slice geometry."""
+    vendor = next((v for v in ("siemens", "ge", "philips") if v in variants), "generic")
+    sz = _size(small, "low_res" in variants)
+    ff = "feet_first" in variants
+    tilt = 15.0 if "oblique" in variants else 0.0
+    cy = round((anat.left.head_centre[1] + anat.right.head_centre[1]) / 2.0, 1)
+    sx, sy, sz_ = visit_shift
+    cor_centre: Vec = (sx, cy + sy, -15.0 + sz_)
+    ax_centre: Vec = (sx, 5.0 + sy, -18.0 + sz_)
+    fov = 380.0
+    plans: list[SeriesPlan] = []
+    if "localizer" in variants:
+        plans.append(SeriesPlan(protocol("t1", "coronal", vendor, 1), plan(
+            "coronal", cor_centre, (fov, fov), (128, 128), 1, 8.0, 8.0, feet_first=ff)))
+    if "axial_only" in variants:
+        n, th, sp, m = int(sz["ax_n"]), sz["ax_th"], sz["ax_sp"], int(sz["ax"])
+        plans.append(SeriesPlan(protocol("t1", "axial", vendor, 3),
+                                plan("axial", ax_centre, (fov, fov), (m, m), n, th, sp, feet_first=ff),
+                                reverse_numbering=ff))
+        plans.append(SeriesPlan(protocol("t2fs", "axial", vendor, 4),
+                                plan("axial", ax_centre, (fov, fov), (m, m), n, th, sp, feet_first=ff),
+                                reverse_numbering=ff))
+        return plans
+    n, th, sp = int(sz["cor_n"]), sz["cor_th"], sz["cor_sp"]
+    m1, ms = int(sz["t1"]), int(sz["stir"])
+    t1_geo = plan("coronal", cor_centre, (fov, fov), (m1, m1), n, th, sp, tilt_deg=tilt, feet_first=ff)
+    if "mismatched_grids" in variants:
+        ms2 = int(round(ms * 0.84 / 16.0)) * 16
+        stir_geo = plan("coronal", (cor_centre[0] + 4.0, cor_centre[1] + 2.2, cor_centre[2] - 6.0),
+                        (340.0, 340.0), (ms2, ms2), n - 2, th + 0.5, sp + 0.6, tilt_deg=tilt,
+                        feet_first=ff)
+    else:
+        stir_geo = plan("coronal", cor_centre, (fov, fov), (ms, ms), n, th, sp, tilt_deg=tilt,
+                        feet_first=ff)
+    plans.append(SeriesPlan(protocol("t1", "coronal", vendor, 3), t1_geo, reverse_numbering=ff))
+    plans.append(SeriesPlan(protocol("stir", "coronal", vendor, 4), stir_geo,
+                            enhanced="enhanced_stir" in variants, reverse_numbering=ff))
+    ma, na = int(sz["ax"]), int(sz["ax_n"])
+    plans.append(SeriesPlan(protocol("t2fs", "axial", vendor, 5),
+                            plan("axial", ax_centre, (fov, fov), (ma, ma), na, sz["ax_th"],
+                                 sz["ax_sp"], feet_first=ff), reverse_numbering=ff))
+    return plans
+
+
+def _bias(geo: SeriesGeometry, seed: int) -> F32:
+    """Smooth receive-coil shading: brighter near the anterior/posterior coil elements."""
+    rng = np.random.default_rng([seed, 0xB1A5])
+    gx, gz = (float(v) for v in rng.uniform(-0.08, 0.08, size=2))
+    out = np.empty((geo.n_slices, geo.rows, geo.cols), np.float32)
+    for k in range(geo.n_slices):
+        x, y, z = slice_points(geo, k, 0.0)
+        out[k] = (0.9 + 0.3 * (y / 140.0) ** 2 + gx * x / 190.0 + gz * z / 190.0
+                  + 0.1 * (x / 190.0) ** 2)
+    return out
+
+
+def _reference_signal(timing: SequenceTiming) -> float:
+    """The tissue scaled to a fixed stored value: fat on T1, joint fluid on fluid-sensitive."""
+    tissue = Tissue.FAT if timing.kind == "se" else Tissue.JOINT_FLUID
+    return tissue_signal(TISSUES[tissue], timing)
+
+
+def _pixels(model: Model, sp: SeriesPlan, volume: F32, seed: int, noise_key: int,
+            noisy: bool) -> NDArray[np.uint16]:
+    clean = render_slices(volume, model.canvas, sp.geo) * _bias(sp.geo, seed)
+    ref = _reference_signal(sp.proto.timing)
+    snr = sp.proto.snr / (2.5 if noisy else 1.0)
+    rng = np.random.default_rng([seed, sp.proto.series_number, noise_key])
+    sigma = ref / snr
+    n1 = rng.standard_normal(clean.shape, dtype=np.float32) * sigma
+    n2 = rng.standard_normal(clean.shape, dtype=np.float32) * sigma
+    mag = np.sqrt((clean + n1) ** 2 + n2**2)
+    scale = 1000.0 / ref
+    if sp.proto.rescale is not None:
+        scale /= sp.proto.rescale[0]
+    out: NDArray[np.uint16] = np.clip(np.rint(mag * scale), 0, 2**12 - 1).astype(np.uint16)
+    return out
+
+
+def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequence[str] = (),
+                   small: bool = False, patient: PatientIdentity | None = None) -> GroundTruth:
+    """Write one synthetic hip MRI study (DICOM) and its ground truth into ``out_dir``.
+
+    Series go to ``out_dir/<NNN_description>/IMnnnn.dcm``; the truth goes to
+    ``out_dir/truth/truth.json``, ``oedema.nii.gz`` and ``effusion.nii.gz`` (uint8,
+    1 = right hip, 2 = left hip) on the grid of the fluid-sensitive series.
+    Same arguments, same bytes.
+    """
+    chosen = check_request(case, variants)
+    out_dir = Path(out_dir)
+    anat = Anatomy.from_seed(seed)
+    sides = pathology(case, anat, seed)
+    visit = VISITS.get(case, BASELINE)
+    family_case = "itoh_left" if case.startswith("followup_") else case
+    ident = patient or default_identity(seed, chosen)
+    if patient is None and _CASE_CODE[case]:
+        ident = replace(ident, patient_id=f"{ident.patient_id}-{_CASE_CODE[case]}")
+    shift: Vec = (0.0, 0.0, 0.0) if visit is BASELINE else (3.0, -2.5, 6.0)
+    fail_side = fat_sat_failure_side(sides) if "fat_sat_failure" in chosen else None
+    h = 2.5 if small else 1.0
+    model = rasterise(anat, sides, h, fail_side)
+    uid_parts = ("study", case, str(seed), *chosen, "small" if small else "full")
+    vendor = next((v for v in ("siemens", "ge", "philips") if v in chosen), "generic")
+    variant_tag = f"{zlib.crc32(','.join(chosen).encode()) % 256:02X}" if chosen else ""
+    meta = StudyMeta(
+        study_uid=derive_uid(*uid_parts, "study-uid"),
+        frame_of_reference_uid=derive_uid(*uid_parts, "frame-of-reference"),
+        study_date=visit.study_date, study_time=visit.study_time,
+        accession=f"MM{seed % 100000:05d}{_CASE_CODE[family_case]}{visit.accession_suffix}{variant_tag}",
+        study_id=f"{seed % 1000:03d}{visit.accession_suffix}",
+        identity=ident, vendor=vendor, patient_position="FFS" if "feet_first" in chosen else "HFS",
+        body_part="HIP" if vendor == "siemens" else "PELVIS", uid_parts=uid_parts)
+    plans = plan_series(anat, chosen, small, shift)
+    ts = next((_TRANSFER[v] for v in chosen if v in _TRANSFER), None)
+    noise_key = zlib.crc32(",".join(uid_parts).encode())
+    volumes: dict[str, F32] = {}
+    series_truth: list[SeriesTruth] = []
+    for sp in plans:
+        key = sp.proto.contrast
+        if key not in volumes:
+            volumes[key] = signal_volume(model, sp.proto.timing)
+        pixels = _pixels(model, sp, volumes[key], seed, noise_key, "noisy" in chosen)
+        series_uid = derive_uid(*uid_parts, sp.proto.key, sp.proto.series_number, "series")
+        folder = out_dir / folder_name(sp.proto)
+        if sp.enhanced:
+            files = write_enhanced_series(folder, meta, sp.proto, sp.geo, pixels, series_uid, ts)
+        else:
+            files = write_classic_series(folder, meta, sp.proto, sp.geo, pixels, series_uid, ts,
+                                         reverse=sp.reverse_numbering)
+        contrast = "localizer" if sp.proto.series_number == 1 else sp.proto.contrast
+        series_truth.append(SeriesTruth(
+            series_instance_uid=series_uid, series_number=sp.proto.series_number,
+            folder=folder.name, description=sp.proto.description, contrast=contrast,
+            plane=sp.proto.plane, enhanced=sp.enhanced, n_files=len(files),
+            geometry=geometry_dict(sp.geo)))
+    del volumes
+    primary = next(sp for sp in plans if sp.proto.contrast in ("stir", "t2fs")
+                   and sp.proto.series_number != 1)
+    primary_uid = next(s.series_instance_uid for s in series_truth
+                       if s.series_number == primary.proto.series_number)
+    t1_uid = next((s.series_instance_uid for s in series_truth
+                   if s.contrast == "t1" and s.plane == primary.proto.plane), None)
+    oed, eff = masks_on_grid(anat, sides, primary.geo, h)
+    truth_dir = out_dir / "truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(grid_image(oed, primary.geo), str(truth_dir / "oedema.nii.gz"), True)
+    sitk.WriteImage(grid_image(eff, primary.geo), str(truth_dir / "effusion.nii.gz"), True)
+    geo = primary.geo
+    vox_ml = geo.row_spacing * geo.col_spacing * geo.spacing / 1000.0
+    sides_truth = {}
+    for name, label in (("right", 1), ("left", 2)):
+        sides_truth[name] = side_truth(anat, name, sides[name],
+                                       float(np.count_nonzero(oed == label)) * vox_ml,
+                                       float(np.count_nonzero(eff == label)) * vox_ml,
+                                       fail_side == name)
+    truth = GroundTruth(
+        case=case, seed=seed, variants=list(chosen), small=small,
+        patient_id=ident.patient_id, issuer_of_patient_id=ident.issuer,
+        study_instance_uid=meta.study_uid, study_date=meta.study_date,
+        accession_number=meta.accession, frame_of_reference_uid=meta.frame_of_reference_uid,
+        fluid_sensitive_series_uid=primary_uid, t1_series_uid=t1_uid, series=series_truth,
+        sides=sides_truth,
+        markers=[{"name": name, "lps_mm": list(c), "radius_mm": 5.0,
+                  "note": "Gd-doped water capsule on the skin: bright on T1, STIR and T2"}
+                 for name, c in anat.markers],
+        mask_grid={"series_instance_uid": primary_uid, **geometry_dict(primary.geo)},
+        files={"oedema": "truth/oedema.nii.gz", "effusion": "truth/effusion.nii.gz"},
+    )
+    (truth_dir / "truth.json").write_text(truth.to_json() + "\n", encoding="utf-8")
+    return truth
+
+
+def head_pixel(truth: GroundTruth, side: str) -> tuple[int, int, int]:
+    """(slice, row, col) of a femoral head centre on the fluid-sensitive grid (for tests/plots)."""
+    g = truth.mask_grid
+    origin = np.asarray(g["origin_lps_mm"])
+    d = np.asarray(truth.sides[side].head_centre_lps_mm) - origin
+    k = d @ np.asarray(g["normal"]) / g["slice_spacing_mm"]
+    r = d @ np.asarray(g["col_dir"]) / g["pixel_spacing_mm"][0]
+    c = d @ np.asarray(g["row_dir"]) / g["pixel_spacing_mm"][1]
+    return int(math.floor(k + 0.5)), int(math.floor(r + 0.5)), int(math.floor(c + 0.5))
