@@ -32,10 +32,24 @@ from workers.io.types import Classification, LoadedSeries, Plane, SeriesKind, Sl
 
 ROWS, COLS, NZ = 64, 96, 10
 ROW_SP, COL_SP, SLICE_SP = 3.0, 3.0, 4.0
-ROW_DIR = np.array([1.0, 0.0, 0.0])  # columns run to patient left
 COL_DIR = np.array([0.0, 0.0, -1.0])  # rows run to the feet
-NORMAL = np.cross(ROW_DIR, COL_DIR)  # +y, posterior
-ORIGIN = np.array([-142.5, -18.0, 90.0])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Slice geometry. Default: columns run to patient left (image right = patient left)."""
+
+    row_dir: np.ndarray
+    origin: np.ndarray
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row_dir, COL_DIR)
+
+
+STANDARD = Grid(np.array([1.0, 0.0, 0.0]), np.array([-142.5, -18.0, 90.0]))
+#: mirrored: columns run to patient RIGHT, so patient left is on the image's left
+MIRRORED = Grid(np.array([-1.0, 0.0, 0.0]), np.array([142.5, 18.0, 90.0]))
 HEAD_CENTRES = {"right": np.array([-75.0, 0.0, 0.0]), "left": np.array([75.0, 0.0, 0.0])}
 HEAD_RADIUS = 22.0
 
@@ -48,14 +62,14 @@ class FixtureStudy:
     result: AnalysisResult
 
 
-def _lps_grid() -> np.ndarray:
+def _lps_grid(g: Grid) -> np.ndarray:
     z, r, c = np.mgrid[0:NZ, 0:ROWS, 0:COLS].astype(np.float64)
-    return (ORIGIN + c[..., None] * COL_SP * ROW_DIR + r[..., None] * ROW_SP * COL_DIR
-            + z[..., None] * SLICE_SP * NORMAL)
+    return (g.origin + c[..., None] * COL_SP * g.row_dir + r[..., None] * ROW_SP * COL_DIR
+            + z[..., None] * SLICE_SP * g.normal)
 
 
-def _maps(lesion_sides: Sequence[str], effusion_sides: Sequence[str]) -> dict[str, np.ndarray]:
-    p = _lps_grid()
+def _maps(g: Grid, lesion_sides: Sequence[str], effusion_sides: Sequence[str]) -> dict[str, np.ndarray]:
+    p = _lps_grid(g)
     regions = np.zeros((NZ, ROWS, COLS), np.uint8)
     oedema = np.zeros_like(regions)
     effusion = np.zeros_like(regions)
@@ -90,15 +104,16 @@ def _maps(lesion_sides: Sequence[str], effusion_sides: Sequence[str]) -> dict[st
             "effusion": effusion, "score": score}
 
 
-def _image(array: np.ndarray) -> sitk.Image:
+def _image(array: np.ndarray, g: Grid) -> sitk.Image:
     img = sitk.GetImageFromArray(array)
-    img.SetOrigin(tuple(ORIGIN))
+    img.SetOrigin(tuple(float(v) for v in g.origin))
     img.SetSpacing((COL_SP, ROW_SP, SLICE_SP))
-    img.SetDirection(tuple(np.column_stack([ROW_DIR, COL_DIR, NORMAL]).ravel()))
+    img.SetDirection(tuple(float(v) for v in np.column_stack([g.row_dir, COL_DIR, g.normal]).ravel()))
     return img
 
 
-def _datasets(gray: np.ndarray, charset: str, name: str, study_uid: str, series_uid: str) -> list[Dataset]:
+def _datasets(g: Grid, gray: np.ndarray, charset: str, name: str, study_uid: str,
+              series_uid: str) -> list[Dataset]:
     out = []
     for z in range(NZ):
         ds = Dataset()
@@ -133,8 +148,8 @@ def _datasets(gray: np.ndarray, charset: str, name: str, study_uid: str, series_
         ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid, "for"])
         ds.PositionReferenceIndicator = ""
         ds.InstanceNumber = z + 1
-        ds.ImagePositionPatient = [float(v) for v in ORIGIN + z * SLICE_SP * NORMAL]
-        ds.ImageOrientationPatient = [*map(float, ROW_DIR), *map(float, COL_DIR)]
+        ds.ImagePositionPatient = [float(v) for v in g.origin + z * SLICE_SP * g.normal]
+        ds.ImageOrientationPatient = [*map(float, g.row_dir), *map(float, COL_DIR)]
         ds.PixelSpacing = [ROW_SP, COL_SP]
         ds.SliceThickness = SLICE_SP
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
@@ -186,12 +201,12 @@ def _measure(side: str, m: dict[str, np.ndarray], present: bool, pattern: str) -
 
 def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Sequence[str] = ("left",),
                charset: str = "ISO_IR 192", name: str = "Müller^Jürgen", multiframe: bool = False,
-               seed_uid: str = "fixture-1") -> FixtureStudy:
+               seed_uid: str = "fixture-1", grid: Grid = STANDARD) -> FixtureStudy:
     """The fixture study. ``multiframe`` converts the slices into one legacy-converted enhanced MR."""
-    m = _maps(lesion_sides, effusion_sides)
+    m = _maps(grid, lesion_sides, effusion_sides)
     study_uid = generate_uid(entropy_srcs=[seed_uid, "study"])
     series_uid = generate_uid(entropy_srcs=[seed_uid, "series"])
-    full = _datasets(m["gray"], charset, name, study_uid, series_uid)
+    full = _datasets(grid, m["gray"], charset, name, study_uid, series_uid)
     if multiframe:
         enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
             legacy_datasets=full, series_instance_uid=generate_uid(entropy_srcs=[seed_uid, "mf-series"]),
@@ -200,7 +215,7 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
         # the converter sorts frames its own way (here: reversed); map z -> frame by position
         ys = [float(f.PlanePositionSequence[0].ImagePositionPatient[1])
               for f in enhanced.PerFrameFunctionalGroupsSequence]
-        frame_of_z = [ys.index(float(ORIGIN[1] + z * SLICE_SP)) + 1 for z in range(NZ)]
+        frame_of_z = [ys.index(float(grid.origin[1] + z * SLICE_SP * grid.normal[1])) + 1 for z in range(NZ)]
         slices = tuple(SliceRef(enhanced.SOPClassUID, enhanced.SOPInstanceUID, f) for f in frame_of_z)
         series_uid = enhanced.SeriesInstanceUID
     else:
@@ -213,11 +228,11 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
         del h.PixelData
         headers.append(h)
     fluid = LoadedSeries(
-        series_instance_uid=series_uid, image=_image(m["gray"].astype(np.float32)), slices=slices,
+        series_instance_uid=series_uid, image=_image(m["gray"].astype(np.float32), grid), slices=slices,
         datasets=tuple(headers), classification=Classification(SeriesKind.STIR, Plane.CORONAL, fat_suppressed=True),
         series_number=5, series_description="COR STIR")
-    maps = AnalysisMaps(score=_image(m["score"]), oedema=_image(m["oedema"]), regions=_image(m["regions"]),
-                        effusion=_image(m["effusion"]))
+    maps = AnalysisMaps(score=_image(m["score"], grid), oedema=_image(m["oedema"], grid),
+                        regions=_image(m["regions"], grid), effusion=_image(m["effusion"], grid))
     sides = {}
     for side in ("right", "left"):
         present = side in lesion_sides

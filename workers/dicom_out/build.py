@@ -36,7 +36,13 @@ from workers.analysis.result import AnalysisResult, OutputFile
 from workers.dicom_out.findings import draft_findings, fluid_sequence_name, fmt_ml
 from workers.dicom_out.geometry import patient_orientation
 from workers.dicom_out.provenance import content_datetime, contributing_equipment, finish_header
-from workers.dicom_out.render import HEADER, PANEL_WIDTH, DisplayScale, overlay_frame, summary_image
+from workers.dicom_out.render import (
+    PANEL_WIDTH,
+    DisplayScale,
+    key_image,
+    overlay_frame,
+    summary_image,
+)
 from workers.dicom_out.sc import build_sc
 from workers.dicom_out.seg import SIDES, build_seg
 from workers.dicom_out.sr import build_sr
@@ -101,6 +107,14 @@ def _side_lines(result: AnalysisResult) -> list[str]:
     return lines
 
 
+def _source_image_name(fm: FrameMaps) -> str:
+    """How a radiologist finds the source slice in the PACS: image number (or frame)."""
+    if fm.frame.ref.frame_number is not None:
+        return f"frame {fm.frame.ref.frame_number}"
+    number = fm.frame.dataset.get("InstanceNumber")
+    return f"image {number}" if number is not None else "image -"
+
+
 def _display_spacing(pixels_width: int, frame: FrameMaps) -> tuple[float, float]:
     fused_width_mm = frame.frame.columns * frame.frame.spacing[1]
     px = fused_width_mm / (pixels_width - PANEL_WIDTH)  # the side panel is not part of the image
@@ -120,7 +134,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
     outputs: list[OutputFile] = []
 
     def emit(kind: str, ds: hd.SOPClass, name: str) -> None:
-        finish_header(ds, ref, date, time, settings.institution_name)
+        finish_header(ds, ref, date, time, settings.institution_name, both_hips=True)
         outputs.append(_record(kind, ds, _write(ds, out_dir, name), out_dir))
 
     seg = build_seg(frames, result, uids, series_number=SERIES_SEG, series_description=DESCRIPTIONS["seg"],
@@ -136,8 +150,9 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
     sequence = fluid_sequence_name(result)
     shown = overlay_frames(frames)
     for index, fm in enumerate(shown, start=1):
-        caption = (f"Slice {fm.frame.z + 1}/{len(frames)}  |  {sequence} series {fluid.series_number or '-'}"
-                   f" \u201c{fluid.series_description}\u201d  |  overlay {index}/{len(shown)}")
+        caption = (f"{sequence} series {fluid.series_number or '-'} \u201c{fluid.series_description}\u201d"
+                   f"  |  {_source_image_name(fm)}  |  slice {fm.frame.z + 1}/{len(frames)}"
+                   f"  |  overlay {index}/{len(shown)}")
         pixels = overlay_frame(fm, scale, version=version, caption=caption, side_lines=lines)
         sc = build_sc(pixels, ref, series_uid=uids.uid("sc_overlay.series"),
                       instance_uid=uids.uid("sc_overlay.instance", index), series_number=SERIES_OVERLAY,
@@ -146,9 +161,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
                       pixel_spacing=_display_spacing(pixels.shape[1], fm), equipment=equipment)
         emit("sc_overlay", sc, f"sc_overlay_{index:02d}.dcm")
     key = key_frame(frames)
-    key_pixels = overlay_frame(key, scale, version=version, caption=f"Key slice {key.frame.z + 1}/{len(frames)}",
-                               side_lines=lines)
-    summary = summary_image(summary_content(result, text), key_pixels[HEADER:])  # without its banner
+    summary = summary_image(summary_content(result, text), key_image(key, scale))
     sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
                   series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
                   version=version, orientation=None, pixel_spacing=None, equipment=equipment)
@@ -173,7 +186,7 @@ def _not_analysed(result: AnalysisResult, headers: Sequence[Dataset], out_dir: P
                   series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
                   version=version, orientation=None, pixel_spacing=None, equipment=equipment)
     for kind, ds, name in (("sr", sr, "sr.dcm"), ("sc_summary", sc, "sc_summary.dcm")):
-        finish_header(ds, ref, date, time, settings.institution_name)
+        finish_header(ds, ref, date, time, settings.institution_name, both_hips=False)
         outputs.append(_record(kind, ds, _write(ds, out_dir, name), out_dir))
     return outputs
 

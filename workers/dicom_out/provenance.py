@@ -28,6 +28,10 @@ _DATE_TIME_PAIRS = (
 )
 
 
+#: BodyPartExamined values (CID 4031) of paired structures around the hip
+PAIRED_BODY_PARTS = frozenset({"HIP", "FEMUR", "THIGH", "LEG", "KNEE", "LOWER_LIMB", "EXTREMITY"})
+
+
 class MissingSourceDateError(ValueError):
     """No source header carries any date; the outputs would need a wall-clock date."""
 
@@ -60,7 +64,8 @@ def contributing_equipment(version: str, institution_name: str) -> hd.Contributi
     )
 
 
-def finish_header(out: hd.SOPClass, ref: Dataset, date: str, time: str, institution_name: str) -> None:
+def finish_header(out: hd.SOPClass, ref: Dataset, date: str, time: str, institution_name: str, *,
+                  both_hips: bool) -> None:
     """Copy the patient and study modules of ``ref`` exactly and stamp the deterministic dates."""
     if "SpecificCharacterSet" in ref:
         out.SpecificCharacterSet = ref.SpecificCharacterSet
@@ -73,7 +78,30 @@ def finish_header(out: hd.SOPClass, ref: Dataset, date: str, time: str, institut
     for date_kw, time_kw in stamps:
         setattr(out, date_kw, date)
         setattr(out, time_kw, time)
+    for item in out.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:  # highdicom stamps its own item with the wall clock
+            item.ContributionDateTime = date + time
     if institution_name:
         out.InstitutionName = institution_name
-    if out.Modality != "SR" and ref.get("BodyPartExamined"):
-        out.BodyPartExamined = ref.BodyPartExamined
+    if out.Modality != "SR":
+        _body_part(out, ref, both_hips)
+
+
+def _body_part(out: Dataset, ref: Dataset, both_hips: bool) -> None:
+    """BodyPartExamined (+ Laterality) of an image output.
+
+    Copied from the source when it is unpaired or comes with its Laterality. An output
+    covering both hips whose source names a paired part without laterality (or none)
+    says PELVIS: a paired part would need a single-sided Laterality, which a bilateral
+    result does not have (dciodvfy: Laterality Type 2C).
+    """
+    part = str(ref.get("BodyPartExamined") or "").strip()
+    laterality = str(ref.get("Laterality") or "").strip()
+    if part and (part.upper() not in PAIRED_BODY_PARTS or laterality):
+        out.BodyPartExamined = part
+        if laterality:
+            out.Laterality = laterality
+    elif both_hips:
+        out.BodyPartExamined = "PELVIS"
+    elif part:
+        out.BodyPartExamined = part

@@ -187,21 +187,28 @@ def _orientation(draw: ImageDraw.ImageDraw, fm: FrameMaps, box: tuple[int, int, 
 
 
 PANEL_WIDTH = 230
+MIN_IMAGE_HEIGHT = 640  # room for the colour bar, legend and volumes
 FOOTER = 44
 HEADER = 48
+
+
+def overlay_image_box(fm: FrameMaps) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of the slice inside its overlay image (it is centred vertically)."""
+    w, h = _display_size(fm)
+    return 0, HEADER + (max(h, MIN_IMAGE_HEIGHT) - h) // 2, w, h
 
 
 def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
                   side_lines: Sequence[str]) -> RGBArray:
     """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
     fused = fused_image(fm, scale)
-    h, w = fused.shape[:2]
-    width, height = w + PANEL_WIDTH, max(h, 520) + HEADER + FOOTER
+    _, top, w, h = overlay_image_box(fm)
+    width, height = w + PANEL_WIDTH, max(h, MIN_IMAGE_HEIGHT) + HEADER + FOOTER
     canvas = Image.new("RGB", (width, height), BACKGROUND)
-    canvas.paste(Image.fromarray(fused, "RGB"), (0, HEADER))
+    canvas.paste(Image.fromarray(fused, "RGB"), (0, top))
     draw = ImageDraw.Draw(canvas)
     _banner(draw, width, version, "Bone marrow oedema map")
-    _orientation(draw, fm, (0, HEADER, w, HEADER + h))
+    _orientation(draw, fm, (0, top, w, top + h))
     draw.rectangle((w, HEADER, width, height - FOOTER), fill=PANEL_BACKGROUND)
     px = w + 20
     _colour_bar(draw, px, HEADER + 50, 200, scale)
@@ -214,6 +221,13 @@ def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: 
     draw.rectangle((0, height - FOOTER, width, height), fill=PANEL_BACKGROUND)
     _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def key_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
+    """The fused slice with orientation letters only (the summary's thumbnail)."""
+    fused = Image.fromarray(fused_image(fm, scale), "RGB")
+    _orientation(ImageDraw.Draw(fused), fm, (0, 0, fused.width, fused.height))
+    return np.asarray(fused, dtype=np.uint8)
 
 
 def wrap(text: str, size: int, width: float, bold: bool = False) -> list[str]:

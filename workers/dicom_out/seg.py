@@ -152,4 +152,7 @@ def build_seg(frames: list[FrameMaps], result: AnalysisResult, uids: UidDeriver,
         content_description="BME and femoral regions, MarrowMap, not for diagnostic use",
         omit_empty_frames=False, contributing_equipment=list(equipment),
     )
+    dimension_uid = uids.uid("seg.dimension-organization")  # highdicom draws a random one
+    for item in [*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence]:
+        item.DimensionOrganizationUID = dimension_uid
     return BuiltSeg(dataset=seg, segments=infos)
