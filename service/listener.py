@@ -103,6 +103,7 @@ class Listener:
             evt_handlers=self.handler.handlers(),
             server_class=NoDelayServer,
         )
+        ae._servers.append(self._server)  # as AE.start_server does; shutdown() removes it
         self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
         self._thread.start()
         log.info(

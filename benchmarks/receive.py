@@ -1,0 +1,150 @@
+"""Receive benchmark: MarrowMap listener vs dcmtk storescp, both fed by dcmtk storescu.
+
+One command::
+
+    python benchmarks/receive.py [--instances 400] [--rounds 3]
+
+generates a study of N MR instances of 512 x 512 x 16 bit, then, alternating, sends it with
+``storescu`` to ``marrowmap listen`` (durable spool: fsync of every file and directory) and to
+``storescp`` writing files (no fsync), ``--rounds`` times each, and prints instances/s for both
+and the ratio of the medians. ``TCP_NODELAY=1`` is set for dcmtk on both sides (Debian's dcmtk
+leaves Nagle on otherwise, ~40 ms per instance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+ROOT = "1.2.826.0.1.3680043.8.498."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_study(folder: Path, count: int) -> list[Path]:
+    """``count`` 512x512x16-bit MR instances of one hip study (deterministic UIDs and pixels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    study = generate_uid(ROOT, ["bench-study"])
+    series = generate_uid(ROOT, ["bench-series"])
+    paths = []
+    for i in range(count):
+        ds = Dataset()
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = generate_uid(ROOT, ["bench", str(i)])
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        ds.Modality = "MR"
+        ds.BodyPartExamined = "HIP"
+        ds.SeriesDescription = "COR STIR"
+        ds.PatientName = "Bench^Mark"
+        ds.PatientID = "BENCH"
+        ds.InstanceNumber = i + 1
+        ds.Rows = ds.Columns = 512
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        ds.PixelData = rng.integers(0, 4096, (512, 512), dtype=np.uint16).tobytes()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = folder / f"{i:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def send(port: int, called: str, paths: list[Path], env: dict[str, str]) -> float:
+    """Seconds storescu needs to send ``paths`` in one association."""
+    started = time.perf_counter()
+    subprocess.run(["storescu", "-aec", called, "127.0.0.1", str(port), *map(str, paths)],
+                   env=env, check=True, capture_output=True, timeout=600)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None, help="Where to put the study and both outputs "
+                        "(default: a temporary folder on the same disk as the current directory).")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mm-bench-", dir=args.workdir or Path.cwd()))
+    dcmtk_env = dict(os.environ, TCP_NODELAY="1")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        print(f"generating {args.instances} MR instances 512x512x16 bit in {work} ...", flush=True)
+        paths = make_study(work / "study", args.instances)
+        mm_port, scp_port = free_port(), free_port()
+        mm_env = {k: v for k, v in os.environ.items() if not k.startswith("MARROWMAP_")}
+        mm_env.update({
+            "MARROWMAP_PORT": str(mm_port), "MARROWMAP_HOST": "127.0.0.1",
+            "MARROWMAP_SPOOL_DIR": str(work / "spool"),
+            "MARROWMAP_QUIET_SECONDS": "3600",  # receive only: no sealing during the benchmark
+            "MARROWMAP_MIN_FREE_DISK_MB": "1", "MARROWMAP_LOG_LEVEL": "WARNING",
+            "MARROWMAP_BROKER_URL": os.environ.get("MARROWMAP_BROKER_URL", "redis://127.0.0.1:6379/15"),
+        })
+        procs.append(subprocess.Popen([sys.executable, "-c", "from marrowmap.cli import main; main()", "listen"],
+                                      env=mm_env))
+        scp_out = work / "storescp"
+        scp_out.mkdir()
+        procs.append(subprocess.Popen(["storescp", "-aet", "STORESCP", "--output-directory", str(scp_out),
+                                       str(scp_port)], env=dcmtk_env))
+        wait_port(mm_port)
+        wait_port(scp_port)
+        mm_times, scp_times = [], []
+        for r in range(args.rounds):
+            mm_times.append(send(mm_port, "MARROWMAP", paths, dcmtk_env))
+            scp_times.append(send(scp_port, "STORESCP", paths, dcmtk_env))
+            for f in scp_out.iterdir():
+                f.unlink()
+            print(f"round {r + 1}: marrowmap {args.instances / mm_times[-1]:7.1f} inst/s   "
+                  f"storescp {args.instances / scp_times[-1]:7.1f} inst/s", flush=True)
+        mm = args.instances / statistics.median(mm_times)
+        scp = args.instances / statistics.median(scp_times)
+        mb = sum(p.stat().st_size for p in paths) / 1e6
+        print(f"\nmedian of {args.rounds} rounds, {args.instances} instances ({mb:.0f} MB) per round:")
+        print(f"  marrowmap listen (durable, fsync) : {mm:7.1f} instances/s  ({mm * mb / args.instances:6.1f} MB/s)")
+        print(f"  dcmtk storescp (no fsync)         : {scp:7.1f} instances/s  ({scp * mb / args.instances:6.1f} MB/s)")
+        print(f"  ratio marrowmap / storescp        : {mm / scp:7.2f}  (target >= 0.5)")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
