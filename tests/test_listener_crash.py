@@ -9,9 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-import dicom_factory as factory
 import pytest
-from listener_fixtures import CALLED_AE, Harness, harness, spooled_files, wait_for  # noqa: F401
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -19,6 +17,8 @@ from marrowmap.settings import Settings
 from service.enqueue import JobQueue
 from service.sealer import Sealer
 from service.spool import QUEUED_MARKER, Spool
+from tests import dicom_factory as factory
+from tests.listener_fixtures import CALLED_AE, Harness, harness, spooled_files, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-import dicom_factory as factory
 import numpy as np
 import pytest
 from pydicom.filebase import DicomBytesIO
@@ -19,6 +18,7 @@ from pydicom.uid import (
 )
 
 from service.dataset_check import DatasetDecodeError, MissingAttributeError, check_dataset
+from tests import dicom_factory as factory
 
 
 def _encode(ds: object, implicit: bool, little: bool) -> bytes:

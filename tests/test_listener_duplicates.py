@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import dicom_factory as factory
 import pytest
-from listener_fixtures import Harness, harness, storescu, wait_for  # noqa: F401
+
+from tests import dicom_factory as factory
+from tests.listener_fixtures import Harness, harness, storescu, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,15 @@ import subprocess
 import time
 from pathlib import Path
 
-import dicom_factory as factory
 import numpy as np
 import pytest
-from listener_fixtures import (  # noqa: F401
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
+from pynetdicom import AE
+
+from service.statuses import StoreStatus
+from tests import dicom_factory as factory
+from tests.listener_fixtures import (  # noqa: F401
     CALLED_AE,
     Harness,
     echo,
@@ -23,11 +28,6 @@ from listener_fixtures import (  # noqa: F401
     storescu,
     wait_for,
 )
-from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
-from pynetdicom import AE
-
-from service.statuses import StoreStatus
 
 pytestmark = pytest.mark.integration
 EXPLICIT = str(ExplicitVRLittleEndian)

@@ -9,9 +9,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import dicom_factory as factory
 import pytest
-from listener_fixtures import (  # noqa: F401
+from pydicom import dcmread
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from marrowmap.contract import TASK_ANALYZE, JobMessage
+from tests import dicom_factory as factory
+from tests.listener_fixtures import (  # noqa: F401
     Harness,
     harness,
     send_raw_files,
@@ -19,10 +23,6 @@ from listener_fixtures import (  # noqa: F401
     storescu,
     wait_for,
 )
-from pydicom import dcmread
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-from marrowmap.contract import TASK_ANALYZE, JobMessage
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,14 @@ import json
 import time
 from pathlib import Path
 
-import dicom_factory as factory
 import pytest
-from listener_fixtures import Harness, harness, pynetdicom_send, wait_for  # noqa: F401
 from pydicom.uid import ExplicitVRLittleEndian
 
 from marrowmap.manifest import ManifestSeries
 from marrowmap.settings import Settings
 from service.routing import decide
+from tests import dicom_factory as factory
+from tests.listener_fixtures import Harness, harness, pynetdicom_send, wait_for  # noqa: F401
 
 
 def _series(**kw: object) -> ManifestSeries:

@@ -8,11 +8,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import dicom_factory as factory
 import pytest
-from listener_fixtures import Harness, Proc, harness, storescu, wait_for  # noqa: F401
 
 from marrowmap.jobstore import JobState, JobStore
+from tests import dicom_factory as factory
+from tests.listener_fixtures import Harness, Proc, harness, storescu, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
