@@ -219,3 +219,34 @@ def phantom_cmd(out_dir: Path, case: str, seed: int, variants: tuple[str, ...], 
         t = truth.sides[side]
         click.echo(f"{side}: oedema {t.pattern} {t.volume_ml:.1f} mL, effusion {t.effusion_volume_ml:.1f} mL")
     click.echo(f"truth: {out_dir / 'truth' / 'truth.json'}")
+
+
+# --- up -------------------------------------------------------------------------------------
+@main.command("up")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes to start.")
+@click.pass_context
+def up(ctx: click.Context, workers: int) -> None:
+    """Run the whole service here: listener + worker(s), and a local Redis if none answers."""
+    from marrowmap.launcher import LaunchError, run_up
+
+    settings = _settings(ctx)
+    try:
+        code = run_up(settings, workers, {"MARROWMAP_LOG_FORMAT": settings.log_format})
+    except LaunchError as exc:
+        click.echo(f"marrowmap: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+# --- health ---------------------------------------------------------------------------------
+@main.command("health")
+@click.argument("component", type=click.Choice(["listener", "worker"]))
+@click.pass_context
+def health(ctx: click.Context, component: str) -> None:
+    """Exit 0 when healthy, 1 when not (listener: C-ECHO to itself; worker: broker + spool)."""
+    from marrowmap.health import check_listener, check_worker
+
+    settings = _settings(ctx)
+    result = check_listener(settings) if component == "listener" else check_worker(settings)
+    click.echo(f"{'healthy' if result.ok else 'unhealthy'}: {result.detail}")
+    sys.exit(0 if result.ok else 1)

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     max_associations: int = Field(10, ge=1, le=1000, description="Concurrent associations accepted.")
     network_timeout_seconds: float = Field(60.0, gt=0, description="Idle TCP time-out of an association.")
 
+    health_calling_ae: str = Field(
+        "MM-HEALTH",
+        description="Calling AE of `marrowmap health listener`; always let in for C-ECHO, never allowed to store.",
+    )
+
     # --- routing: which studies become analysis jobs ----------------------------------------
     route_modalities: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["MR"], description="Modalities that can become jobs."
@@ -147,7 +152,7 @@ class Settings(BaseSettings):
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
 
-    @field_validator("ae_title", "pacs_ae_title")
+    @field_validator("ae_title", "pacs_ae_title", "health_calling_ae")
     @classmethod
     def _ae(cls, value: str, info: Any) -> str:
         return _check_ae(value, info.field_name)

@@ -158,6 +158,11 @@ class StoreHandler:
             log.warning("store.out_of_resources", reason="free disk space below min_free_disk_mb",
                         min_free_disk_mb=self._settings.min_free_disk_mb, calling_ae=stats.calling_ae)
             return stats.fail(StoreStatus.OUT_OF_RESOURCES)
+        if stats.calling_ae == self._settings.health_calling_ae and (
+            stats.calling_ae not in self._settings.allowed_calling_aets
+        ):
+            log.warning("store.refused", reason="the health-check AE title may only C-ECHO", calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.CANNOT_UNDERSTAND)
         request = event.request
         sop_uid = str(request.AffectedSOPInstanceUID or "")
         sop_class = str(request.AffectedSOPClassUID or "")

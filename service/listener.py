@@ -68,7 +68,8 @@ def build_ae(settings: Settings) -> AE:
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(str(cx.abstract_syntax), syntaxes)
     ae.add_supported_context(Verification, syntaxes)
-    ae.require_calling_aet = list(settings.allowed_calling_aets)
+    if settings.allowed_calling_aets:  # the health check may always echo (its stores are refused)
+        ae.require_calling_aet = [*settings.allowed_calling_aets, settings.health_calling_ae]
     ae.maximum_associations = settings.max_associations
     ae.network_timeout = settings.network_timeout_seconds
     ae.acse_timeout = min(30.0, settings.network_timeout_seconds)

@@ -1,0 +1,83 @@
+"""Health checks for docker-compose/systemd: the listener answers C-ECHO; a worker reaches the
+broker and can write to the spool. Each returns a typed result; the CLI exits 0/1 on it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from marrowmap.settings import Settings
+
+_LOCAL = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Health:
+    """Outcome of one health check."""
+
+    ok: bool
+    detail: str
+
+
+def check_listener(settings: Settings, timeout: float = 5.0) -> Health:
+    """C-ECHO to our own listener (on loopback when it binds to every address)."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    host = _LOCAL if settings.host in ("0.0.0.0", "::", "") else settings.host
+    ae = AE(ae_title=settings.health_calling_ae)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.connection_timeout = timeout
+    assoc = ae.associate(host, settings.port, ae_title=settings.ae_title)
+    if not assoc.is_established:
+        how = "rejected" if assoc.is_rejected else "not established"
+        return Health(False, f"association to {settings.ae_title}@{host}:{settings.port} {how}")
+    status = assoc.send_c_echo()
+    assoc.release()
+    if status and int(status.Status) == 0:
+        return Health(True, f"C-ECHO {settings.ae_title}@{host}:{settings.port} ok")
+    return Health(False, f"C-ECHO {settings.ae_title}@{host}:{settings.port} got no Success")
+
+
+def check_broker(settings: Settings, timeout: float = 5.0) -> Health:
+    """The Redis broker (and job store) answers PING."""
+    for name, url in (("broker", settings.broker_url), ("job store", settings.jobs_url)):
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+            client.ping()
+        except redis.RedisError as exc:
+            return Health(False, f"{name} {_redact(url)} unreachable: {exc}")
+    return Health(True, f"broker {_redact(settings.broker_url)} answers")
+
+
+def check_spool(settings: Settings) -> Health:
+    """The spool exists and takes a durable write (create, fsync, delete)."""
+    probe = settings.spool_dir / "tmp" / f".health-{uuid.uuid4().hex}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
+            fh.flush()
+            os.fsync(fh.fileno())
+        probe.unlink()
+    except OSError as exc:
+        return Health(False, f"spool {settings.spool_dir} not writable: {exc}")
+    return Health(True, f"spool {settings.spool_dir} writable")
+
+
+def check_worker(settings: Settings) -> Health:
+    """Broker reachable and spool writable."""
+    results = [check_broker(settings), check_spool(settings)]
+    return Health(all(r.ok for r in results), "; ".join(r.detail for r in results))
+
+
+def _redact(url: str) -> str:
+    """A broker URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"

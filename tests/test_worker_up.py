@@ -1,0 +1,69 @@
+"""`marrowmap up` runs listener + worker (starting its own Redis when the local broker is down),
+`marrowmap health` reports on both, and Ctrl-C stops everything cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests import dicom_factory as factory
+from tests.listener_fixtures import MARROWMAP, free_port, storescu, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _env(tmp: Path, port: int, redis_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARROWMAP_")}
+    env.update({
+        "MARROWMAP_PORT": str(port), "MARROWMAP_HOST": "127.0.0.1", "MARROWMAP_SPOOL_DIR": str(tmp / "spool"),
+        "MARROWMAP_QUIET_SECONDS": "1", "MARROWMAP_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "MARROWMAP_MIN_FREE_DISK_MB": "1", "MARROWMAP_LOG_FORMAT": "json",
+    })
+    return env
+
+
+def _health(env: dict[str, str], component: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MARROWMAP, "health", component], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port, redis_port = free_port(), free_port()
+    env = _env(tmp_path, port, redis_port)
+    assert _health(env, "worker").returncode == 1, "nothing runs yet"
+    assert _health(env, "listener").returncode == 1
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen([*MARROWMAP, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "up.started_redis" in log_path.read_text(), 30, "up to start its own redis")
+        wait_for(lambda: _health(env, "listener").returncode == 0, 60, "the listener to be healthy", 0.5)
+        worker_health = _health(env, "worker")
+        assert worker_health.returncode == 0, worker_health.stdout
+        assert "broker" in worker_health.stdout and "spool" in worker_health.stdout
+        wait_for(lambda: "ready." in log_path.read_text(), 60, "the worker to be ready", 0.3)
+
+        study = factory.study("up-push", (factory.SeriesSpec("COR STIR", 3),))
+        assert storescu(port, factory.write(study, tmp_path / "send")).returncode == 0
+        client = redis.Redis(port=redis_port)
+
+        def received() -> bool:
+            listing = subprocess.run([*MARROWMAP, "status"], env=env, capture_output=True, text=True, timeout=60)
+            return "received" in listing.stdout
+
+        wait_for(received, 40, "the job to reach the worker", 0.5)
+        assert client.ping()
+    finally:
+        up.send_signal(signal.SIGINT)
+        returncode = up.wait(60)
+    text = log_path.read_text()
+    assert returncode == 0, text[-3000:]
+    for name in ("listener", "worker-1", "redis"):
+        assert f'"process": "{name}"' in text and "up.stopped" in text
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=redis_port, socket_connect_timeout=1).ping()
+    assert _health(env, "listener").returncode == 1
