@@ -151,6 +151,9 @@ def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) ->
         )
         if series:
             click.echo(f"{'':<32}  series: {series}")
+        steps = sorted(r.times.items(), key=lambda item: item[1])
+        if len(steps) > 1:
+            click.echo(f"{'':<32}  " + " -> ".join(f"{state} {at:%H:%M:%S}" for state, at in steps))
         if r.reason:
             click.echo(f"{'':<32}  {r.reason}")
 

@@ -18,7 +18,8 @@ from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from workers.analysis.result import AnalysisResult
 from workers.pacs.store_scu import SendReport, backoff_seconds, send_instances
-from workers.spool_check import SpoolMismatch, verify_study_folder
+from workers.pipeline import analyze_study_dir
+from workers.spool_check import SpoolMismatch, study_folder, verify_study_folder
 from workers.taskdefs import house_task, task_settings
 
 log = get_logger(__name__)
@@ -45,7 +46,7 @@ def results_dir(settings: Settings, job_id: str) -> Path:
 
 @house_task(TASK_ANALYZE, queue=QUEUE_ANALYSIS)
 def analyze_study(task: Task, *, job: dict[str, Any]) -> str:
-    """Check the sealed study folder against its manifest and record the job as received."""
+    """Check the sealed study folder against its manifest, analyse it, chain the sending of the results."""
     settings = task_settings(task)
     store = job_store(settings)
     try:
@@ -81,7 +82,52 @@ def analyze_study(task: Task, *, job: dict[str, Any]) -> str:
     )
     log.info("job.received", job_id=message.job_id, study_instance_uid=message.study_instance_uid,
              series=len(series), instances=manifest.instance_count, spool_path=message.spool_path)
-    return JobState.RECEIVED.value
+    state = _analyse(task, settings, store, message)
+    return state.value
+
+
+def result_summary(result: AnalysisResult) -> dict[str, Any]:
+    """What the job store keeps of a result (numbers exactly as the analysis computed them)."""
+    sides = {
+        side: {
+            "localized": r.localized,
+            "present": r.present,
+            "oedema_volume_ml": r.oedema_volume_ml,
+            "head_involvement_pct": r.head_involvement_pct,
+            "pattern": r.pattern,
+            "reason": r.reason,
+        }
+        for side, r in result.sides.items()
+    }
+    return {
+        "status": result.status,
+        "reason": result.reason,
+        "sides": sides,
+        "confidence": result.quality.confidence,
+        "outputs": [o.kind for o in result.outputs],
+        "seconds": result.timings_s.get("total"),
+    }
+
+
+_STATE_OF_RESULT = {"analyzed": JobState.ANALYSED, "not_applicable": JobState.NOT_APPLICABLE,
+                    "failed": JobState.FAILED}
+
+
+def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessage) -> JobState:
+    """Run the analysis on the study folder; record the outcome; chain sending when there are outputs."""
+    out_dir = results_dir(settings, message.job_id)
+    store.record(message.job_id, JobState.ANALYSING, reason=f"analysis started, outputs in results/{message.job_id}")
+    result = analyze_study_dir(study_folder(settings.spool_dir, message), out_dir, settings=settings)
+    state = _STATE_OF_RESULT[result.status]
+    store.record(message.job_id, state, reason=result.reason or f"{len(result.outputs)} output object(s)",
+                 result=result_summary(result))
+    log.info("job.analysed", job_id=message.job_id, state=state.value, reason=result.reason,
+             outputs=len(result.outputs), seconds=result.timings_s.get("total"))
+    if result.outputs and state is not JobState.FAILED:
+        store.record(message.job_id, JobState.SENDING, reason=f"{len(result.outputs)} object(s) queued for sending")
+        task.app.send_task(TASK_SEND, kwargs={"job_id": message.job_id},
+                           queue=settings.queue_name(QUEUE_SEND), task_id=f"{message.job_id}.send")
+    return state
 
 
 def _output_paths(settings: Settings, job_id: str) -> list[Path]:
