@@ -264,3 +264,57 @@ def test_real_mr_small_encodings_decode_like_pydicom(tmp_path: Path, name: str) 
     np.testing.assert_array_equal(array[0], reference)
     np.testing.assert_array_equal(array[1], reference)
     assert sitk_any(series.image).GetSpacing()[2] == pytest.approx(5.0)
+
+
+def test_enhanced_instance_with_two_stacks_loads_both(tmp_path: Path) -> None:
+    """Frames of one Enhanced MR object in two orientations: two volumes, each decoded right."""
+    shape = (8, 36, 44)
+    volume = marker_volume(shape, (1, 1, 1))
+    coronal = centred_geometry(CORONAL, shape, SPACING)
+
+    def two_stacks(_: int, ds: Any) -> None:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence as DicomSequence
+
+        del ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence
+        for i, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+            item = Dataset()
+            if i % 2:
+                item.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+                position = [-30.0, -40.0, 12.0 * (i // 2)]
+            else:
+                item.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+                position = [float(v) for v in coronal.slice_position(i // 2)]
+            frame.PlaneOrientationSequence = DicomSequence([item])
+            frame.PlanePositionSequence[0].ImagePositionPatient = position
+
+    write_enhanced(tmp_path, SeriesSpec(volume, coronal, dict(STIR_COR), mutate=two_stacks))
+    order = np.random.default_rng(5).permutation(shape[0])  # frame i holds volume[order[i]]
+
+    study = load_study(tmp_path)
+
+    assert not study.problems, [p.reason for p in study.problems]
+    planes = {s.classification.plane: s for s in study.loaded}
+    assert set(planes) == {Plane.CORONAL, Plane.AXIAL}
+    for plane, first_frame in ((Plane.CORONAL, 0), (Plane.AXIAL, 1)):
+        series = planes[plane]
+        assert [s.frame_number for s in series.slices] == list(range(first_frame + 1, shape[0] + 1, 2))
+        expected = volume[order[first_frame::2]].astype(np.float32)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(series.image), expected)
+        assert "PixelData" not in series.datasets[0]
+
+
+def test_resent_instance_is_read_once(tmp_path: Path) -> None:
+    geometry = centred_geometry(CORONAL, SHAPE, SPACING)
+    paths = write_classic(tmp_path, SeriesSpec(marker_volume(SHAPE, MARKER), geometry, dict(STIR_COR)))
+    copy = tmp_path / "resent" / "again.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(paths[0].read_bytes())
+
+    study = load_study(tmp_path)
+
+    assert not study.problems
+    assert len(study.skipped_files) == 1
+    assert "duplicate of SOPInstanceUID" in study.skipped_files[0].reason
+    assert study.skipped_files[0].path in (copy, paths[0])
+    assert len(study.loaded[0].slices) == SHAPE[0]

@@ -510,11 +510,19 @@ def _kind(f: _Features) -> tuple[SeriesKind, bool, list[str]]:
     return kind, fs, evidence + fs_evidence
 
 
-def classify_series(datasets: Sequence[Dataset]) -> Classification:
-    """Kind and plane of one series from its headers (classic or Enhanced MR), with evidence."""
+def classify_series(
+    datasets: Sequence[Dataset], orientation: Sequence[float] | None = None
+) -> Classification:
+    """Kind and plane of one series from its headers (classic or Enhanced MR), with evidence.
+
+    ``orientation`` (IOP of one stack) fixes the plane when the caller has already split the
+    series into single-orientation stacks; mixed orientations are then not a localizer sign.
+    """
     if not datasets:
         return Classification(SeriesKind.UNKNOWN, Plane.UNKNOWN, ("no datasets",))
     f = _features(datasets)
+    if orientation is not None:
+        f.orientations = [tuple(float(v) for v in orientation)]
     kind, fat_suppressed, evidence = _kind(f)
     plane, plane_evidence = _series_plane(f)
     return Classification(

@@ -149,8 +149,8 @@ def _read(path: Path) -> Dataset | str:
         return f"unreadable DICOM file: {exc}"
     if str(ds.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
         return "DICOMDIR (media storage directory), not an instance"
-    if not ds.get("SeriesInstanceUID"):
-        return "DICOM file without SeriesInstanceUID"
+    if not ds.get("SeriesInstanceUID") or not ds.get("SOPInstanceUID"):
+        return "DICOM file without SeriesInstanceUID or SOPInstanceUID"
     return ds
 
 
@@ -496,7 +496,6 @@ def _build(stack: list[_Slice], uid: str, cls: Classification, notes: list[str])
     for item in ordered:
         if id(item.ds) not in seen:
             seen.add(id(item.ds))
-            _strip_pixels(item.ds)
             datasets.append(item.ds)
     description, number = _series_text(first.ds)
     return LoadedSeries(
@@ -518,7 +517,7 @@ def _stack_label(stack: list[_Slice], index: int, total: int) -> str:
 
 def _classify_stack(stack: list[_Slice], n_orientations: int) -> Classification:
     datasets = list({id(s.ds): s.ds for s in stack}.values())
-    cls = classify_series(datasets)
+    cls = classify_series(datasets, orientation=stack[0].orientation)
     if n_orientations > 1 and cls.kind is not SeriesKind.LOCALIZER and len(stack) <= _SMALL_LOCALIZER_STACK:
         return Classification(
             SeriesKind.LOCALIZER,
@@ -562,6 +561,8 @@ def _load_mr_series(uid: str, datasets: list[Dataset], study: StudyLoad) -> None
             study.loaded.append(_build(stack, uid, cls, notes))
         except SeriesLoadError as error:
             problem(type(error)(label + error.reason))
+    for ds in datasets:  # after every stack: one multi-frame instance may feed several
+        _strip_pixels(ds)
 
 
 def _unusable_reason(ds: Dataset) -> SeriesLoadError | None:
@@ -580,11 +581,18 @@ def load_study(folder: Path) -> StudyLoad:
     """Load every MR series under ``folder`` (recursively) as LPS volumes; explain the rest."""
     study = StudyLoad()
     series: dict[str, list[Dataset]] = {}
+    first_path: dict[str, Path] = {}
     for path in _iter_files(Path(folder)):
         result = _read(path)
         if isinstance(result, str):
             study.skipped_files.append(SkippedFile(path, result))
             continue
+        sop_uid = str(result.get("SOPInstanceUID", ""))
+        if sop_uid in first_path:
+            reason = f"duplicate of SOPInstanceUID {sop_uid} already read from {first_path[sop_uid]}"
+            study.skipped_files.append(SkippedFile(path, reason))
+            continue
+        first_path[sop_uid] = path
         series.setdefault(str(result.SeriesInstanceUID), []).append(result)
     for uid, datasets in series.items():
         mr = [ds for ds in datasets if _unusable_reason(ds) is None]
