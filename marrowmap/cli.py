@@ -253,3 +253,28 @@ def health(ctx: click.Context, component: str) -> None:
     result = check_listener(settings) if component == "listener" else check_worker(settings)
     click.echo(f"{'healthy' if result.ok else 'unhealthy'}: {result.detail}")
     sys.exit(0 if result.ok else 1)
+
+
+# --- series ---------------------------------------------------------------------------------
+@main.command("series")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def series(study_dir: Path) -> None:
+    """List a study folder's series (kind, plane, evidence), problems and the selection."""
+    from workers.io.load import load_study
+    from workers.io.select import describe, select_series
+
+    study = load_study(study_dir)
+    for loaded in study.loaded:
+        click.echo(f"{describe(loaded)}  {loaded.series_instance_uid}")
+        for line in (*loaded.classification.evidence, *(f"warning: {w}" for w in loaded.warnings)):
+            click.echo(f"    {line}")
+    for problem in study.problems:
+        click.echo(f"not loaded: '{problem.series_description}' {problem.series_instance_uid}: "
+                   f"[{problem.kind}] {problem.reason}")
+    for skipped in study.skipped_files:
+        click.echo(f"skipped: {skipped.path}: {skipped.reason}")
+    selection = select_series(study.loaded, study.problems)
+    for reason in selection.reasons:
+        click.echo(f"selection: {reason}")
+    if selection.not_applicable_reason:
+        click.echo(f"not applicable: {selection.not_applicable_reason}")

@@ -215,12 +215,12 @@ class _Features:
     b_value: float | None
     orientations: list[tuple[float, ...]] = field(default_factory=list)
 
-    def find(self, pattern: re.Pattern[str]) -> str | None:
+    def find(self, pattern: re.Pattern[str], group: int = 0) -> str | None:
         """Evidence string for the first text field matching ``pattern``."""
         for name, value in self.text.items():
             match = pattern.search(value)
             if match:
-                return f"{name} contains '{match.group(0).strip()}'"
+                return f"{name} contains '{(match.group(group) or match.group(0)).strip()}'"
         return None
 
 
@@ -327,7 +327,7 @@ def _fat_suppression(f: _Features) -> tuple[bool, list[str]]:
         evidence.append("SpectrallySelectedExcitation=WATER (water excitation)")
     header_fs = bool(evidence)
     negated = f.find(_NO_FS_TEXT)
-    text = None if negated else f.find(_FS_TEXT)
+    text = None if negated else f.find(_FS_TEXT, group=1)
     if text:
         evidence.append(text)
     if "SAT_GEMS" in f.scan_options and not evidence:
