@@ -109,6 +109,12 @@ CASES: dict[str, tuple[dict[str, Any], SeriesKind, bool]] = {
         {"SeriesDescription": "t2_tirm_dark-fluid", "ScanningSequence": ["SE", "IR"], "RepetitionTime": 9000,
              "EchoTime": 85, "InversionTime": 2500},
         SeriesKind.FLAIR, False),
+    "flair_from_inversion_time_only": (
+        {"SeriesDescription": "AX FLAIR", "RepetitionTime": 9000, "EchoTime": 90, "InversionTime": 2400},
+        SeriesKind.FLAIR, False),
+    "stir_from_inversion_time_only": (
+        {"SeriesDescription": "COR IR", "RepetitionTime": 4000, "EchoTime": 30, "InversionTime": 150},
+        SeriesKind.STIR, True),
     "siemens_t2_fs": (
         {"SeriesDescription": "t2_tse_fs_cor", "ScanningSequence": "SE", "ScanOptions": ["PFP", "FS"],
              "RepetitionTime": 4000, "EchoTime": 80},

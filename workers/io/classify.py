@@ -314,6 +314,8 @@ def _inversion_recovery(f: _Features) -> list[str]:
     seq_name = f.text.get("SequenceName", "")
     if re.search(r"(^|\*)tir", seq_name):
         evidence.append(f"SequenceName {seq_name} (Siemens inversion recovery)")
+    if not evidence and f.ti is not None and f.ti > 0:
+        evidence.append(f"InversionTime={f.ti:g}ms present (inversion recovery)")
     return evidence
 
 
