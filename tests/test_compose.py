@@ -58,7 +58,7 @@ def _service(name: str) -> dict[str, Any]:
 def _marrowmap(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     clean.update(env or {})
-    return subprocess.run([sys.executable, "-m", "marrowmap.cli", *args], cwd=ROOT, env=clean,
+    return subprocess.run([sys.executable, "-c", "from marrowmap.cli import main; main()", *args], cwd=ROOT, env=clean,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
