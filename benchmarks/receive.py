@@ -14,6 +14,7 @@ leaves Nagle on otherwise, ~40 ms per instance).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -90,6 +91,16 @@ def send(port: int, called: str, paths: list[Path], env: dict[str, str]) -> floa
     return time.perf_counter() - started
 
 
+def _last_association(log: Path) -> dict[str, float]:
+    """The listener's last 'association.closed' record (counts and timings)."""
+    last: dict[str, float] = {}
+    time.sleep(0.3)
+    for line in log.read_text(errors="replace").splitlines():
+        if '"association.closed"' in line:
+            last = json.loads(line)
+    return last
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=400)
@@ -109,11 +120,13 @@ def main() -> None:
             "MARROWMAP_PORT": str(mm_port), "MARROWMAP_HOST": "127.0.0.1",
             "MARROWMAP_SPOOL_DIR": str(work / "spool"),
             "MARROWMAP_QUIET_SECONDS": "3600",  # receive only: no sealing during the benchmark
-            "MARROWMAP_MIN_FREE_DISK_MB": "1", "MARROWMAP_LOG_LEVEL": "WARNING",
+            "MARROWMAP_MIN_FREE_DISK_MB": "1", "MARROWMAP_LOG_LEVEL": "INFO", "MARROWMAP_LOG_FORMAT": "json",
             "MARROWMAP_BROKER_URL": os.environ.get("MARROWMAP_BROKER_URL", "redis://127.0.0.1:6379/15"),
         })
-        procs.append(subprocess.Popen([sys.executable, "-c", "from marrowmap.cli import main; main()", "listen"],
-                                      env=mm_env))
+        mm_log = work / "listener.log"
+        with open(mm_log, "wb") as log:
+            procs.append(subprocess.Popen([sys.executable, "-c", "from marrowmap.cli import main; main()", "listen"],
+                                          env=mm_env, stderr=log))
         scp_out = work / "storescp"
         scp_out.mkdir()
         procs.append(subprocess.Popen(["storescp", "-aet", "STORESCP", "--output-directory", str(scp_out),
@@ -126,8 +139,11 @@ def main() -> None:
             scp_times.append(send(scp_port, "STORESCP", paths, dcmtk_env))
             for f in scp_out.iterdir():
                 f.unlink()
+            assoc = _last_association(mm_log)
             print(f"round {r + 1}: marrowmap {args.instances / mm_times[-1]:7.1f} inst/s   "
-                  f"storescp {args.instances / scp_times[-1]:7.1f} inst/s", flush=True)
+                  f"storescp {args.instances / scp_times[-1]:7.1f} inst/s   "
+                  f"(marrowmap handler: {assoc.get('store_s', 0):.1f} s of {assoc.get('duration_s', 0):.1f} s "
+                  f"in the association: check + fsync'd write)", flush=True)
         mm = args.instances / statistics.median(mm_times)
         scp = args.instances / statistics.median(scp_times)
         mb = sum(p.stat().st_size for p in paths) / 1e6

@@ -56,6 +56,13 @@ def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path:
     assert detail["state"] == record.state.value and detail["instance_count"] == len(study)
     assert "received" in detail["times"]
 
+    # `marrowmap resend` of a job without results re-runs its analysis from the stored message
+    resend = harness.cli("resend", job["job_id"])
+    assert resend.returncode == 0 and "queued for analysis again" in resend.stdout, resend.stderr
+    again = wait_for(lambda: (r := store.get(job["job_id"])) and r.state in ANALYSIS_DONE
+                     and sum(c.state == JobState.ANALYSING for c in r.history) == 2 and r, 60, "the re-analysis")
+    assert again.state == record.state
+
 
 def test_worker_records_failed_when_the_spool_disagrees(harness: Harness, tmp_path: Path) -> None:
     listener = harness.start_listener()
