@@ -55,6 +55,14 @@ def write_phantom(folder: Path) -> None:
     generate_study(folder, "normal", seed=1, small=False)
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; unlike ru_maxrss it is not inherited over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(folder: Path, trace: bool) -> dict[str, object]:
     """Run load + select once in this process and report time and memory."""
     import SimpleITK as sitk
@@ -62,7 +70,7 @@ def measure(folder: Path, trace: bool) -> dict[str, object]:
     from workers.io.load import load_study
     from workers.io.select import select_series
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _peak_rss_mb()
     if trace:
         tracemalloc.start()
     start = time.perf_counter()
@@ -77,8 +85,8 @@ def measure(folder: Path, trace: bool) -> dict[str, object]:
         "load_classify_s": loaded_at - start,
         "select_s": end - loaded_at,
         "total_s": end - start,
-        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "maxrss_before_mb": rss_before / 1024,
+        "maxrss_mb": _peak_rss_mb(),
+        "maxrss_before_mb": rss_before,
         "tracemalloc_peak_mb": peak / 2**20,
         "series": [
             f"{s.series_description}: {s.classification.kind.value} {s.classification.plane.value} "

@@ -29,7 +29,7 @@ PHANTOM_SETS: dict[str, tuple[str, list[str]]] = {
     "axialonly-localizer": ("normal", ["axial_only", "localizer"]),
     "mismatched-lowres-noisy": ("avn_left", ["mismatched_grids", "low_res", "noisy"]),
     "followup-fatsatfailure": ("followup_improved", ["fat_sat_failure"]),
-    "followup-resolved": ("followup_resolved", []),
+    "followup-resolved-identity": ("followup_resolved", ["nonascii_name", "other_patient"]),
 }
 KIND_OF_CONTRAST = {"t1": SeriesKind.T1, "stir": SeriesKind.STIR, "t2fs": SeriesKind.T2_FS}
 

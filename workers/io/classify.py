@@ -2,8 +2,10 @@
 
 Physics first (ScanningSequence/ScanOptions, TR/TE/TI, Enhanced MR functional groups),
 text (SeriesDescription, ProtocolName, SequenceName) to confirm or to fill gaps. Every
-decision is recorded as a short evidence string, e.g. ``"TI=150ms (STIR range 80-300 ms;
-typical at 1.5T)"`` or ``"SeriesDescription contains 'stir'"``.
+decision is recorded as a short evidence string, e.g. ``"TI=150ms (STIR range at 1.5T,
+typical)"``, ``"ScanOptions contains FS"`` or ``"SeriesDescription contains 'stir'"``.
+Order: localizer, diffusion/ADC, derived, post-contrast (all excluded from analysis), Dixon,
+inversion recovery (STIR/FLAIR), TR/TE weighting (T1/T2/PD) with fat suppression, text.
 Rules: /work/shared/docs/DOMAIN.md section 3.
 """
 
