@@ -96,7 +96,7 @@ def test_no_fat_suppressed_fluid_series_is_not_applicable(tmp_path: Path) -> Non
     reason = selection.not_applicable_reason or ""
     assert reason.startswith("no fat-suppressed fluid-sensitive series")
     assert "'COR T1 TSE' (t1 coronal, 6 slices)" in reason
-    assert "'AX T2 TSE' (t2 axial, 6 slices)" in reason
+    assert "'AX T2 TSE' (t2 without fat suppression axial, 6 slices)" in reason
 
 
 def test_t1_weighted_dixon_water_is_not_fluid_sensitive(tmp_path: Path) -> None:

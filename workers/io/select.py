@@ -50,7 +50,11 @@ def describe(series: LoadedSeries) -> str:
     cls = series.classification
     number = f"#{series.series_number} " if series.series_number is not None else ""
     name = f"'{series.series_description}' " if series.series_description else ""
-    fs = " fat-suppressed" if cls.fat_suppressed and cls.kind is SeriesKind.T1 else ""
+    fs = ""
+    if cls.fat_suppressed and cls.kind is SeriesKind.T1:
+        fs = " fat-suppressed"
+    elif cls.kind in (SeriesKind.T2, SeriesKind.PD):
+        fs = " without fat suppression"
     return f"{number}{name}({cls.kind.value}{fs} {cls.plane.value}, {_n_slices(series)} slices)"
 
 
