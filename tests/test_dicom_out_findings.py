@@ -93,7 +93,8 @@ def test_reduced_confidence_is_stated() -> None:
     result = _result(_side("right", present=False), _side("left", present=False),
                      quality=Quality(statement="inhomogeneous fat suppression", confidence="reduced",
                                      warnings=["subcutaneous fat bright on STIR"]))
-    assert "Confidence reduced: inhomogeneous fat suppression; subcutaneous fat bright on STIR." in draft_findings(result)
+    text = draft_findings(result)
+    assert "Confidence reduced. Technical note: subcutaneous fat bright on STIR." in text
 
 
 @pytest.mark.parametrize(("status", "phrase"), [("not_applicable", "not performed"), ("failed", "failed")])

@@ -3,7 +3,10 @@
 What is written (under ``out_dir/dicom/``), all in the source study, each in its own
 new series:
 
-- analysed (``status == "analyzed"``): ``seg.dcm`` (9901, SEG), ``sr.dcm`` (9902, TID 1500
+- analysed (``status == "analyzed"``): the oedema shown (SEG segments, overlay colour) is
+  the analysis mask of the sides the result reports as present, graded by the score; a
+  side below the reporting threshold shows no colour (its sub-threshold volume is in the
+  SR and the summary table). Files: ``seg.dcm`` (9901, SEG), ``sr.dcm`` (9902, TID 1500
   SR), ``sc_overlay_NN.dcm`` (9903, one RGB overlay per slice covering the femoral heads /
   necks or any oedema) and ``sc_summary.dcm`` (9904, the key image with the table and the
   draft findings). No SEG when no region was localised at all (nothing to segment).
@@ -44,9 +47,9 @@ from workers.dicom_out.render import (
     summary_image,
 )
 from workers.dicom_out.sc import build_sc
-from workers.dicom_out.seg import SIDES, build_seg
+from workers.dicom_out.seg import SIDE_VALUE, SIDES, build_seg
 from workers.dicom_out.sr import build_sr
-from workers.dicom_out.stack import FrameMaps, sample_maps
+from workers.dicom_out.stack import FrameMaps, keep_reported_oedema, sample_maps
 from workers.dicom_out.summary import summary_content
 from workers.dicom_out.uids import UidDeriver
 from workers.io.types import LoadedSeries
@@ -123,7 +126,8 @@ def _display_spacing(pixels_width: int, frame: FrameMaps) -> tuple[float, float]
 
 def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, out_dir: Path,
               settings: Settings, source_datasets: Sequence[Dataset]) -> list[OutputFile]:
-    frames = sample_maps(fluid, maps)
+    reported = {SIDE_VALUE[name] for name, side in result.sides.items() if side.present}
+    frames = keep_reported_oedema(sample_maps(fluid, maps), reported)
     ref = frames[0].frame.dataset
     version = result.algorithm.version
     inputs = [f.frame.ref.sop_instance_uid for f in frames] + [str(d.SOPInstanceUID) for d in source_datasets]

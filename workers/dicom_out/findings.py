@@ -27,7 +27,9 @@ def fmt_ml(value: float) -> str:
 
 
 def fmt_pct(value: float) -> str:
-    """A percentage as printed everywhere: whole percent."""
+    """A percentage as printed everywhere: whole percent ("<1 %" for a small non-zero share)."""
+    if 0 < value < 0.5:
+        return "<1 %"
     return f"{value:.0f} %"
 
 
@@ -126,6 +128,9 @@ def side_sentences(side: SideResult, sequence: str) -> list[str]:
     effusion = _effusion(side)
     if not side.present:
         text = f"{name} hip: normal marrow signal, no bone marrow oedema detected."
+        if side.oedema_volume_ml:
+            text = (f"{name} hip: no bone marrow oedema detected ({fmt_ml(side.oedema_volume_ml)} of "
+                    "oedema-like signal, below the reporting threshold).")
         return [text, effusion] if effusion else [text]
     sentences = _oedema_sentences(side, sequence)
     if effusion:
@@ -155,7 +160,8 @@ def draft_findings(result: AnalysisResult) -> str:
     missing = [s for s in ("right", "left") if s not in result.sides]
     sentences.extend(f"{s.capitalize()} hip: not analysed." for s in missing)
     quality = result.quality
-    if quality.confidence != "normal" or quality.warnings:
-        detail = "; ".join([quality.statement, *quality.warnings] if quality.statement else quality.warnings)
-        sentences.append(f"Confidence {quality.confidence}: {detail}.")
+    if quality.confidence != "normal":
+        sentences.append(f"Confidence {quality.confidence}.")
+    if quality.warnings:
+        sentences.append("Technical note: " + "; ".join(w.rstrip(".") for w in quality.warnings) + ".")
     return " ".join(s.strip() for s in sentences if s.strip())

@@ -89,7 +89,14 @@ def image_region(frames: list[FrameMaps], side: SideResult) -> tuple[hd.sr.Image
 
 
 def _referenced_segment(seg: BuiltSeg, number: int, frames: list[FrameMaps]) -> hd.sr.ReferencedSegment:
-    # built by hand: from_segmentation() fails on single-segment SEGs (DOMAIN 4.3 pitfall 1)
+    # built by hand: from_segmentation() fails on single-segment SEGs (DOMAIN 4.3 pitfall 1).
+    # A stack of single-frame images is named by its series (one item instead of one per slice,
+    # which kept the SR small and fast); a multi-frame source by its instance and frames.
+    if all(fm.frame.ref.frame_number is None for fm in frames):
+        series_uid = str(frames[0].frame.dataset.SeriesInstanceUID)
+        return hd.sr.ReferencedSegment(sop_class_uid=seg.dataset.SOPClassUID,
+                                       sop_instance_uid=seg.dataset.SOPInstanceUID, segment_number=number,
+                                       source_series=hd.sr.SourceSeriesForSegmentation(series_uid))
     sources: dict[tuple[str, str], list[int]] = {}
     for fm in frames:
         ref = fm.frame.ref

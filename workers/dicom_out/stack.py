@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -36,6 +36,20 @@ def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
     ga, gb = image_geometry(a), image_geometry(b)
     return (ga[3] == gb[3] and bool(np.allclose(ga[0], gb[0], atol=1e-3))
             and bool(np.allclose(ga[1], gb[1], atol=1e-4)) and bool(np.allclose(ga[2], gb[2], atol=1e-4)))
+
+
+def keep_reported_oedema(frames: list[FrameMaps], reported: set[int]) -> list[FrameMaps]:
+    """Frames whose oedema mask and score keep only the sides in ``reported`` (1 right, 2 left).
+
+    A side the result does not report (volume below the reporting threshold, withheld,
+    not localised) must not look oedematous in the SEG or the overlays.
+    """
+    out = []
+    for fm in frames:
+        keep = np.isin(fm.oedema, sorted(reported))
+        out.append(replace(fm, oedema=np.where(keep, fm.oedema, 0).astype(np.uint8),
+                           score=np.where(keep, fm.score, 0).astype(np.float32)))
+    return out
 
 
 def sample_maps(fluid: LoadedSeries, maps: AnalysisMaps) -> list[FrameMaps]:

@@ -17,6 +17,14 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else fmt_pct(value)
 
 
+def _volume(side: SideResult) -> str:
+    if side.oedema_volume_ml is None:
+        return "n/a"
+    if not side.present and side.oedema_volume_ml > 0:
+        return f"{fmt_ml(side.oedema_volume_ml)} (below threshold)"
+    return fmt_ml(side.oedema_volume_ml)
+
+
 def _cell_values(side: SideResult | None) -> list[str]:
     if side is None or not side.localized:
         return ["not assessed", *(["-"] * 9)]
@@ -32,7 +40,7 @@ def _cell_values(side: SideResult | None) -> list[str]:
         effusion = "no"
     return [
         oedema,
-        "n/a" if side.oedema_volume_ml is None else fmt_ml(side.oedema_volume_ml),
+        _volume(side),
         _pct(side.head_involvement_pct),
         _pct(side.neck_involvement_pct),
         _pct(side.intertrochanteric_involvement_pct),
@@ -76,7 +84,7 @@ def summary_content(result: AnalysisResult, findings_text: str) -> SummaryConten
     if refs:
         notes.append("Reference marrow - " + "; ".join(refs) + ".")
     quality = result.quality
-    notes.append(f"Confidence: {quality.confidence}. {quality.statement}".strip())
+    notes.append(f"Confidence: {quality.confidence}.")
     notes.extend(f"Warning: {w}" for w in quality.warnings)
     return SummaryContent(version=version, title="Bone marrow oedema summary",
                           table_header=("", "Right hip", "Left hip"), table_rows=rows,

@@ -1,0 +1,172 @@
+"""End to end: phantom study -> analyze_study_dir -> build_outputs -> checks a PACS / radiologist relies on.
+
+One module-scoped build per case (small phantoms). Cases: normal, itoh_left (as an
+enhanced multi-frame STIR with a UTF-8 name), bilateral, avn_left (Latin-1 name).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from marrowmap.settings import Settings
+from workers.analysis.maps import AnalysisMaps
+from workers.analysis.result import AnalysisResult, OutputFile
+from workers.dicom_out import build_outputs, draft_findings
+from workers.dicom_out.build import overlay_frames
+from workers.dicom_out.findings import fmt_ml
+from workers.dicom_out.geometry import edge_letters
+from workers.dicom_out.render import PANEL_WIDTH, overlay_image_box
+from workers.dicom_out.stack import sample_maps
+from workers.io.load import load_study
+from workers.io.select import select_series
+from workers.io.types import LoadedSeries
+from workers.phantom.study import generate_study
+from workers.pipeline import MAP_FILES, analyze_study_dir
+
+pytestmark = pytest.mark.slow
+
+CASES = {
+    "normal": (),
+    "itoh_left": ("enhanced_stir", "nonascii_utf8"),
+    "bilateral": (),
+    "avn_left": ("nonascii_name",),
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    case: str
+    input_dir: Path
+    out_dir: Path
+    result: AnalysisResult
+    fluid: LoadedSeries
+    maps: AnalysisMaps
+    outputs: list[OutputFile]
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    case = request.param
+    root = tmp_path_factory.mktemp(case)
+    generate_study(root / "in", case, seed=3, variants=CASES[case], small=True)
+    result = analyze_study_dir(root / "in", root / "out")
+    assert result.status == "analyzed", result.reason
+    study = load_study(root / "in")
+    fluid = select_series(study.loaded, study.problems).fluid_sensitive
+    assert fluid is not None
+    maps = AnalysisMaps(**{k: sitk.ReadImage(str(root / "out" / v)) for k, v in MAP_FILES.items()})
+    outputs = build_outputs(result, fluid, maps, root / "out", settings=Settings())
+    return Built(case, root / "in", root / "out", result, fluid, maps, outputs)
+
+
+def test_outputs_are_valid_dicom(built: Built) -> None:
+    assert {o.kind for o in built.outputs} == {"seg", "sr", "sc_overlay", "sc_summary"}
+    for o in built.outputs:
+        proc = subprocess.run(["dciodvfy", "-filename", str(built.out_dir / o.path)], capture_output=True,
+                              text=True, timeout=60)
+        errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], (o.path, errors)
+    sr = next(o for o in built.outputs if o.kind == "sr")
+    assert subprocess.run(["dsrdump", str(built.out_dir / sr.path)], capture_output=True, timeout=60).returncode == 0
+
+
+def test_patient_name_and_study_survive(built: Built) -> None:
+    source = pydicom.dcmread(next(p for p in sorted(built.input_dir.rglob("*.dcm"))), stop_before_pixels=True)
+    for o in built.outputs:
+        ds = pydicom.dcmread(built.out_dir / o.path, stop_before_pixels=True)
+        for kw in ("SpecificCharacterSet", "PatientName", "PatientID", "StudyInstanceUID", "AccessionNumber",
+                   "StudyID", "StudyDate"):
+            assert ds.get(kw) == source.get(kw), (o.path, kw)
+
+
+def test_sr_equals_result_json(built: Built) -> None:
+    result = AnalysisResult.model_validate_json((built.out_dir / "result.json").read_text())
+    sr = hd.sr.srread(built.out_dir / next(o.path for o in built.outputs if o.kind == "sr"))
+    planar = sr.content.get_planar_roi_measurement_groups()
+    assert len(planar) == 2
+    for group in planar:
+        side = result.sides[group.finding_sites[0].laterality.meaning.lower()]  # type: ignore[index]
+        assert group.tracking_identifier.startswith(side.side.capitalize())
+        values = {m.name.meaning: float(m.value) for m in group.get_measurements()}
+        assert values["Volume"] == pytest.approx(side.oedema_volume_ml, rel=1e-12)
+        if side.mean_signal_ratio is not None:
+            assert values["Mean fluid-sensitive signal ratio to reference marrow"] == \
+                pytest.approx(side.mean_signal_ratio, rel=1e-12)
+        evaluations = {q.name.meaning: q.value.meaning for q in group.get_qualitative_evaluations()}
+        assert evaluations["Edema"] == ("Present" if side.present else "Absent")
+        if side.effusion is not None:
+            assert evaluations["Effusion"] == ("Present" if side.effusion else "Absent")
+    texts = [item.TextValue for item in sr.ContentSequence[-1].ContentSequence]
+    assert texts == [draft_findings(result)]
+    seg = hd.seg.segread(built.out_dir / next(o.path for o in built.outputs if o.kind == "seg"))
+    labels = {seg.get_segment_description(n).segment_label for n in seg.segment_numbers}
+    for name, side in result.sides.items():
+        assert (f"{name.capitalize()} hip BME" in labels) == bool(side.present)
+
+
+def test_findings_follow_result_json_and_name_the_lesion_side(built: Built) -> None:
+    """Every side is worded as result.json has it; the phantom's lesion side(s) must be named.
+
+    (Whether the analysis also keeps the normal hip clean is the analysis benchmark's job;
+    here the text must only never contradict result.json.)
+    """
+    truth = json.loads((built.input_dir / "truth" / "truth.json").read_text())
+    assert truth["case"] == built.case
+    text = draft_findings(AnalysisResult.model_validate_json((built.out_dir / "result.json").read_text()))
+    sides = built.result.sides
+    lesion = {"normal": set(), "itoh_left": {"left"}, "bilateral": {"left", "right"}, "avn_left": {"left"}}[built.case]
+    for name in ("left", "right"):
+        side = sides[name]
+        if name in lesion:
+            assert side.present, (name, side)
+        if side.present:
+            assert f"oedema of the {name} " in text
+            assert f"({fmt_ml(side.oedema_volume_ml or 0.0)};" in text
+        else:
+            assert f"oedema of the {name} " not in text
+            assert f"{name.capitalize()} hip: " in text and "no bone marrow oedema detected" in text
+        if side.effusion:
+            assert f"{name.capitalize()} hip joint effusion ({fmt_ml(side.effusion_volume_ml or 0.0)})." in text
+        elif side.effusion is False:
+            assert f"No {name} hip joint effusion." in text
+        if side.present:
+            lead = {"diffuse": "Diffuse bone marrow", "focal": "Focal subchondral bone marrow"}.get(side.pattern or "",
+                                                                                                   "Bone marrow")
+            assert f"{lead} oedema of the {name} " in text
+
+
+def test_overlay_colour_on_the_truth_lesion_side(built: Built, tmp_path: Path) -> None:
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(built.input_dir / "truth" / "oedema.nii.gz")))
+    lesion = {"itoh_left": 2, "avn_left": 2}.get(built.case)
+    if lesion is None:
+        pytest.skip("unilateral cases only: the other hip is the normal side")
+    z = int(np.argmax((truth == lesion).sum(axis=(1, 2))))
+    shown = overlay_frames(sample_maps(built.fluid, built.maps))
+    index = [f.frame.z for f in shown].index(z)
+    overlay = [o for o in built.outputs if o.kind == "sc_overlay"][index]
+    png = tmp_path / "overlay.png"
+    subprocess.run(["dcmj2pnm", "--write-png", str(built.out_dir / overlay.path), str(png)], check=True, timeout=60)
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(np.int32)
+    left, top, width, height = overlay_image_box(shown[index])
+    assert rgb.shape[1] == width + PANEL_WIDTH
+    image = rgb[top:top + height, left:left + width]
+    colour = (image[..., 0] > 100) & (image[..., 0] - image[..., 2] > 60) & (image[..., 0] >= image[..., 1])
+    left_on_right = edge_letters(shown[index].frame)["right"].startswith("L")
+    half = width // 2
+    patient_left = colour[:, half:] if left_on_right else colour[:, :half]
+    patient_right = colour[:, :half] if left_on_right else colour[:, half:]
+    assert patient_left.sum() > 100
+    # colour only where the reported oedema is: none on the right hip unless the result reports it there
+    reported_right = built.result.sides["right"].present and bool((shown[index].oedema == 1).any())
+    if not reported_right:
+        assert patient_right.sum() == 0
