@@ -13,6 +13,7 @@ from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGExtended12Bit,
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
@@ -187,6 +188,24 @@ def test_jpeg_baseline_series_decodes(tmp_path: Path) -> None:
     assert np.abs(array - volume).mean() < 3.0  # lossy, but the same picture
 
 
+def test_jpeg_extended_frames_no_plugin_decodes_are_a_pixel_data_problem(tmp_path: Path) -> None:
+    """pydicom's JPEG-lossy.dcm (12-bit Extended) defeats pylibjpeg and pillow: explained, not lost."""
+    from pydicom.encaps import generate_fragmented_frames
+
+    source = dcmread(pydicom_file("JPEG-lossy.dcm"))
+    assert source.file_meta.TransferSyntaxUID == JPEGExtended12Bit
+    fragment = b"".join(next(generate_fragmented_frames(source.PixelData, number_of_frames=1)))
+    geometry = centred_geometry(AXIAL, (2, source.Rows, source.Columns), SPACING)
+    encapsulated_series(tmp_path, "jpegext", JPEGExtended12Bit, [fragment] * 2, geometry, source.Rows,
+                        source.Columns, bits=12)
+
+    study = load_study(tmp_path)
+
+    assert not study.loaded
+    assert [p.kind for p in study.problems] == ["pixel_data"]
+    assert "JPEG Extended" in study.problems[0].reason
+
+
 def test_jpeg_lossless_series_decodes(tmp_path: Path) -> None:
     """Frames taken from pydicom's JPEG Lossless SV1 test file, put in an MR series."""
     from pydicom.encaps import generate_fragmented_frames
@@ -230,7 +249,7 @@ def test_non_dicom_and_non_image_files_are_skipped_with_reasons(tmp_path: Path) 
     write_classic(tmp_path, SeriesSpec(marker_volume(SHAPE, MARKER), geometry, dict(STIR_COR)))
     (tmp_path / "notes.txt").write_text("not dicom")
     (tmp_path / "nested" / "deeper").mkdir(parents=True)
-    for name in ("rtdose.dcm", "CT_small.dcm"):
+    for name in ("rtdose.dcm", "CT_small.dcm", "test-SR.dcm"):
         (tmp_path / "nested" / "deeper" / name).write_bytes(Path(pydicom_file(name)).read_bytes())
 
     study = load_study(tmp_path)
@@ -239,7 +258,8 @@ def test_non_dicom_and_non_image_files_are_skipped_with_reasons(tmp_path: Path) 
     assert [f.path.name for f in study.skipped_files] == ["notes.txt"]
     assert "not a DICOM" in study.skipped_files[0].reason
     kinds = sorted(p.kind for p in study.problems)
-    assert kinds == ["not_an_image", "not_mr"]
+    assert kinds == ["not_an_image", "not_an_image", "not_mr"]
+    assert any("Comprehensive SR Storage" in p.reason for p in study.problems)
     assert any("CT Image Storage" in p.reason for p in study.problems)
 
 
