@@ -21,6 +21,7 @@ from workers.analysis.anatomy import (
     FemurGeometry,
     Localization,
     WorkingImages,
+    body_mask,
     locate_femurs,
 )
 from workers.analysis.maps import AnalysisMaps
@@ -123,11 +124,10 @@ def _prepare(fluid_image: sitk.Image, t1_image: sitk.Image | None, params: Analy
         else:
             t1_on_fluid = resample_onto(t1_corr, fluid)
     grid = axis_aligned_grid(fluid, params.working_spacing_mm)
-    work = WorkingImages(
-        grid=grid,
-        t1=to_array(resample_onto(t1_corr, grid)) if t1_corr is not None else None,
-        fluid=to_array(resample_onto(fluid, grid)),
-    )
+    t1_work = to_array(resample_onto(t1_corr, grid)) if t1_corr is not None else None
+    fluid_work = to_array(resample_onto(fluid, grid))
+    body = body_mask(t1_work if t1_work is not None else fluid_work)
+    work = WorkingImages(grid=grid, t1=t1_work, fluid=fluid_work, body=body)
     return fluid, t1_on_fluid, work
 
 
@@ -149,6 +149,7 @@ def side_oedema(fluid: FloatArray, t1: FloatArray | None, regions: dict[RegionNa
 
 
 def _marrow_like(t1: FloatArray | None, fatsat: FatSatCheck, params: AnalysisParameters) -> BoolArray | None:
+    """T1-bright or intermediate voxels: marrow (normal or oedematous) and fat, not muscle or cortex."""
     if t1 is None or fatsat.fat_t1_median is None:
         return None
     out: BoolArray = t1 >= params.marrow_t1_min * fatsat.fat_t1_median

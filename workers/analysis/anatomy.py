@@ -75,6 +75,7 @@ class WorkingImages:
     grid: sitk.Image
     t1: FloatArray | None
     fluid: FloatArray
+    body: npt.NDArray[np.bool_]  # the patient's body (see ``body_mask``)
 
     @property
     def spacing(self) -> float:
@@ -116,9 +117,9 @@ def body_mask(image: FloatArray) -> npt.NDArray[np.bool_]:
         return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
     mask = labels == (int(np.argmax(sizes)) + 1)
-    filled: npt.NDArray[np.bool_] = np.zeros_like(mask)
-    for z in range(mask.shape[0]):
-        filled[z] = ndimage.binary_fill_holes(mask[z])
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    filled: npt.NDArray[np.bool_] = ndimage.binary_fill_holes(mask, structure=in_plane)
     return filled
 
 
@@ -370,8 +371,7 @@ def _neck_radius(work: WorkingImages, grads: list[_Gradient], head: Vec, radius:
 def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localization:
     """Find both proximal femurs; a side that fails the gates gets None and a reason."""
     sp = work.spacing
-    base = work.t1 if work.t1 is not None else work.fluid
-    body = body_mask(base)
+    body = work.body
     if not body.any():
         reason = "no body found in the image"
         return Localization(femurs={"right": None, "left": None}, reasons={"right": reason, "left": reason},

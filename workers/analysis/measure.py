@@ -97,7 +97,7 @@ def classify_pattern(
         return PatternCall(pattern="none", band=None, medial_sparing=None)
     head = regions["head"] & oedema
     n_head = int(head.sum())
-    n_all = int(oedema.sum())
+    n_all = n_head + int((regions["neck"] & oedema).sum())
     depth = femur.radius_mm - frame.dist_centre[head] if n_head else np.zeros(0, dtype=np.float32)
     subchondral = n_head > 0 and float(np.percentile(depth, 75)) <= params.focal_depth_mm
     neck_pct = measures["neck"].involvement_pct

@@ -7,8 +7,8 @@ Reference (DOMAIN.md 1.3 step 4), in order of preference, recorded in the result
 Candidate oedema (Hepburn's robust rule): I >= max(Q3 + k*IQR, SIR_min * median) of the
 reference, not clearly fatty on T1. The lesion boundary is then placed at half the way from the
 reference to the lesion's robust peak (a half-maximum rule, so the outline does not depend on
-the noise level), and each connected component must be dark on T1 (median T1 <= t1_ratio_max
-x reference) when a T1 is present.
+the noise level), and each connected component must be dark on T1 (mean T1 <= t1_ratio_max
+x reference, component mean) when a T1 is present.
 """
 
 from __future__ import annotations
@@ -104,14 +104,14 @@ def lesion_boundary(fluid: FloatArray, candidates: BoolArray, reference_median: 
 
 def confirm_by_t1(mask: BoolArray, t1: FloatArray | None, t1_reference: float | None,
                   params: AnalysisParameters) -> BoolArray:
-    """Keep connected components whose median T1 is low (<= t1_ratio_max x reference): oedema, not fat."""
+    """Keep connected components whose mean T1 is low (<= t1_ratio_max x reference): oedema, not fat."""
     if t1 is None or not t1_reference or not mask.any():
         return mask
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
-    med = ndimage.median(t1, labels, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], np.asarray(med) <= params.t1_ratio_max * t1_reference])
+    mean = ndimage.mean(t1, labels, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(mean) <= params.t1_ratio_max * t1_reference])
     out: BoolArray = keep[labels]
     return out
 
@@ -120,7 +120,7 @@ def clean_mask(mask: BoolArray, allowed: BoolArray, voxel_mm3: float, params: An
     """Fill small holes (inside ``allowed``) and drop components smaller than ``min_component_mm3``."""
     if not mask.any():
         return mask
-    min_vox = params.min_component_mm3 / voxel_mm3
+    min_vox = max(params.min_component_mm3 / voxel_mm3, params.min_component_voxels)
     holes = ndimage.binary_fill_holes(mask) & ~mask & allowed
     if holes.any():
         hl, nh = ndimage.label(holes)

@@ -17,7 +17,7 @@ class AnalysisParameters:
     # preparation
     working_spacing_mm: float = 2.0  # isotropic grid used to find the femoral heads
     n4_shrink_mm: float = 8.0  # N4 runs on an image shrunk to about this voxel size
-    n4_iterations: int = 20  # first level; the second level gets half
+    n4_iterations: int = 6  # one fitting level (time bound)
     # anatomy
     head_radius_min_mm: float = 18.0
     head_radius_max_mm: float = 30.0
@@ -45,6 +45,7 @@ class AnalysisParameters:
     affected_fraction: float = 0.08  # a side whose ROI exceeds the shaft threshold in more voxels is "affected"
     muscle_sir_min: float = 1.3  # muscle fallback: marrow / muscle on the fluid-sensitive series
     min_component_mm3: float = 50.0
+    min_component_voxels: int = 3  # and never fewer voxels than this (coarse grids)
     present_min_ml: float = 1.0  # less oedema than this is reported as "no oedema"
     # effusion
     effusion_shell_mm: float = 12.0

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from workers.analysis.anatomy import SIDES, WorkingImages, body_mask
+from workers.analysis.anatomy import SIDES, WorkingImages
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Side
 
@@ -51,13 +51,11 @@ def check_fat_suppression(work: WorkingImages, mid_x: float, params: AnalysisPar
     """Fat/muscle ratio per side on the fluid-sensitive series; needs T1 to tell fat from muscle."""
     none: dict[Side, float | None] = {"right": None, "left": None}
     unknown: dict[Side, bool | None] = {"right": None, "left": None}
-    base = work.t1 if work.t1 is not None else work.fluid
-    body = body_mask(base)
+    body = work.body
     if not body.any():
         return FatSatCheck(ratio=none, ok=unknown, muscle_median=None, fat_t1_median=None, fluid_peak=None)
-    depth = np.zeros(body.shape, dtype=np.float32)
-    for z in range(body.shape[0]):  # in-plane (axial) depth under the skin
-        depth[z] = ndimage.distance_transform_edt(body[z], sampling=work.spacing)
+    # in-plane (axial) depth under the skin
+    depth = np.stack([ndimage.distance_transform_edt(b, sampling=work.spacing) for b in body]).astype(np.float32)
     if work.t1 is not None:
         level = _otsu(work.t1[body])
         fat = body & (depth <= 25.0) & (depth >= 3.0) & (work.t1 >= level)

@@ -85,9 +85,14 @@ def femur_regions(femur: FemurGeometry, frame: FemurFrame, marrow_like: BoolArra
     if marrow_like is None:
         neck = neck_zone & ((frame.radial <= _neck_radius_at(femur, frame.along) - e) | in_sphere)
         return {"head": head, "neck": neck, "intertrochanteric": inter & (frame.radial <= 1.6 * femur.neck_radius_mm)}
+    # one voxel in from every in-plane edge: voxels sharing partial volume with muscle or cortex
+    # look oedema-like on both series
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    inner = ndimage.binary_erosion(marrow_like, structure=in_plane)
     envelope = _neck_radius_at(femur, frame.along) + np.float32(params.neck_envelope_mm)
-    neck = neck_zone & (((frame.radial <= envelope) & marrow_like) | in_sphere)
-    inter &= marrow_like
+    neck = neck_zone & (((frame.radial <= envelope) & inner) | in_sphere)
+    inter &= inner
     head &= marrow_like | (frame.dist_centre <= r - 2 * e - 2)
     bone = _connected_to(neck | inter, head)
     return {"head": head, "neck": neck & bone, "intertrochanteric": inter & bone}
