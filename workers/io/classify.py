@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
+from workers.io.headers import functional_group_item, number, orientation_of, same_orientation
 from workers.io.types import Classification, Plane, SeriesKind
 
 OBLIQUE_TOLERANCE_DEG = 25.0
@@ -116,52 +117,6 @@ def _tokens(ds: Dataset, keyword: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _number(value: object) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        if len(value) == 0:
-            return None
-        value = value[0]
-    try:
-        number = float(str(value))
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def functional_group_item(ds: Dataset, keyword: str, frame_index: int = 0) -> Dataset | None:
-    """First item of a functional-group macro for a frame: per-frame group first, then shared."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and frame_index < len(per_frame):
-        seq = per_frame[frame_index].get(keyword)
-        if seq:
-            item: Dataset = seq[0]
-            return item
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        seq = shared[0].get(keyword)
-        if seq:
-            shared_item: Dataset = seq[0]
-            return shared_item
-    return None
-
-
-def orientation_of(ds: Dataset, frame_index: int = 0) -> tuple[float, ...] | None:
-    """ImageOrientationPatient of a classic image or of one frame of an Enhanced MR image."""
-    value = ds.get("ImageOrientationPatient")
-    if value is None:
-        item = functional_group_item(ds, "PlaneOrientationSequence", frame_index)
-        value = None if item is None else item.get("ImageOrientationPatient")
-    if value is None or len(value) != 6:
-        return None
-    try:
-        iop = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return iop if all(math.isfinite(v) for v in iop) else None
-
-
 def plane_from_orientation(iop: Sequence[float]) -> tuple[Plane, float, str]:
     """Plane (nearest of sagittal/coronal/axial, or oblique), obliquity in degrees, evidence.
 
@@ -239,21 +194,21 @@ def _features(datasets: Sequence[Dataset]) -> _Features:
     frame_type = functional_group_item(first, "MRImageFrameTypeSequence")
     diffusion = functional_group_item(first, "MRDiffusionSequence")
 
-    tr = _number(first.get("RepetitionTime"))
+    tr = number(first.get("RepetitionTime"))
     if tr is None and timing is not None:
-        tr = _number(timing.get("RepetitionTime"))
-    te = _number(first.get("EchoTime"))
+        tr = number(timing.get("RepetitionTime"))
+    te = number(first.get("EchoTime"))
     if te is None and echo is not None:
-        te = _number(echo.get("EffectiveEchoTime"))
-    ti = _number(first.get("InversionTime"))
+        te = number(echo.get("EffectiveEchoTime"))
+    ti = number(first.get("InversionTime"))
     if ti is None and modifier is not None:
-        ti = _number(modifier.get("InversionTimes"))
-    flip = _number(first.get("FlipAngle"))
+        ti = number(modifier.get("InversionTimes"))
+    flip = number(first.get("FlipAngle"))
     if flip is None and timing is not None:
-        flip = _number(timing.get("FlipAngle"))
-    b_value = _number(first.get("DiffusionBValue"))
+        flip = number(timing.get("FlipAngle"))
+    b_value = number(first.get("DiffusionBValue"))
     if b_value is None and diffusion is not None:
-        b_value = _number(diffusion.get("DiffusionBValue"))
+        b_value = number(diffusion.get("DiffusionBValue"))
 
     image_type = _tokens(first, "ImageType")
     if frame_type is not None:
@@ -270,10 +225,10 @@ def _features(datasets: Sequence[Dataset]) -> _Features:
 
     orientations: list[tuple[float, ...]] = []
     for ds in datasets:
-        n_frames = int(_number(ds.get("NumberOfFrames")) or 1)
+        n_frames = int(number(ds.get("NumberOfFrames")) or 1)
         for index in range(n_frames if ds.get("PerFrameFunctionalGroupsSequence") else 1):
             iop = orientation_of(ds, index)
-            if iop is not None and not any(_same_orientation(iop, o) for o in orientations):
+            if iop is not None and not any(same_orientation(iop, o) for o in orientations):
                 orientations.append(iop)
 
     return _Features(
@@ -286,7 +241,7 @@ def _features(datasets: Sequence[Dataset]) -> _Features:
         te=te,
         ti=ti,
         flip=flip,
-        field_t=_number(first.get("MagneticFieldStrength")),
+        field_t=number(first.get("MagneticFieldStrength")),
         enhanced_ir=None if modifier is None else str(modifier.get("InversionRecovery", "") or "").upper() or None,
         spectral_suppression=str(first.get("SpectrallySelectedSuppression", "") or "").upper() or None,
         spectral_excitation=str(first.get("SpectrallySelectedExcitation", "") or "").upper() or None,
@@ -295,10 +250,6 @@ def _features(datasets: Sequence[Dataset]) -> _Features:
         b_value=b_value,
         orientations=orientations,
     )
-
-
-def _same_orientation(a: Sequence[float], b: Sequence[float], tol: float = 1e-3) -> bool:
-    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
 # ---------------------------------------------------------------- rules

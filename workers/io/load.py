@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, EnhancedMRImageStorage, ExplicitVRBigEndian, MRImageStorage
 
 from marrowmap.logs import get_logger
-from workers.io.classify import classify_series, functional_group_item, plane_from_orientation
+from workers.io.classify import classify_series, plane_from_orientation
 from workers.io.errors import (
     InconsistentGeometryError,
     MismatchedSizeError,
@@ -48,13 +48,13 @@ from workers.io.errors import (
     SingleSliceError,
     UnsupportedTransferSyntaxError,
 )
+from workers.io.headers import floats, frame_value, number, same_orientation
 from workers.io.types import Classification, LoadedSeries, SeriesKind, SliceRef
 
 log = get_logger(__name__)
 
 MR_IMAGE_SOP_CLASSES = frozenset({MRImageStorage, EnhancedMRImageStorage})
 SPACING_JITTER = 0.10  # tolerated relative deviation of one slice gap from the typical gap
-ORIENTATION_TOL = 1e-3  # IOP components equal within this are one orientation
 DUPLICATE_MM = 0.01  # two slices closer than this along n are at the same position
 _DEFER_BYTES = 2048  # only pixel-data-sized values are deferred to decode time
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -154,54 +154,25 @@ def _read(path: Path) -> Dataset | str:
     return ds
 
 
-def _number(value: object, default: float | None = None) -> float | None:
-    if value is None or value == "":
-        return default
-    try:
-        return float(str(value))
-    except ValueError:
-        return default
-
-
-def _floats(value: object, count: int) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        items = tuple(float(str(v)) for v in value)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        return None
-    if len(items) != count or not all(np.isfinite(items)):
-        return None
-    return items
-
-
 # ---------------------------------------------------------------- slices
-
-
-def _frame_value(ds: Dataset, frame: int | None, macro: str, keyword: str) -> object:
-    """An attribute from the top level (classic) or the frame's functional groups (enhanced)."""
-    if frame is None:
-        return ds.get(keyword)
-    item = functional_group_item(ds, macro, frame)
-    return None if item is None else item.get(keyword)
 
 
 def _contrast_key(ds: Dataset, frame: int | None) -> tuple[object, ...]:
     if frame is None:
-        echo = _number(ds.get("EchoTime"))
+        echo = number(ds.get("EchoTime"))
         image_type = tuple(str(t).upper() for t in (ds.get("ImageType") or ()))
     else:
-        echo = _number(_frame_value(ds, frame, "MREchoSequence", "EffectiveEchoTime"))
-        frame_type = _frame_value(ds, frame, "MRImageFrameTypeSequence", "FrameType")
+        echo = number(frame_value(ds, frame, "MREchoSequence", "EffectiveEchoTime"))
+        frame_type = frame_value(ds, frame, "MRImageFrameTypeSequence", "FrameType")
         image_type = tuple(str(t).upper() for t in (frame_type or ()))  # type: ignore[attr-defined]
     return (None if echo is None else round(echo, 2), image_type)
 
 
 def _make_slice(ds: Dataset, frame: int | None) -> _Slice | str:
     """The geometry of one image, or what is missing."""
-    ipp = _floats(_frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient"), 3)
-    iop = _floats(_frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
-    spacing = _floats(_frame_value(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), 2)
+    ipp = floats(frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient"), 3)
+    iop = floats(frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+    spacing = floats(frame_value(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), 2)
     missing = [
         name
         for name, value in (
@@ -225,12 +196,11 @@ def _make_slice(ds: Dataset, frame: int | None) -> _Slice | str:
         return f"ImageOrientationPatient {iop} is not two orthogonal unit vectors"
     if spacing[0] <= 0 or spacing[1] <= 0:
         return f"PixelSpacing {spacing} is not positive"
-    slope = _number(_frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0)
-    intercept = _number(
-        _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0
-    )
-    if frame is not None and "RescaleSlope" in ds and slope == 1.0 and intercept == 0.0:
-        slope, intercept = _number(ds.RescaleSlope, 1.0), _number(ds.get("RescaleIntercept"), 0.0)
+    transform = "PixelValueTransformationSequence"
+    slope = number(frame_value(ds, frame, transform, "RescaleSlope"))
+    intercept = number(frame_value(ds, frame, transform, "RescaleIntercept"))
+    if slope is None and frame is not None:  # some writers keep classic rescale on enhanced objects
+        slope, intercept = number(ds.get("RescaleSlope")), number(ds.get("RescaleIntercept"))
     return _Slice(
         ds=ds,
         frame_index=frame,
@@ -248,7 +218,7 @@ def _make_slice(ds: Dataset, frame: int | None) -> _Slice | str:
 
 def _slices_of(ds: Dataset) -> list[_Slice | str]:
     if str(ds.SOPClassUID) == EnhancedMRImageStorage or "PerFrameFunctionalGroupsSequence" in ds:
-        n_frames = int(_number(ds.get("NumberOfFrames"), 1) or 1)
+        n_frames = int(number(ds.get("NumberOfFrames")) or 1)
         if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
             return [
                 "Enhanced MR without functional groups (no PlanePositionSequence/"
@@ -258,17 +228,13 @@ def _slices_of(ds: Dataset) -> list[_Slice | str]:
     return [_make_slice(ds, None)]
 
 
-def _same_orientation(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(abs(x - y) <= ORIENTATION_TOL for x, y in zip(a, b, strict=True))
-
-
 def _stacks(slices: list[_Slice]) -> list[list[_Slice]]:
     """Split into stacks of one orientation and one contrast (echo time, image type)."""
     groups: list[list[_Slice]] = []
     for item in slices:
         for group in groups:
             head = group[0]
-            if _same_orientation(head.orientation, item.orientation) and head.contrast_key == item.contrast_key:
+            if same_orientation(head.orientation, item.orientation) and head.contrast_key == item.contrast_key:
                 group.append(item)
                 break
         else:
@@ -390,7 +356,7 @@ def _decode(ds: Dataset) -> NDArray[np.generic]:
             f"instance {ds.SOPInstanceUID} has {ds.SamplesPerPixel} samples per pixel "
             f"({ds.get('PhotometricInterpretation')}); an MR magnitude image has one"
         )
-    n_frames = int(_number(ds.get("NumberOfFrames"), 1) or 1)
+    n_frames = int(number(ds.get("NumberOfFrames")) or 1)
     expected = (n_frames, int(ds.Rows), int(ds.Columns))
     try:
         native = _decode_native(ds, expected)
@@ -439,8 +405,9 @@ def _volume(stack: list[_Slice]) -> NDArray[np.float32]:
 
 
 def _series_text(ds: Dataset) -> tuple[str, int | None]:
-    number = _number(ds.get("SeriesNumber"))
-    return str(ds.get("SeriesDescription", "") or ""), None if number is None else int(number)
+    series_number = number(ds.get("SeriesNumber"))
+    description = str(ds.get("SeriesDescription", "") or "")
+    return description, None if series_number is None else int(series_number)
 
 
 def _warnings_for(stack: list[_Slice]) -> list[str]:
@@ -477,7 +444,7 @@ def _build(stack: list[_Slice], uid: str, cls: Classification, notes: list[str])
     ordered, distances = _sorted_positions(stack, normal)
     spacing_z, warnings = _check_spacing(distances)
     _check_alignment(ordered, normal)
-    header_gap = _number(first.ds.get("SpacingBetweenSlices"))
+    header_gap = number(first.ds.get("SpacingBetweenSlices"))
     if header_gap is not None and header_gap > 0 and abs(header_gap - spacing_z) > 0.1 * spacing_z:
         warnings.append(
             f"SpacingBetweenSlices={header_gap:g} mm but positions give {spacing_z:.3f} mm (positions used)"
@@ -497,14 +464,14 @@ def _build(stack: list[_Slice], uid: str, cls: Classification, notes: list[str])
         if id(item.ds) not in seen:
             seen.add(id(item.ds))
             datasets.append(item.ds)
-    description, number = _series_text(first.ds)
+    description, series_number = _series_text(first.ds)
     return LoadedSeries(
         series_instance_uid=uid,
         image=image,
         slices=tuple(item.ref for item in ordered),
         datasets=tuple(datasets),
         classification=cls,
-        series_number=number,
+        series_number=series_number,
         series_description=description,
         warnings=tuple(notes + warnings + _warnings_for(ordered)),
     )
@@ -529,10 +496,10 @@ def _classify_stack(stack: list[_Slice], n_orientations: int) -> Classification:
 
 
 def _load_mr_series(uid: str, datasets: list[Dataset], study: StudyLoad) -> None:
-    description, number = _series_text(datasets[0])
+    description, series_number = _series_text(datasets[0])
 
     def problem(error: SeriesLoadError) -> None:
-        study.problems.append(SeriesProblem(uid, description, error, number))
+        study.problems.append(SeriesProblem(uid, description, error, series_number))
         log.info("series_not_loaded", series_uid=uid, kind=error.kind, reason=error.reason)
 
     try:
@@ -551,7 +518,7 @@ def _load_mr_series(uid: str, datasets: list[Dataset], study: StudyLoad) -> None
     stacks = _stacks(slices)
     orientations: list[tuple[float, ...]] = []
     for stack in stacks:
-        if not any(_same_orientation(stack[0].orientation, o) for o in orientations):
+        if not any(same_orientation(stack[0].orientation, o) for o in orientations):
             orientations.append(stack[0].orientation)
     notes = [f"series split into {len(stacks)} stacks by orientation/echo/image type"] if len(stacks) > 1 else []
     for index, stack in enumerate(stacks):
@@ -602,8 +569,8 @@ def load_study(folder: Path) -> StudyLoad:
             if error is not None:
                 others.setdefault(error.reason, (error, ds))
         for error, ds in others.values():
-            description, number = _series_text(ds)
-            study.problems.append(SeriesProblem(uid, description, error, number))
+            description, series_number = _series_text(ds)
+            study.problems.append(SeriesProblem(uid, description, error, series_number))
         if mr:
             _load_mr_series(uid, mr, study)
     if not any(
