@@ -110,3 +110,13 @@ def test_not_analysed_says_why(status: str, phrase: str) -> None:
 def test_text_is_ascii() -> None:
     left = _side("left", present=True, volume=41.96, head=78.2, neck=55.4, pattern="diffuse")
     assert draft_findings(_result(_side("right", present=False), left)).isascii()
+
+
+def test_sub_threshold_volume_is_not_called_oedema() -> None:
+    right = _side("right", present=False, volume=0.97)
+    left = _side("left", present=True, volume=30.0, head=60.0, neck=0.3, pattern="diffuse")
+    text = draft_findings(_roundtrip(_result(right, left)))
+    assert ("Right hip: no bone marrow oedema detected (1.0 mL of oedema-like signal, below the reporting "
+            "threshold).") in text
+    assert "oedema of the right" not in text
+    assert "<1 % of the neck" in text

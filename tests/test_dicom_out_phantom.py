@@ -1,7 +1,7 @@
 """End to end: phantom study -> analyze_study_dir -> build_outputs -> checks a PACS / radiologist relies on.
 
-One module-scoped build per case (small phantoms). Cases: normal, itoh_left (as an
-enhanced multi-frame STIR with a UTF-8 name), bilateral, avn_left (Latin-1 name).
+One module-scoped build per case, on the session's analysed small phantoms. Cases:
+normal, itoh_left (as an enhanced multi-frame STIR with a UTF-8 name), bilateral, avn_left.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import SimpleITK as sitk
 from PIL import Image
 
 from marrowmap.settings import Settings
+from tests.analysis_fixtures import AnalysedFactory, analysed
+from tests.phantom_fixtures import phantom_study
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.result import AnalysisResult, OutputFile
 from workers.dicom_out import build_outputs, draft_findings
@@ -30,16 +32,17 @@ from workers.dicom_out.stack import sample_maps
 from workers.io.load import load_study
 from workers.io.select import select_series
 from workers.io.types import LoadedSeries
-from workers.phantom.study import generate_study
-from workers.pipeline import MAP_FILES, analyze_study_dir
+from workers.pipeline import MAP_FILES
 
+__all__ = ["analysed", "phantom_study"]  # session fixtures used below
 pytestmark = pytest.mark.slow
 
-CASES = {
-    "normal": (),
-    "itoh_left": ("enhanced_stir", "nonascii_utf8"),
-    "bilateral": (),
-    "avn_left": ("nonascii_name",),
+#: case -> (variants, seed); seeds/variants shared with the analysis tests reuse their session cache
+CASES: dict[str, tuple[tuple[str, ...], int]] = {
+    "normal": ((), 1),
+    "itoh_left": (("enhanced_stir", "nonascii_utf8"), 0),
+    "bilateral": ((), 0),
+    "avn_left": ((), 0),
 }
 
 
@@ -55,23 +58,24 @@ class Built:
 
 
 @pytest.fixture(scope="module", params=list(CASES))
-def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Built:
+def built(request: pytest.FixtureRequest, analysed: AnalysedFactory) -> Built:
     case = request.param
-    root = tmp_path_factory.mktemp(case)
-    generate_study(root / "in", case, seed=3, variants=CASES[case], small=True)
-    result = analyze_study_dir(root / "in", root / "out")
-    assert result.status == "analyzed", result.reason
-    study = load_study(root / "in")
+    variants, seed = CASES[case]
+    run = analysed(case, *variants, seed=seed)
+    assert run.result.status == "analyzed", run.result.reason
+    study = load_study(run.study)
     fluid = select_series(study.loaded, study.problems).fluid_sensitive
     assert fluid is not None
-    maps = AnalysisMaps(**{k: sitk.ReadImage(str(root / "out" / v)) for k, v in MAP_FILES.items()})
-    outputs = build_outputs(result, fluid, maps, root / "out", settings=Settings())
-    return Built(case, root / "in", root / "out", result, fluid, maps, outputs)
+    maps = AnalysisMaps(**{k: sitk.ReadImage(str(run.out / v)) for k, v in MAP_FILES.items()})
+    outputs = build_outputs(run.result, fluid, maps, run.out, settings=Settings())
+    return Built(case, run.study, run.out, run.result, fluid, maps, outputs)
 
 
 def test_outputs_are_valid_dicom(built: Built) -> None:
     assert {o.kind for o in built.outputs} == {"seg", "sr", "sc_overlay", "sc_summary"}
-    for o in built.outputs:
+    overlays = [o for o in built.outputs if o.kind == "sc_overlay"]
+    checked = [o for o in built.outputs if o.kind != "sc_overlay"] + [overlays[0], overlays[-1]]
+    for o in checked:
         proc = subprocess.run(["dciodvfy", "-filename", str(built.out_dir / o.path)], capture_output=True,
                               text=True, timeout=60)
         errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
