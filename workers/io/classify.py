@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
-from workers.io.headers import functional_group_item, number, orientation_of, same_orientation
+from workers.io.headers import (
+    functional_group_item,
+    number,
+    orientation_of,
+    same_orientation,
+    tokens,
+)
 from workers.io.types import Classification, Plane, SeriesKind
 
 OBLIQUE_TOLERANCE_DEG = 25.0
@@ -103,18 +109,6 @@ _FAT_SUPPRESSED_KINDS = frozenset(
 
 
 # ---------------------------------------------------------------- header access
-
-
-def _tokens(ds: Dataset, keyword: str) -> tuple[str, ...]:
-    """A multi-valued CS attribute as upper-case tokens (missing -> empty)."""
-    value = ds.get(keyword)
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else list(value)
-    out: list[str] = []
-    for item in items:
-        out.extend(tok.strip().upper() for tok in str(item).split("\\") if tok.strip())
-    return tuple(out)
 
 
 def plane_from_orientation(iop: Sequence[float]) -> tuple[Plane, float, str]:
@@ -210,9 +204,9 @@ def _features(datasets: Sequence[Dataset]) -> _Features:
     if b_value is None and diffusion is not None:
         b_value = number(diffusion.get("DiffusionBValue"))
 
-    image_type = _tokens(first, "ImageType")
+    image_type = tokens(first.get("ImageType"))
     if frame_type is not None:
-        image_type = image_type + _tokens(frame_type, "FrameType")
+        image_type = image_type + tokens(frame_type.get("FrameType"))
     contrast = str(first.get("AcquisitionContrast", "") or "").upper() or None
     if contrast is None and frame_type is not None:
         contrast = str(frame_type.get("AcquisitionContrast", "") or "").upper() or None
@@ -233,9 +227,9 @@ def _features(datasets: Sequence[Dataset]) -> _Features:
 
     return _Features(
         text=text,
-        scanning_sequence=_tokens(first, "ScanningSequence"),
-        sequence_variant=_tokens(first, "SequenceVariant"),
-        scan_options=_tokens(first, "ScanOptions"),
+        scanning_sequence=tokens(first.get("ScanningSequence")),
+        sequence_variant=tokens(first.get("SequenceVariant")),
+        scan_options=tokens(first.get("ScanOptions")),
         image_type=image_type,
         tr=tr,
         te=te,

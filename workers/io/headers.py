@@ -59,16 +59,28 @@ def functional_group_item(ds: Dataset, keyword: str, frame_index: int = 0) -> Da
 
 
 def frame_value(ds: Dataset, frame: int | None, macro: str, keyword: str) -> object:
-    """An attribute from the top level (classic, ``frame`` None) or a frame's functional groups."""
-    if frame is None:
-        return ds.get(keyword)
-    item = functional_group_item(ds, macro, frame)
-    return None if item is None else item.get(keyword)
+    """An attribute of a classic image (``frame`` None: top level) or of one frame of a
+    multi-frame image (its functional groups, falling back to the top level)."""
+    if frame is not None:
+        item = functional_group_item(ds, macro, frame)
+        if item is not None and keyword in item:
+            return item.get(keyword)
+    return ds.get(keyword)
+
+
+def tokens(value: object) -> tuple[str, ...]:
+    """A multi-valued CS value as upper-case tokens (missing -> empty)."""
+    if value is None:
+        return ()
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = [str(v) for v in value]
+    else:
+        items = [str(value)]
+    return tuple(tok.strip().upper() for item in items for tok in item.split("\\") if tok.strip())
 
 
 def orientation_of(ds: Dataset, frame_index: int = 0) -> tuple[float, ...] | None:
     """ImageOrientationPatient of a classic image or of one frame of an Enhanced MR image."""
-    value = ds.get("ImageOrientationPatient")
-    if value is None:
-        value = frame_value(ds, frame_index, "PlaneOrientationSequence", "ImageOrientationPatient")
-    return floats(value, 6)
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    frame = frame_index if enhanced else None
+    return floats(frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)

@@ -48,7 +48,7 @@ from workers.io.errors import (
     SingleSliceError,
     UnsupportedTransferSyntaxError,
 )
-from workers.io.headers import floats, frame_value, number, same_orientation
+from workers.io.headers import floats, frame_value, number, same_orientation, tokens
 from workers.io.types import Classification, LoadedSeries, SeriesKind, SliceRef
 
 log = get_logger(__name__)
@@ -56,7 +56,7 @@ log = get_logger(__name__)
 MR_IMAGE_SOP_CLASSES = frozenset({MRImageStorage, EnhancedMRImageStorage})
 SPACING_JITTER = 0.10  # tolerated relative deviation of one slice gap from the typical gap
 DUPLICATE_MM = 0.01  # two slices closer than this along n are at the same position
-_DEFER_BYTES = 2048  # only pixel-data-sized values are deferred to decode time
+_DEFER_BYTES = 2048  # larger values (pixel data, private blobs) are read only when needed
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 # Non-image storage classes: SR family, presentation states, raw data/registration/SEG,
 # encapsulated documents, RT objects, waveforms.
@@ -160,11 +160,10 @@ def _read(path: Path) -> Dataset | str:
 def _contrast_key(ds: Dataset, frame: int | None) -> tuple[object, ...]:
     if frame is None:
         echo = number(ds.get("EchoTime"))
-        image_type = tuple(str(t).upper() for t in (ds.get("ImageType") or ()))
+        image_type = tokens(ds.get("ImageType"))
     else:
         echo = number(frame_value(ds, frame, "MREchoSequence", "EffectiveEchoTime"))
-        frame_type = frame_value(ds, frame, "MRImageFrameTypeSequence", "FrameType")
-        image_type = tuple(str(t).upper() for t in (frame_type or ()))  # type: ignore[attr-defined]
+        image_type = tokens(frame_value(ds, frame, "MRImageFrameTypeSequence", "FrameType"))
     return (None if echo is None else round(echo, 2), image_type)
 
 
@@ -196,11 +195,8 @@ def _make_slice(ds: Dataset, frame: int | None) -> _Slice | str:
         return f"ImageOrientationPatient {iop} is not two orthogonal unit vectors"
     if spacing[0] <= 0 or spacing[1] <= 0:
         return f"PixelSpacing {spacing} is not positive"
-    transform = "PixelValueTransformationSequence"
-    slope = number(frame_value(ds, frame, transform, "RescaleSlope"))
-    intercept = number(frame_value(ds, frame, transform, "RescaleIntercept"))
-    if slope is None and frame is not None:  # some writers keep classic rescale on enhanced objects
-        slope, intercept = number(ds.get("RescaleSlope")), number(ds.get("RescaleIntercept"))
+    slope = number(frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"))
+    intercept = number(frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"))
     return _Slice(
         ds=ds,
         frame_index=frame,
