@@ -557,21 +557,23 @@ def load_study(folder: Path) -> StudyLoad:
             continue
         first_path[sop_uid] = path
         series.setdefault(str(result.SeriesInstanceUID), []).append(result)
+    any_mr = False
     for uid, datasets in series.items():
-        mr = [ds for ds in datasets if _unusable_reason(ds) is None]
-        others: dict[str, tuple[SeriesLoadError, Dataset]] = {}
+        mr: list[Dataset] = []
+        others: dict[str, tuple[SeriesLoadError, Dataset]] = {}  # one problem per reason
         for ds in datasets:
             error = _unusable_reason(ds)
-            if error is not None:
+            if error is None:
+                mr.append(ds)
+            else:
                 others.setdefault(error.reason, (error, ds))
         for error, ds in others.values():
             description, series_number = _series_text(ds)
             study.problems.append(SeriesProblem(uid, description, error, series_number))
         if mr:
+            any_mr = True
             _load_mr_series(uid, mr, study)
-    if not any(
-        _unusable_reason(ds) is None for datasets in series.values() for ds in datasets
-    ):
+    if not any_mr:
         found = Counter(p.kind for p in study.problems)
         listed = ", ".join(f"{n} {kind.replace('_', ' ')} series" for kind, n in found.items())
         skipped = f"{len(study.skipped_files)} non-DICOM/unusable files" if study.skipped_files else ""
