@@ -28,7 +28,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 from pynetdicom import AE, _config
 from pynetdicom.dsutils import encode_file_meta
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from marrowmap.jobstore import JobRecord, JobStore
 
 REDIS_URL = os.environ.get("MARROWMAP_TEST_REDIS", "redis://127.0.0.1:6379/15")
 CALLED_AE = "MARROWMAP"
@@ -54,6 +56,19 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_for_job(store: JobStore, job_id: str, accept: Callable[[JobRecord], bool], timeout: float,
+                 what: str) -> JobRecord:
+    """Poll the job store until the job's record satisfies ``accept``; return that record."""
+
+    def check() -> JobRecord | None:
+        record = store.get(job_id)
+        return record if record is not None and accept(record) else None
+
+    record = wait_for(check, timeout, what)
+    assert record is not None
+    return record
 
 
 def echo(port: int, calling_ae: str = "ECHOSCU") -> bool:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -27,7 +28,7 @@ def test_sigkill_mid_transfer_loses_nothing_acknowledged(harness: Harness) -> No
     study = factory.study("crash-sigkill", (factory.SeriesSpec("COR STIR", 40), factory.SeriesSpec("COR T1", 40)),
                           rows=128, cols=128)
     for ds in study:
-        ds.file_meta = factory.FileMetaDataset()
+        ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     listener = harness.start_listener(MARROWMAP_QUIET_SECONDS="2")
     ae = AE(ae_title="CRASHTEST")

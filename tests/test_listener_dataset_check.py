@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import (
@@ -21,7 +22,7 @@ from service.dataset_check import DatasetDecodeError, MissingAttributeError, che
 from tests import dicom_factory as factory
 
 
-def _encode(ds: object, implicit: bool, little: bool) -> bytes:
+def _encode(ds: Dataset, implicit: bool, little: bool) -> bytes:
     buf = DicomBytesIO()
     buf.is_implicit_VR = implicit
     buf.is_little_endian = little

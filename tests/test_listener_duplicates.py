@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
 from tests import dicom_factory as factory
-from tests.listener_fixtures import Harness, harness, storescu, wait_for  # noqa: F401
+from tests.listener_fixtures import Harness, harness, send_raw_files, storescu, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -22,21 +23,21 @@ def test_same_study_pushed_twice(harness: Harness, tmp_path: Path) -> None:
     study = factory.study("duplicate-push")
     files = factory.write(study, tmp_path / "send")
     sops = sorted(str(d.SOPInstanceUID) for d in study)
-    listener = harness.start_listener(MARROWMAP_QUIET_SECONDS="4")  # two storescu runs fit in it
+    listener = harness.start_listener(MARROWMAP_QUIET_SECONDS="3")
 
-    # twice within the quiet period: replaced in place, one batch, one job
-    assert storescu(harness.port, files).returncode == 0
-    assert storescu(harness.port, files).returncode == 0
+    # twice before the study is sealed (one association): replaced in place, one batch, one job
+    raw = [(p, str(MRImageStorage), str(ExplicitVRLittleEndian)) for p in files]
+    assert send_raw_files(harness.port, raw + raw) == [0] * (2 * len(files))
     wait_for(harness.queue_messages, 20, "the first job")
-    time.sleep(5)
+    time.sleep(4)
     assert len(harness.queue_messages()) == 1
-    closed = [r for r in listener.events("association.closed") if r["calling_ae"] == "STORESCU"]
-    assert [r["replaced"] for r in closed] == [0, len(study)]
+    closed = [r for r in listener.events("association.closed") if r["calling_ae"] == "PYSCU"]
+    assert closed[0]["stored"] == 2 * len(study) and closed[0]["replaced"] == len(study)
 
     # again after the study was sealed: a second batch with the same files, one extra job
     assert storescu(harness.port, files).returncode == 0
     wait_for(lambda: len(harness.queue_messages()) == 2, 20, "the second job")
-    time.sleep(5)
+    time.sleep(4)
     messages = harness.queue_messages()
     assert len(messages) == 2
     study_dir = harness.spool / "ready" / str(study[0].StudyInstanceUID)

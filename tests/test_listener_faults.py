@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def _normal_push_works(h: Harness, tmp: Path, seed: str, calling_ae: str = "STOR
     files = factory.write(study, tmp / seed)
     assert storescu(h.port, files, calling_ae=calling_ae).returncode == 0
 
-    def jobs() -> list[dict]:
+    def jobs() -> list[dict[str, Any]]:
         return [m["kwargs"]["job"] for m in h.queue_messages()
                 if m["kwargs"]["job"]["study_instance_uid"] == str(study[0].StudyInstanceUID)]
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from marrowmap.contract import TASK_ANALYZE, JobMessage
@@ -27,7 +29,7 @@ from tests.listener_fixtures import (  # noqa: F401
 pytestmark = pytest.mark.integration
 
 
-def _assert_one_job(h: Harness, study: list, expected_series: Counter[str]) -> JobMessage:
+def _assert_one_job(h: Harness, study: Sequence[Dataset], expected_series: Counter[str]) -> JobMessage:
     wait_for(h.queue_messages, 20, "a job on the analysis queue")
     time.sleep(2.5)  # more than the quiet period: nothing else may arrive
     messages = h.queue_messages()

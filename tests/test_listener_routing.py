@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from marrowmap.manifest import ManifestSeries
@@ -53,12 +54,12 @@ def test_non_hip_and_non_mr_studies_are_accepted_and_skipped(harness: Harness, t
     listener = harness.start_listener()
     for datasets in studies.values():
         for ds in datasets:
-            ds.file_meta = factory.FileMetaDataset()
+            ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         assert pynetdicom_send(harness.port, datasets) == [0] * len(datasets)
 
-    skipped = wait_for(lambda: len(listener.events("study.skipped")) == 3 and listener.events("study.skipped"),
-                       20, "three skipped studies")
+    wait_for(lambda: len(listener.events("study.skipped")) == 3, 20, "three skipped studies")
+    skipped = listener.events("study.skipped")
     reasons = {r["study_instance_uid"]: r["reason"] for r in skipped}
     assert "KNEE" in reasons[str(studies["knee"][0].StudyInstanceUID)]
     assert "no hip/pelvis marker" in reasons[str(studies["brain"][0].StudyInstanceUID)]

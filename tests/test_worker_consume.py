@@ -7,18 +7,20 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset
 
 from marrowmap.jobstore import JobState, JobStore
 from tests import dicom_factory as factory
-from tests.listener_fixtures import Harness, Proc, harness, storescu, wait_for  # noqa: F401
+from tests.listener_fixtures import Harness, Proc, harness, storescu, wait_for, wait_for_job  # noqa: F401
 from workers.tasks import ANALYSIS_DONE
 
 pytestmark = pytest.mark.integration
 
 
-def _push(h: Harness, listener: Proc, tmp: Path, seed: str) -> tuple[list, dict]:
+def _push(h: Harness, listener: Proc, tmp: Path, seed: str) -> tuple[list[Dataset], dict[str, Any]]:
     study = factory.study(seed)
     assert storescu(h.port, factory.write(study, tmp / seed)).returncode == 0
     job = wait_for(lambda: listener.events("job.queued"), 20, "the job to be queued")[0]
@@ -31,8 +33,8 @@ def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path:
     study, job = _push(harness, listener, tmp_path, "worker-consume")
     store = JobStore.from_url("redis://127.0.0.1:6379/15", harness.prefix)
 
-    record = wait_for(lambda: (r := store.get(job["job_id"])) and r.state in ANALYSIS_DONE and r,
-                      60, "the worker to receive and analyse the job")
+    record = wait_for_job(store, job["job_id"], lambda r: r.state in ANALYSIS_DONE, 60,
+                          "the worker to receive and analyse the job")
     assert wait_for(lambda: harness.queue_messages() == [], 10, "the queue to be empty") is True
     expected = Counter(str(d.SeriesInstanceUID) for d in study)
     assert {s["series_instance_uid"]: s["instance_count"] for s in record.series} == dict(expected)
@@ -59,8 +61,8 @@ def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path:
     # `marrowmap resend` of a job without results re-runs its analysis from the stored message
     resend = harness.cli("resend", job["job_id"])
     assert resend.returncode == 0 and "queued for analysis again" in resend.stdout, resend.stderr
-    again = wait_for(lambda: (r := store.get(job["job_id"])) and r.state in ANALYSIS_DONE
-                     and sum(c.state == JobState.ANALYSING for c in r.history) == 2 and r, 60, "the re-analysis")
+    again = wait_for_job(store, job["job_id"], lambda r: r.state in ANALYSIS_DONE
+                         and sum(c.state == JobState.ANALYSING for c in r.history) == 2, 60, "the re-analysis")
     assert again.state == record.state
 
 
@@ -74,8 +76,7 @@ def test_worker_records_failed_when_the_spool_disagrees(harness: Harness, tmp_pa
     harness.start_worker()
     store = JobStore.from_url("redis://127.0.0.1:6379/15", harness.prefix)
 
-    record = wait_for(lambda: (r := store.get(job["job_id"])) and r.state == JobState.FAILED and r,
-                      30, "the job to fail")
+    record = wait_for_job(store, job["job_id"], lambda r: r.state == JobState.FAILED, 30, "the job to fail")
     assert "spool check failed" in record.reason and victim.parent.name in record.reason
     listing = harness.cli("status")
     assert "failed" in listing.stdout and "spool check failed" in listing.stdout

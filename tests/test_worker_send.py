@@ -10,8 +10,8 @@ import pytest
 from pydicom import dcmread
 from pynetdicom import AE, evt
 
-from marrowmap.jobstore import JobState, JobStore
-from tests.listener_fixtures import REDIS_URL, Harness, free_port, harness, wait_for  # noqa: F401
+from marrowmap.jobstore import JobRecord, JobState, JobStore
+from tests.listener_fixtures import REDIS_URL, Harness, free_port, harness, wait_for, wait_for_job  # noqa: F401
 from tests.pacs_peers import (
     COMPREHENSIVE_3D_SR,
     SC_STORAGE,
@@ -32,7 +32,7 @@ def _results(h: Harness, job_id: str) -> list[str]:
     outputs = []
     for kind, path in files.items():
         ds = dcmread(path, stop_before_pixels=True)
-        outputs.append(OutputFile(kind=KIND[kind], path=path.relative_to(folder).as_posix(),  # type: ignore[arg-type]
+        outputs.append(OutputFile(kind=KIND[kind], path=path.relative_to(folder).as_posix(),
                                   sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
                                   series_instance_uid=str(ds.SeriesInstanceUID)))
     result = AnalysisResult(status="analyzed", algorithm=Algorithm(version="test"), outputs=outputs)
@@ -40,9 +40,9 @@ def _results(h: Harness, job_id: str) -> list[str]:
     return sorted(o.sop_instance_uid for o in outputs)
 
 
-def _final(store: JobStore, job_id: str, timeout: float = 60) -> Any:
-    return wait_for(lambda: (r := store.get(job_id)) and r.state in (
-        JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED) and r, timeout, "a final send state")
+def _final(store: JobStore, job_id: str, timeout: float = 60) -> JobRecord:
+    return wait_for_job(store, job_id, lambda r: r.state in (
+        JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED), timeout, "a final send state")
 
 
 def test_partial_send_retry_and_resend(harness: Harness) -> None:
@@ -70,8 +70,8 @@ def test_partial_send_retry_and_resend(harness: Harness) -> None:
     port = free_port()
     worker = harness.start_worker(**fast, MARROWMAP_PACS_PORT=str(port))
     assert harness.cli("resend", job_id).returncode == 0
-    record = wait_for(lambda: (r := store.get(job_id)) and r.state == JobState.SEND_FAILED and r, 60,
-                      "send_failed after the retries")
+    record = wait_for_job(store, job_id, lambda r: r.state == JobState.SEND_FAILED, 60,
+                          "send_failed after the retries")
     since = max(i for i, c in enumerate(record.history) if c.reason.startswith("resend requested"))
     attempts = [c.reason for c in record.history[since:]
                 if c.state == JobState.SENDING and c.reason.startswith("attempt")]
@@ -91,9 +91,10 @@ def test_partial_send_retry_and_resend(harness: Harness) -> None:
     for uid in (COMPREHENSIVE_3D_SR, SC_STORAGE, SEG_STORAGE):
         ae.add_supported_context(uid, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert server is not None
     try:
         assert harness.cli("resend", job_id).returncode == 0
-        record = wait_for(lambda: (r := store.get(job_id)) and r.state == JobState.SENT and r, 60, "sent")
+        record = wait_for_job(store, job_id, lambda r: r.state == JobState.SENT, 60, "sent")
         assert sorted(stored) == uids
         assert record.reason.startswith("sent:")
     finally:

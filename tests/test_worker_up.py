@@ -41,7 +41,11 @@ def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         up = subprocess.Popen([*MARROWMAP, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "up.started_redis" in log_path.read_text(), 30, "up to start its own redis")
-        wait_for(lambda: _health(env, "listener").returncode == 0, 60, "the listener to be healthy", 0.5)
+        def listener_healthy() -> bool:
+            assert up.poll() is None, f"marrowmap up exited:\n{log_path.read_text()[-3000:]}"
+            return _health(env, "listener").returncode == 0
+
+        wait_for(listener_healthy, 60, "the listener to be healthy", 0.5)
         worker_health = _health(env, "worker")
         assert worker_health.returncode == 0, worker_health.stdout
         assert "broker" in worker_health.stdout and "spool" in worker_health.stdout
