@@ -338,3 +338,40 @@ def test_resent_instance_is_read_once(tmp_path: Path) -> None:
     assert "duplicate of SOPInstanceUID" in study.skipped_files[0].reason
     assert study.skipped_files[0].path in (copy, paths[0])
     assert len(study.loaded[0].slices) == SHAPE[0]
+
+
+def test_enhanced_per_frame_rescale_applied_per_frame(tmp_path: Path) -> None:
+    """PixelValueTransformationSequence per frame (slope k+1 for frame k) beats the shared one."""
+    geometry = centred_geometry(CORONAL, SHAPE, SPACING)
+    volume = np.full(SHAPE, 10, dtype=np.uint16)
+
+    def per_frame_slopes(_: int, ds: Any) -> None:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence as DicomSequence
+
+        for i, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+            item = Dataset()
+            item.RescaleSlope, item.RescaleIntercept, item.RescaleType = i + 1, 0, "US"
+            frame.PixelValueTransformationSequence = DicomSequence([item])
+
+    write_enhanced(tmp_path, SeriesSpec(volume, geometry, dict(STIR_COR), rescale=(100.0, 0.0),
+                                        mutate=per_frame_slopes))
+    order = np.random.default_rng(5).permutation(SHAPE[0])  # frame i holds slice order[i]
+
+    array = sitk.GetArrayFromImage(_only(tmp_path).image)
+
+    slope_of_slice = {int(k): i + 1 for i, k in enumerate(order)}
+    assert [float(array[z].max()) for z in range(SHAPE[0])] == [10.0 * slope_of_slice[z] for z in range(SHAPE[0])]
+
+
+def test_philips_private_scale_slope_is_mentioned(tmp_path: Path) -> None:
+    def philips(_: int, ds: Any) -> None:
+        ds.add_new(0x20050010, "LO", "Philips MR Imaging DD 001")
+        ds.add_new(0x2005100E, "FL", 0.0123)
+
+    geometry = centred_geometry(CORONAL, SHAPE, SPACING)
+    write_classic(tmp_path, SeriesSpec(marker_volume(SHAPE, MARKER), geometry, dict(STIR_COR), mutate=philips))
+
+    series = _only(tmp_path)
+
+    assert any("Philips private scale slope" in w for w in series.warnings)
