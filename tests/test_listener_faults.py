@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
@@ -23,6 +24,7 @@ from tests.listener_fixtures import (  # noqa: F401
     CALLED_AE,
     Harness,
     echo,
+    free_port,
     harness,
     raw_file,
     send_raw_files,
@@ -139,3 +141,22 @@ def test_no_allow_list_is_said_plainly(harness: Harness) -> None:
     listener = harness.start_listener()
     warning = listener.events("listener.open_to_any_caller")
     assert warning and "ANY calling AE" in warning[0]["note"]
+
+
+def test_broker_outage_keeps_the_job_until_redis_is_back(harness: Harness, tmp_path: Path) -> None:
+    redis_port = free_port()
+    broker = f"redis://127.0.0.1:{redis_port}/0"
+    listener = harness.start_listener(MARROWMAP_BROKER_URL=broker)
+    study = factory.study("faults-broker", (factory.SeriesSpec("COR STIR", 2),))
+    assert storescu(harness.port, factory.write(study, tmp_path / "broker")).returncode == 0, "accepted while down"
+    wait_for(lambda: listener.events("job.queue_unavailable"), 20, "the sealer to notice the broker is down")
+    assert listener.events("study.sealed")
+    server = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=redis_port)
+        wait_for(lambda: client.llen(harness.queue_prefix + "analysis") == 1, 30, "the job once Redis is back")
+        assert len(listener.events("job.queued")) == 1
+    finally:
+        server.terminate()
+        server.wait(10)
