@@ -1,5 +1,5 @@
 # mypy: disallow-untyped-calls=False
-"""One study folder -> ``result.json`` + voxel maps (+ DICOM outputs). No Celery, no network.
+"""One study folder -> ``result.json``, voxel maps and DICOM outputs (SR, SEG, overlays). No Celery, no network.
 
 ``analyze_study_dir`` never raises for a bad study: a study that cannot be analysed
 (no fluid-sensitive series, not a hip, single slice...) gives ``status="not_applicable"``
@@ -11,16 +11,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import SimpleITK as sitk
+from pydicom.dataset import Dataset
 
 from marrowmap import __version__
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from workers.analysis.analyze import SeriesAnalysis, StageTimer, analyze_images
+from workers.analysis.maps import AnalysisMaps
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Algorithm, AnalysisResult, SeriesReport, SeriesUsed
+from workers.dicom_out import build_outputs, draft_findings
 from workers.io.load import StudyLoad, load_study
 from workers.io.select import select_series
 from workers.io.types import LoadedSeries
@@ -48,18 +52,20 @@ def _algorithm(params: AnalysisParameters) -> Algorithm:
     return Algorithm(version=__version__, parameters=params.as_strings())
 
 
-def _series_reports(study: StudyLoad) -> list[SeriesReport]:
-    reports = [
-        SeriesReport(
+def _series_reports(study: StudyLoad, selection_reasons: list[str]) -> list[SeriesReport]:
+    """Each series with its classification evidence; the selection's reasons go with the series they name."""
+    reports = []
+    for s in study.loaded:
+        why = [f"selection: {r}" for r in selection_reasons
+               if s.series_description and s.series_description in r]
+        reports.append(SeriesReport(
             series_instance_uid=s.series_instance_uid,
             series_number=s.series_number,
             series_description=s.series_description,
             kind=str(s.classification.kind),
             plane=str(s.classification.plane),
-            evidence=list(s.classification.evidence) + [f"warning: {w}" for w in s.warnings],
-        )
-        for s in study.loaded
-    ]
+            evidence=list(s.classification.evidence) + [f"warning: {w}" for w in s.warnings] + why,
+        ))
     reports.extend(
         SeriesReport(
             series_instance_uid=p.series_instance_uid,
@@ -120,45 +126,66 @@ def write_result(result: AnalysisResult, out_dir: Path) -> Path:
     return path
 
 
+@dataclass
+class _Outcome:
+    """An analysis result plus what the DICOM builders need."""
+
+    result: AnalysisResult
+    fluid: LoadedSeries | None = None
+    maps: AnalysisMaps | None = None
+    sources: list[Dataset] = field(default_factory=list)
+
+
 def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: AnalysisParameters,
-             timer: StageTimer) -> AnalysisResult:
+             timer: StageTimer) -> _Outcome:
     with timer.stage("load", "loading the study"):
         study = load_study(input_dir)
     with timer.stage("select", "identifying the series"):
         selection = select_series(study.loaded, study.problems)
     base = {
         "study_instance_uid": _study_uid(study),
-        "series": _series_reports(study),
+        "series": _series_reports(study, selection.reasons),
         "algorithm": _algorithm(params),
     }
+    all_headers = [ds for s in study.loaded for ds in s.datasets]
     fluid = selection.fluid_sensitive
     if fluid is None:
         reason = selection.not_applicable_reason or "no usable fluid-sensitive fat-suppressed series"
-        return AnalysisResult(status="not_applicable", reason=reason, timings_s=timer.timings, **base)
-    used = SeriesUsed(fluid_sensitive=fluid.series_instance_uid,
-                      t1=selection.t1.series_instance_uid if selection.t1 is not None else None)
-    other = _not_a_hip(fluid, settings)
-    if other:
-        return AnalysisResult(status="not_applicable", reason=other, series_used=used, timings_s=timer.timings, **base)
-    n_slices = fluid.image.GetSize()[2]
-    if n_slices < MIN_SLICES:
-        return AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,
-                              reason=f"the fluid-sensitive series has {n_slices} slice(s); a volume is needed",
-                              **base)
+        return _Outcome(AnalysisResult(status="not_applicable", reason=reason, timings_s=timer.timings, **base),
+                        sources=all_headers)
     t1 = selection.t1
+    used = SeriesUsed(fluid_sensitive=fluid.series_instance_uid, t1=t1.series_instance_uid if t1 is not None else None)
+    other = _not_a_hip(fluid, settings)
+    n_slices = fluid.image.GetSize()[2]
+    if not other and n_slices < MIN_SLICES:
+        other = f"the fluid-sensitive series has {n_slices} slice(s); a volume is needed"
+    if other:
+        return _Outcome(AnalysisResult(status="not_applicable", reason=other, series_used=used,
+                                       timings_s=timer.timings, **base), fluid=fluid, sources=all_headers)
     analysis = analyze_images(fluid.image, t1.image if t1 is not None else None, params, timer=timer,
                               fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1")
     if not any(s.localized for s in analysis.sides.values()):
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in analysis.sides.items())
-        return AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,
-                              reason=f"no femoral head found in the field of view ({reasons})",
-                              quality=analysis.quality, **base)
+        return _Outcome(AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,
+                                       reason=f"no femoral head found in the field of view ({reasons})",
+                                       quality=analysis.quality, **base), fluid=fluid, sources=all_headers)
     if not analysis.t1_used:
         used = SeriesUsed(fluid_sensitive=used.fluid_sensitive, t1=None)
     with timer.stage("write", "writing maps"):
         _write_maps(analysis, out_dir)
-    return AnalysisResult(status="analyzed", series_used=used, sides=analysis.sides, quality=analysis.quality,
-                          timings_s=timer.timings, **base)
+    result = AnalysisResult(status="analyzed", series_used=used, sides=analysis.sides, quality=analysis.quality,
+                            timings_s=timer.timings, **base)
+    return _Outcome(result, fluid=fluid, maps=analysis.maps,
+                    sources=list(t1.datasets) if (t1 is not None and analysis.t1_used) else [])
+
+
+def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: StageTimer) -> AnalysisResult:
+    """Add the draft findings and build the DICOM outputs (SR, SEG, overlays) next to result.json."""
+    result = outcome.result.model_copy(update={"findings_text": draft_findings(outcome.result)})
+    with timer.stage("outputs", "writing DICOM outputs (SR, SEG, overlays)"):
+        outputs = build_outputs(result, outcome.fluid, outcome.maps, out_dir, settings=settings,
+                                source_datasets=outcome.sources)
+    return result.model_copy(update={"outputs": outputs, "timings_s": dict(timer.timings)})
 
 
 def analyze_study_dir(
@@ -175,7 +202,8 @@ def analyze_study_dir(
     timer = StageTimer(progress=progress)
     start = time.perf_counter()
     try:
-        result = _analyze(Path(input_dir), out_dir, settings, params, timer)
+        outcome = _analyze(Path(input_dir), out_dir, settings, params, timer)
+        result = _with_outputs(outcome, out_dir, settings, timer)
     except Exception as exc:  # boundary of the analysis: record the failure in result.json, never crash the caller
         log.exception("analysis_failed", input_dir=str(input_dir), error=type(exc).__name__)
         result = AnalysisResult(status="failed", reason=f"internal error: {type(exc).__name__}: {exc}",

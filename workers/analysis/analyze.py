@@ -39,19 +39,20 @@ from workers.analysis.oedema import (
 )
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.preparation import (
+    BiasCorrected,
     Block,
     axis_aligned_grid,
-    bias_correct,
     block_around,
     block_coordinates,
+    fit_bias,
     like,
-    resample_onto,
-    to_array,
+    sub_image,
     voxel_volume_ml,
 )
 from workers.analysis.quality import FatSatCheck, check_fat_suppression
 from workers.analysis.regions import (
     REGION_NAMES,
+    FemurFrame,
     bone_outline,
     femur_frame,
     femur_regions,
@@ -65,6 +66,7 @@ Progress = Callable[[str], None]
 
 SIDE_LABEL: dict[Side, int] = {"right": 1, "left": 2}
 MIN_T1_COVERAGE = 0.5
+SHAFT_REFERENCE_DEPTH_MM = (70.0, 120.0)  # subtrochanteric shaft marrow: this far below the head centre
 
 
 @dataclass
@@ -99,36 +101,45 @@ class SeriesAnalysis:
 @dataclass
 class _SideData:
     femur: FemurGeometry
+    block: Block
+    fluid: FloatArray
+    t1: FloatArray | None
+    frame: FemurFrame
     regions: dict[RegionName, BoolArray]
     roi: BoolArray
     bone: BoolArray
-    frame_along: FloatArray
     own: dict[RegionName, RobustStats | None]
     pooled: RobustStats | None
     shaft: RobustStats | None
 
 
 def _prepare(fluid_image: sitk.Image, t1_image: sitk.Image | None, params: AnalysisParameters,
-             warnings: list[str]) -> tuple[sitk.Image, sitk.Image | None, WorkingImages]:
-    fluid = bias_correct(fluid_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
-    t1_on_fluid: sitk.Image | None = None
-    t1_corr: sitk.Image | None = None
+             warnings: list[str]) -> tuple[BiasCorrected, BiasCorrected | None, WorkingImages]:
+    fluid = fit_bias(fluid_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
+    t1: BiasCorrected | None = None
     if t1_image is not None:
-        t1_corr = bias_correct(t1_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
-        ones = sitk.Image(t1_corr.GetSize(), sitk.sitkUInt8) + 1
-        ones.CopyInformation(t1_corr)
-        coverage = float(np.mean(sitk.GetArrayViewFromImage(resample_onto(ones, fluid, nearest=True)) > 0))
+        coverage = _coverage(t1_image, fluid_image)
         if coverage < MIN_T1_COVERAGE:
             warnings.append(f"T1 covers only {100 * coverage:.0f}% of the fluid-sensitive volume; T1 not used")
-            t1_corr = None
         else:
-            t1_on_fluid = resample_onto(t1_corr, fluid)
-    grid = axis_aligned_grid(fluid, params.working_spacing_mm)
-    t1_work = to_array(resample_onto(t1_corr, grid)) if t1_corr is not None else None
-    fluid_work = to_array(resample_onto(fluid, grid))
+            t1 = fit_bias(t1_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
+    grid = axis_aligned_grid(fluid_image, params.working_spacing_mm)
+    t1_work = t1.on(grid) if t1 is not None else None
+    fluid_work = fluid.on(grid)
     body = body_mask(t1_work if t1_work is not None else fluid_work)
     work = WorkingImages(grid=grid, t1=t1_work, fluid=fluid_work, body=body)
-    return fluid, t1_on_fluid, work
+    return fluid, t1, work
+
+
+def side_block(image: sitk.Image, femur: FemurGeometry, params: AnalysisParameters) -> Block:
+    """The voxels of ``image`` that can hold this femur's regions, shaft reference and effusion shell."""
+    c = np.asarray(femur.centre)
+    base = c + femur.neck_length_mm * np.asarray(femur.neck_axis)
+    low = c - np.array([0.0, 0.0, SHAFT_REFERENCE_DEPTH_MM[1]])
+    low[0] = base[0]
+    margin = max(femur.radius_mm + params.effusion_shell_mm, params.intertrochanteric_radius_mm) + 8.0
+    pts = [(float(p[0]), float(p[1]), float(p[2])) for p in (c, base, low)]
+    return block_around(image, pts, margin)
 
 
 def side_oedema(fluid: FloatArray, t1: FloatArray | None, regions: dict[RegionName, BoolArray], roi: BoolArray,
@@ -156,21 +167,41 @@ def _marrow_like(t1: FloatArray | None, fatsat: FatSatCheck, params: AnalysisPar
     return out
 
 
-def _side_data(femur: FemurGeometry, coords: tuple[FloatArray, FloatArray, FloatArray], fluid: FloatArray,
-               t1: FloatArray | None, marrow_like: BoolArray | None, params: AnalysisParameters) -> _SideData:
+def _coverage(moving: sitk.Image, reference: sitk.Image) -> float:
+    """Fraction of ``reference``'s voxels (sampled on a coarse lattice) that lie inside ``moving``."""
+    nx, ny, nz = reference.GetSize()
+    size = np.asarray(moving.GetSize(), dtype=np.float64)
+    inside = total = 0
+    for k in range(0, nz, max(1, nz // 8)):
+        for j in range(0, ny, max(1, ny // 16)):
+            for i in range(0, nx, max(1, nx // 16)):
+                idx = np.asarray(moving.TransformPhysicalPointToContinuousIndex(
+                    reference.TransformIndexToPhysicalPoint((i, j, k))))
+                inside += int(bool(np.all(idx >= -0.5) and np.all(idx <= size - 0.5)))
+                total += 1
+    return inside / max(total, 1)
+
+
+def _side_data(femur: FemurGeometry, fluid_bias: BiasCorrected, t1_bias: BiasCorrected | None,
+               fluid_image: sitk.Image, fatsat: FatSatCheck, params: AnalysisParameters) -> _SideData:
+    block = side_block(fluid_image, femur, params)
+    grid = sub_image(fluid_image, block)
+    fluid = fluid_bias.on(grid)
+    t1 = t1_bias.on(grid) if t1_bias is not None else None
+    coords = block_coordinates(fluid_image, block)
     frame = femur_frame(femur, coords)
-    regions = femur_regions(femur, frame, marrow_like, params)
+    regions = femur_regions(femur, frame, _marrow_like(t1, fatsat, params), params)
     bone = bone_outline(femur, frame, params)
     roi = regions["head"] | regions["neck"] | regions["intertrochanteric"]
     own = {name: robust_stats(fluid, t1, regions[name]) for name in REGION_NAMES}
     pooled = robust_stats(fluid, t1, regions["head"] | regions["neck"])
-    shaft_mask = shaft_marrow(femur, coords)
+    shaft_mask = shaft_marrow(femur, coords, SHAFT_REFERENCE_DEPTH_MM)
     shaft = robust_stats(fluid, t1, shaft_mask & ~bone) if shaft_mask is not None else None
-    return _SideData(femur=femur, regions=regions, roi=roi, bone=bone, frame_along=frame.along,
-                     own=own, pooled=pooled, shaft=shaft)
+    return _SideData(femur=femur, block=block, fluid=fluid, t1=t1, frame=frame, regions=regions, roi=roi,
+                     bone=bone, own=own, pooled=pooled, shaft=shaft)
 
 
-def _affected(data: dict[Side, _SideData], fluid: FloatArray, params: AnalysisParameters) -> dict[Side, bool]:
+def _affected(data: dict[Side, _SideData], params: AnalysisParameters) -> dict[Side, bool]:
     """Is a side's head+neck marrow brighter than normal marrow (its shaft, else the other hip)?"""
     out: dict[Side, bool] = {}
     for side, d in data.items():
@@ -178,10 +209,11 @@ def _affected(data: dict[Side, _SideData], fluid: FloatArray, params: AnalysisPa
         other = [o for s, o in data.items() if s != side]
         ref = d.shaft or next((o.shaft for o in other if o.shaft is not None), None)
         if ref is not None:
-            out[side] = excess_fraction(fluid, head_neck, ref, params) > params.affected_fraction
+            out[side] = excess_fraction(d.fluid, head_neck, ref, params) > params.affected_fraction
         elif other and other[0].pooled is not None:
-            mine = excess_fraction(fluid, head_neck, other[0].pooled, params)
-            theirs = (excess_fraction(fluid, other[0].regions["head"] | other[0].regions["neck"], d.pooled, params)
+            o = other[0]
+            mine = excess_fraction(d.fluid, head_neck, o.pooled, params)  # type: ignore[arg-type]
+            theirs = (excess_fraction(o.fluid, o.regions["head"] | o.regions["neck"], d.pooled, params)
                       if d.pooled is not None else 0.0)
             out[side] = mine > params.affected_fraction and mine > theirs
         else:
@@ -242,13 +274,13 @@ def analyze_images(
     timer = timer or StageTimer()
     warnings: list[str] = []
     with timer.stage("prepare", "preparing images (bias correction, T1 onto the fluid-sensitive grid)"):
-        fluid_img, t1_img, work = _prepare(fluid_image, t1_image, params, warnings)
+        fluid_bias, t1_bias, work = _prepare(fluid_image, t1_image, params, warnings)
     with timer.stage("anatomy", "locating femoral heads and necks"):
         loc = locate_femurs(work, params)
     with timer.stage("quality", "checking fat suppression"):
         fatsat = check_fat_suppression(work, loc.body_centre_x_mm, params)
 
-    shape = tuple(reversed(fluid_img.GetSize()))
+    shape = tuple(reversed(fluid_image.GetSize()))
     score_full = np.zeros(shape, dtype=np.float32)
     oedema_full = np.zeros(shape, dtype=np.uint8)
     regions_full = np.zeros(shape, dtype=np.uint8)
@@ -261,48 +293,45 @@ def analyze_images(
     references: dict[Side, str] = {}
     if found:
         with timer.stage("score", "scoring marrow signal against the reference"):
-            block = block_around(fluid_img, [f.centre for f in found.values()], margin_mm=130.0)
-            coords = block_coordinates(fluid_img, block)
-            fluid = to_array(fluid_img)[block.slices]
-            t1 = to_array(t1_img)[block.slices] if t1_img is not None else None
-            marrow_like = _marrow_like(t1, fatsat, params)
-            data = {s: _side_data(f, coords, fluid, t1, marrow_like, params) for s, f in found.items()}
-            affected = _affected(data, fluid, params)
+            data = {s: _side_data(f, fluid_bias, t1_bias, fluid_image, fatsat, params) for s, f in found.items()}
+            affected = _affected(data, params)
             muscle = _muscle_stats(fatsat)
             masks: dict[Side, BoolArray] = {}
             refs: dict[Side, Reference | None] = {}
-            vox_mm3 = voxel_volume_ml(fluid_img) * 1000.0
+            vox_mm3 = voxel_volume_ml(fluid_image) * 1000.0
             for side, d in data.items():
                 ref = _choose_reference(side, data, affected, muscle)
                 refs[side] = ref
                 if ref is None:
                     continue
-                masks[side] = side_oedema(fluid, t1, d.regions, d.roi, ref, vox_mm3, params)
+                masks[side] = side_oedema(d.fluid, d.t1, d.regions, d.roi, ref, vox_mm3, params)
                 references[side] = ref.description
         with timer.stage("measure", "measuring oedema, effusion and pattern"):
+            maps_full = (score_full, oedema_full, effusion_full)
             for side, d in data.items():
-                sides[side] = _measure_side(side, d, masks.get(side), refs[side], fluid, t1, fatsat, block,
-                                            fluid_img, params, warnings, score_full, oedema_full, effusion_full)
+                sides[side] = _measure_side(side, d, masks.get(side), refs[side], fatsat, fluid_image, params,
+                                            warnings, maps_full)
+                sub = regions_full[d.block.slices]
                 for name in REGION_NAMES:
-                    sub = regions_full[block.slices]
                     sub[d.regions[name] & (sub == 0)] = REGION_LABELS[(side, name)]
-    quality = _quality(sides, fatsat, loc, references, warnings, fluid_label, t1_label, t1_img is not None)
+    t1_used = t1_bias is not None
+    quality = _quality(sides, fatsat, loc, references, warnings, fluid_label, t1_label, t1_used)
     maps = AnalysisMaps(
-        score=like(score_full, fluid_img),
-        oedema=like(oedema_full, fluid_img),
-        regions=like(regions_full, fluid_img),
-        effusion=like(effusion_full, fluid_img),
+        score=like(score_full, fluid_image),
+        oedema=like(oedema_full, fluid_image),
+        regions=like(regions_full, fluid_image),
+        effusion=like(effusion_full, fluid_image),
     )
-    return SeriesAnalysis(sides=sides, quality=quality, maps=maps, localization=loc, t1_used=t1_img is not None)
+    return SeriesAnalysis(sides=sides, quality=quality, maps=maps, localization=loc, t1_used=t1_used)
 
 
 def _measure_side(
-    side: Side, d: _SideData, mask: BoolArray | None, ref: Reference | None, fluid: FloatArray,
-    t1: FloatArray | None, fatsat: FatSatCheck, block: Block, fluid_img: sitk.Image,
-    params: AnalysisParameters, warnings: list[str], score_full: FloatArray,
-    oedema_full: npt.NDArray[np.uint8], effusion_full: npt.NDArray[np.uint8],
+    side: Side, d: _SideData, mask: BoolArray | None, ref: Reference | None, fatsat: FatSatCheck,
+    fluid_img: sitk.Image, params: AnalysisParameters, warnings: list[str],
+    maps_full: tuple[FloatArray, npt.NDArray[np.uint8], npt.NDArray[np.uint8]],
 ) -> SideResult:
-    femur = d.femur
+    femur, fluid, t1, block = d.femur, d.fluid, d.t1, d.block
+    score_full, oedema_full, effusion_full = maps_full
     if ref is None or mask is None:
         return _withheld(femur, "no usable reference marrow or muscle on this side")
     if fatsat.ok.get(side) is False:
@@ -319,7 +348,7 @@ def _measure_side(
     measures = measure_regions(d.regions, mask, fluid, t1, fluid_ref, t1_ref, voxel_ml)
     volume = float(mask.sum()) * voxel_ml
     present = volume >= params.present_min_ml
-    frame = femur_frame(femur, block_coordinates(fluid_img, block))
+    frame = d.frame
     pattern = classify_pattern(mask, d.regions, measures, frame, femur, present, fluid, t1, fluid_ref, t1_ref, params)
     bright = _fluid_bright_level(fatsat, ref, params)
     marrow_ref = ref.per_region["head"] if ref.kind != "muscle" else None

@@ -32,6 +32,9 @@ from workers.analysis.result import Side
 FloatArray = npt.NDArray[np.float32]
 Vec = npt.NDArray[np.float64]
 
+#: Femoral neck radius / head radius (DOMAIN.md 2.1: 16.1/24.5 male, 13.8/21.9 female).
+NECK_TO_HEAD_RADIUS = 0.63
+
 #: Each side with its lateral direction in LPS x (+x = patient left).
 SIDES: tuple[tuple[Side, float], ...] = (("right", -1.0), ("left", 1.0))
 
@@ -145,24 +148,27 @@ def _gradient(image: FloatArray, body: npt.NDArray[np.bool_], spacing: float, si
     return _Gradient(gz=gz, gy=gy, gx=gx, edge_threshold=thr, signed=signed)
 
 
-def _vote(grads: list[_Gradient], body: npt.NDArray[np.bool_], radii_vox: npt.NDArray[np.float64]) -> FloatArray:
-    shape = body.shape
-    acc = np.zeros(int(np.prod(shape)), dtype=np.float64)
+def _vote(grads: list[_Gradient], edge_zone: npt.NDArray[np.bool_], radii_vox: npt.NDArray[np.float64]) -> FloatArray:
+    """Sphere Hough accumulator: each strong edge voxel in ``edge_zone`` votes at each radius, on
+    both sides of the edge (a head may be brighter or darker than its surroundings)."""
+    shape = edge_zone.shape
+    flats = []
     for g in grads:
         mag = np.sqrt(g.gz**2 + g.gy**2 + g.gx**2)
-        edges = body & (mag > g.edge_threshold)
-        z, y, x = (a.astype(np.float64) for a in np.nonzero(edges))
-        m = mag[edges].astype(np.float64)
+        edges = edge_zone & (mag > g.edge_threshold)
+        z, y, x = (a.astype(np.float32) for a in np.nonzero(edges))
+        m = mag[edges]
         uz, uy, ux = g.gz[edges] / m, g.gy[edges] / m, g.gx[edges] / m
         for r in radii_vox:
             for sign in (1.0, -1.0):
-                cz = np.rint(z + sign * r * uz).astype(np.int64)
-                cy = np.rint(y + sign * r * uy).astype(np.int64)
-                cx = np.rint(x + sign * r * ux).astype(np.int64)
+                step = np.float32(sign * r)
+                cz = np.rint(z + step * uz).astype(np.int64)
+                cy = np.rint(y + step * uy).astype(np.int64)
+                cx = np.rint(x + step * ux).astype(np.int64)
                 ok = (cz >= 0) & (cz < shape[0]) & (cy >= 0) & (cy < shape[1]) & (cx >= 0) & (cx < shape[2])
-                flat = np.ravel_multi_index((cz[ok], cy[ok], cx[ok]), shape)
-                acc += np.bincount(flat, minlength=acc.size)
-    out: FloatArray = ndimage.gaussian_filter(acc.reshape(shape).astype(np.float32), 1.0).astype(np.float32)
+                flats.append((cz[ok] * shape[1] + cy[ok]) * shape[2] + cx[ok])
+    acc = np.bincount(np.concatenate(flats), minlength=int(np.prod(shape))) if flats else np.zeros(int(np.prod(shape)))
+    out: FloatArray = ndimage.gaussian_filter(acc.reshape(shape).astype(np.float32), 1.0)
     return out
 
 
@@ -248,7 +254,7 @@ def _candidates(
     masked = np.where(region, acc, 0.0)
     peaks = (masked == ndimage.maximum_filter(masked, size=max(3, int(round(12 / sp))))) & (masked > 0)
     zz, yy, xx = np.nonzero(peaks)
-    order = np.argsort(masked[zz, yy, xx])[::-1][:6]
+    order = np.argsort(masked[zz, yy, xx])[::-1][:4]
     out = []
     for n in order:
         centre = work.to_lps(_subvoxel_peak(acc, (int(zz[n]), int(yy[n]), int(xx[n]))))
@@ -382,8 +388,12 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
     if work.t1 is not None:
         grads.append(_gradient(work.t1, body, sp, signed=True))
     grads.append(_gradient(work.fluid, body, sp, signed=False))
-    radii_vox = np.arange(params.head_radius_min_mm, params.head_radius_max_mm + 0.1, 2.0) / sp
-    acc = _vote(grads, body, radii_vox)
+    radii_vox = np.arange(params.head_radius_min_mm, params.head_radius_max_mm + 0.1, 3.0) / sp
+    # a head's outline lies 45-135 mm from the midline (gates plus head radius): vote only from there
+    off = np.abs(xs - mid_x)
+    near_heads = (off >= params.head_separation_min_mm / 2 - params.midline_tolerance_mm - params.head_radius_max_mm)
+    near_heads &= off <= params.head_separation_max_mm / 2 + params.midline_tolerance_mm + params.head_radius_max_mm
+    acc = _vote(grads, body & near_heads[None, None, :], radii_vox)
 
     cands: dict[Side, list[_Candidate]] = {
         "right": _candidates(work, grads, acc, body, mid_x, -1.0, params),
@@ -427,8 +437,7 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
         if shaft is None:
             side_notes.append("femoral shaft not found; average neck-shaft geometry used")
         if neck_r is None or not 0.45 * cand.radius <= neck_r <= 0.85 * cand.radius:
-            side_notes.append("neck outline unclear; neck radius from head size")
-            neck_r = 0.62 * cand.radius
+            neck_r = NECK_TO_HEAD_RADIUS * cand.radius  # outline unclear (e.g. oedema): average proportion
         femurs[side] = FemurGeometry(
             side=side,
             centre=(float(cand.centre[0]), float(cand.centre[1]), float(cand.centre[2])),

@@ -99,10 +99,11 @@ def classify_pattern(
     n_head = int(head.sum())
     n_all = n_head + int((regions["neck"] & oedema).sum())
     depth = femur.radius_mm - frame.dist_centre[head] if n_head else np.zeros(0, dtype=np.float32)
-    subchondral = n_head > 0 and float(np.percentile(depth, 75)) <= params.focal_depth_mm
+    subchondral = n_head > 0 and float(np.median(depth)) <= params.focal_depth_mm
     neck_pct = measures["neck"].involvement_pct
     mostly_head = n_all > 0 and n_head / n_all >= 0.8
-    focal = mostly_head and subchondral and neck_pct < params.diffuse_neck_pct_min
+    focal = (mostly_head and subchondral and neck_pct < params.diffuse_neck_pct_min
+             and measures["head"].involvement_pct < params.focal_head_pct_max)
     band = _low_signal_band(head, regions["head"], fluid, t1, fluid_ref, t1_ref, params) if focal else None
     sparing = None
     if measures["head"].involvement_pct >= 20.0:

@@ -116,21 +116,34 @@ def confirm_by_t1(mask: BoolArray, t1: FloatArray | None, t1_reference: float | 
     return out
 
 
+def _small_holes(mask: BoolArray, max_voxels: float) -> BoolArray:
+    """Background pockets fully enclosed by ``mask`` with fewer than ``max_voxels`` voxels."""
+    background, n = ndimage.label(~mask)
+    if n == 0:
+        return np.zeros_like(mask)
+    sizes = np.bincount(background.ravel(), minlength=n + 1)
+    border = np.unique(np.concatenate([
+        background[[0, -1], :, :].ravel(), background[:, [0, -1], :].ravel(), background[:, :, [0, -1]].ravel(),
+    ]))
+    small = sizes < max_voxels
+    small[0] = False
+    small[border] = False
+    out: BoolArray = small[background]
+    return out
+
+
 def clean_mask(mask: BoolArray, allowed: BoolArray, voxel_mm3: float, params: AnalysisParameters) -> BoolArray:
     """Fill small holes (inside ``allowed``) and drop components smaller than ``min_component_mm3``."""
     if not mask.any():
         return mask
     min_vox = max(params.min_component_mm3 / voxel_mm3, params.min_component_voxels)
-    holes = ndimage.binary_fill_holes(mask) & ~mask & allowed
-    if holes.any():
-        hl, nh = ndimage.label(holes)
-        hs = ndimage.sum_labels(holes, hl, index=np.arange(1, nh + 1))
-        mask = mask | np.concatenate([[False], hs < min_vox])[hl]
+    mask = mask | (_small_holes(mask, min_vox) & allowed)
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], sizes >= min_vox])
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_vox
+    keep[0] = False
     out: BoolArray = keep[labels]
     return out
 

@@ -17,7 +17,7 @@ class AnalysisParameters:
     # preparation
     working_spacing_mm: float = 2.0  # isotropic grid used to find the femoral heads
     n4_shrink_mm: float = 8.0  # N4 runs on an image shrunk to about this voxel size
-    n4_iterations: int = 6  # one fitting level (time bound)
+    n4_iterations: int = 4  # one fitting level (time bound)
     # anatomy
     head_radius_min_mm: float = 18.0
     head_radius_max_mm: float = 30.0
@@ -53,7 +53,8 @@ class AnalysisParameters:
     effusion_present_min_ml: float = 1.0
     # pattern
     diffuse_neck_pct_min: float = 20.0
-    focal_depth_mm: float = 12.0  # focal lesion lies within this depth under the head surface
+    focal_depth_mm: float = 15.0  # a focal lesion's median depth under the head surface is at most this
+    focal_head_pct_max: float = 40.0  # and it involves less of the head than this
     band_fraction_min: float = 0.3
     # quality guards
     fat_sat_ratio_max: float = 1.2  # subcutaneous fat / muscle on the fluid-sensitive series

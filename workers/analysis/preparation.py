@@ -25,12 +25,27 @@ def _otsu_mask(image: sitk.Image) -> sitk.Image:
     return out
 
 
-def bias_correct(image: sitk.Image, *, shrink_mm: float = 8.0, iterations: int = 6) -> sitk.Image:
-    """N4 bias-field correction fitted on a shrunk copy, applied at full resolution.
+@dataclass(frozen=True)
+class BiasCorrected:
+    """An image and its N4 log bias field (on a shrunk grid); corrected on demand on any grid."""
+
+    image: sitk.Image
+    log_bias: sitk.Image
+
+    def on(self, grid: sitk.Image) -> FloatArray:
+        """The bias-corrected image resampled onto ``grid`` (patient space), float32 (z, y, x)."""
+        raw = to_array(resample_onto(self.image, grid))
+        log_bias = sitk.Resample(self.log_bias, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
+        out: FloatArray = (raw / np.exp(to_array(log_bias))).astype(np.float32)
+        return out
+
+
+def fit_bias(image: sitk.Image, *, shrink_mm: float = 8.0, iterations: int = 6) -> BiasCorrected:
+    """N4 bias-field fit on a shrunk copy of ``image``.
 
     Bounded in time: the fit sees voxels of about ``shrink_mm`` (a few 10^4 for a pelvis) and
-    runs one fitting level of at most ``iterations``; the smooth log bias field is then
-    interpolated linearly onto the full grid. Returns float32.
+    runs one fitting level of at most ``iterations``. The smooth log field is kept on the
+    shrunk grid and interpolated only where the corrected image is needed.
     """
     image = sitk.Cast(image, sitk.sitkFloat32)
     spacing = image.GetSpacing()
@@ -44,10 +59,7 @@ def bias_correct(image: sitk.Image, *, shrink_mm: float = 8.0, iterations: int =
     n4.SetMaximumNumberOfIterations([iterations])
     n4.SetConvergenceThreshold(1e-3)
     n4.Execute(small, mask)
-    log_bias_small = n4.GetLogBiasFieldAsImage(small)
-    log_bias = sitk.Resample(log_bias_small, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
-    corrected: sitk.Image = sitk.Cast(sitk.Divide(image, sitk.Exp(log_bias)), sitk.sitkFloat32)
-    return corrected
+    return BiasCorrected(image=image, log_bias=n4.GetLogBiasFieldAsImage(small))
 
 
 def resample_onto(moving: sitk.Image, reference: sitk.Image, *, nearest: bool = False) -> sitk.Image:
@@ -103,6 +115,15 @@ class Block:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.z1 - self.z0, self.y1 - self.y0, self.x1 - self.x0)
+
+
+def sub_image(image: sitk.Image, block: Block) -> sitk.Image:
+    """An empty float32 image with the geometry of ``block`` of ``image``."""
+    out = sitk.Image([block.x1 - block.x0, block.y1 - block.y0, block.z1 - block.z0], sitk.sitkFloat32)
+    out.SetSpacing(image.GetSpacing())
+    out.SetDirection(image.GetDirection())
+    out.SetOrigin(image.TransformIndexToPhysicalPoint((block.x0, block.y0, block.z0)))
+    return out
 
 
 def block_around(image: sitk.Image, points_lps: list[tuple[float, float, float]], margin_mm: float) -> Block:

@@ -91,7 +91,8 @@ def femur_regions(femur: FemurGeometry, frame: FemurFrame, marrow_like: BoolArra
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
     inner = ndimage.binary_erosion(marrow_like, structure=in_plane)
     envelope = _neck_radius_at(femur, frame.along) + np.float32(params.neck_envelope_mm)
-    neck = neck_zone & (((frame.radial <= envelope) & inner) | in_sphere)
+    cylinder = frame.radial <= _neck_radius_at(femur, frame.along) - e
+    neck = neck_zone & (((frame.radial <= envelope) & inner) | (cylinder & marrow_like) | in_sphere)
     inter &= inner
     head &= marrow_like | (frame.dist_centre <= r - 2 * e - 2)
     bone = _connected_to(neck | inter, head)
@@ -121,8 +122,9 @@ def bone_outline(femur: FemurGeometry, frame: FemurFrame, params: AnalysisParame
     return out
 
 
-def shaft_marrow(femur: FemurGeometry, coords: tuple[FloatArray, FloatArray, FloatArray]) -> BoolArray | None:
-    """Subtrochanteric shaft marrow (radius 6 mm around the shaft axis, 70-120 mm below the head)."""
+def shaft_marrow(femur: FemurGeometry, coords: tuple[FloatArray, FloatArray, FloatArray],
+                 depth_mm: tuple[float, float]) -> BoolArray | None:
+    """Subtrochanteric shaft marrow: within 6 mm of the shaft axis, ``depth_mm`` below the head centre."""
     if femur.shaft_point is None or femur.shaft_direction is None:
         return None
     x, y, z = coords
@@ -132,7 +134,7 @@ def shaft_marrow(femur: FemurGeometry, coords: tuple[FloatArray, FloatArray, Flo
     along = dx * u[0] + dy * u[1] + dz * u[2]
     radial2 = dx * dx + dy * dy + dz * dz - along * along
     below = np.float32(femur.centre[2]) - z
-    mask: BoolArray = (radial2 <= 36.0) & (below >= 70) & (below <= 120)
+    mask: BoolArray = (radial2 <= 36.0) & (below >= depth_mm[0]) & (below <= depth_mm[1])
     return mask
 
 
