@@ -1,6 +1,6 @@
 """List what the viewer check should open: the study's SR, SEG and secondary-capture series.
 
-Reads every DICOM file under a folder (headers, plus the pixels of secondary captures)
+Reads every DICOM file under the given folders (headers, plus the pixels of secondary captures)
 and prints one JSON object that ``shoot.mjs`` follows:
 
 - ``sr`` / ``seg``: the SR and SEG series (number, description, UID);
@@ -11,7 +11,7 @@ and prints one JSON object that ``shoot.mjs`` follows:
   failing that, the single-image SC series when there are several SC series);
 - ``seg_source``: the series the first SEG references (the fluid-sensitive series).
 
-Usage: ``python3 inventory.py STUDY_DIR [STUDY_UID]``.
+Usage: ``python3 inventory.py [--study STUDY_UID] FOLDER...``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,12 +61,13 @@ def _colour_pixels(ds: Dataset) -> int:
     return int(np.count_nonzero((np.abs(rgb[:, 0] - rgb[:, 1]) > 16) | (np.abs(rgb[:, 1] - rgb[:, 2]) > 16)))
 
 
-def collect(study_dir: Path, study_uid: str | None = None) -> dict[str, object]:
-    """Describe the SR, SEG and SC series of the (single, or given) study under ``study_dir``."""
+def collect(folders: Sequence[Path], study_uid: str | None = None) -> dict[str, object]:
+    """Describe the SR, SEG and SC series of the (single, or given) study under ``folders``."""
     series: dict[str, SeriesInfo] = {}
     studies: set[str] = set()
     seg_refs: dict[str, list[str]] = {}
-    for path in sorted(p for p in study_dir.rglob("*") if p.is_file()):
+    paths = sorted({p for folder in folders for p in folder.rglob("*") if p.is_file()})
+    for path in paths:
         try:
             ds = dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError):
@@ -92,9 +94,9 @@ def collect(study_dir: Path, study_uid: str | None = None) -> dict[str, object]:
         if info.modality == "SEG":
             seg_refs[uid] = [str(r.SeriesInstanceUID) for r in ds.get("ReferencedSeriesSequence", [])]
     if not series:
-        raise InventoryError(f"no DICOM series under {study_dir}")
+        raise InventoryError(f"no DICOM series under {', '.join(map(str, folders))}")
     if len(studies) != 1:
-        raise InventoryError(f"{len(studies)} studies under {study_dir}; give the StudyInstanceUID")
+        raise InventoryError(f"{len(studies)} studies in the folders; give the StudyInstanceUID")
     for info in series.values():
         info.instances.sort()
         if info.colour_counts:
@@ -131,11 +133,15 @@ def collect(study_dir: Path, study_uid: str | None = None) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     """Command-line entry: print the inventory JSON."""
-    if len(argv) not in (2, 3):
+    args = argv[1:]
+    study_uid = None
+    if len(args) >= 2 and args[0] == "--study":
+        study_uid, args = args[1], args[2:]
+    if not args:
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        inv = collect(Path(argv[1]), argv[2] if len(argv) == 3 else None)
+        inv = collect([Path(a) for a in args], study_uid)
     except InventoryError as exc:
         print(f"inventory: {exc}", file=sys.stderr)
         return 2

@@ -2,9 +2,10 @@
 # Show a study (source series + MarrowMap outputs) in OHIF v3 served by Orthanc, and
 # screenshot it in headless Chromium. See tools/viewer_check/README.md.
 #
-# usage: tools/viewer_check/run.sh [--study UID] [--report FILE] [--serve] STUDY_DIR [OUT_DIR]
-#   STUDY_DIR  folder (searched recursively) with the DICOM files to show; non-DICOM files are skipped
-#   OUT_DIR    where the ohif_*.png screenshots go (default: docs/images of this repository)
+# usage: tools/viewer_check/run.sh [--out DIR] [--study UID] [--report FILE] [--serve] FOLDER...
+#   FOLDER     folders (searched recursively) with the DICOM files to show, e.g. the source study
+#              and MarrowMap's output folder; non-DICOM files (result.json, NIfTI maps) are skipped
+#   --out      where the ohif_*.png screenshots go (default: docs/images of this repository)
 #   --study    StudyInstanceUID to open when STUDY_DIR holds more than one study
 #   --report   also write what OHIF showed (overlay texts, panels, problems) as JSON to FILE
 #   --serve    take no screenshots: keep Orthanc+OHIF running until Ctrl-C (prints the URLs)
@@ -35,11 +36,13 @@ log() { echo "viewer_check: $*" >&2; }
 
 STUDY_UID=""
 REPORT=""
+OUT_DIR=""
 SERVE=0
 POSITIONAL=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --study) STUDY_UID="${2:?--study needs a UID}"; shift 2 ;;
+    --out) OUT_DIR="${2:?--out needs a folder}"; shift 2 ;;
     --report) REPORT="${2:?--report needs a file}"; shift 2 ;;
     --serve) SERVE=1; shift ;;
     -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
@@ -47,9 +50,13 @@ while [[ $# -gt 0 ]]; do
     *) POSITIONAL+=("$1"); shift ;;
   esac
 done
-[[ ${#POSITIONAL[@]} -ge 1 && ${#POSITIONAL[@]} -le 2 ]] || die "usage: run.sh [--study UID] [--report FILE] [--serve] STUDY_DIR [OUT_DIR]"
-STUDY_DIR="$(cd "${POSITIONAL[0]}" && pwd)" || die "no such folder ${POSITIONAL[0]}"
-OUT_DIR="${POSITIONAL[1]:-$REPO/docs/images}"
+[[ ${#POSITIONAL[@]} -ge 1 ]] || die "usage: run.sh [--out DIR] [--study UID] [--report FILE] [--serve] FOLDER..."
+FOLDERS=()
+for folder in "${POSITIONAL[@]}"; do
+  [[ -d "$folder" ]] || die "no such folder $folder"
+  FOLDERS+=("$(cd "$folder" && pwd)")
+done
+OUT_DIR="${OUT_DIR:-$REPO/docs/images}"
 mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 
@@ -121,19 +128,19 @@ done
 curl -sf "$BASE/system" >/dev/null || { cat "$WORK/orthanc.log" >&2; die "Orthanc did not answer on $BASE"; }
 log "Orthanc $BASE (pid $ORTHANC_PID), OHIF at $BASE$OHIF_PREFIX/"
 
-# --- 4. upload every DICOM file of STUDY_DIR ---
+# --- 4. upload every DICOM file of the folders ---
 stored=0; skipped=0
 while IFS= read -r -d '' f; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/dicom' \
           --data-binary "@$f" "$BASE/instances")"
   if [[ "$code" == 200 ]]; then stored=$((stored + 1)); else skipped=$((skipped + 1)); fi
-done < <(find "$STUDY_DIR" -type f -print0 | sort -z)
+done < <(find "${FOLDERS[@]}" -type f -print0 | sort -z)
 log "stored $stored DICOM instances ($skipped other files skipped)"
-[[ $stored -gt 0 ]] || die "no DICOM file in $STUDY_DIR"
+[[ $stored -gt 0 ]] || die "no DICOM file in ${FOLDERS[*]}"
 
 # what to open: SR, SEG (and its source series), SC overlays (best slice) and summary, read from the files
-"$PYTHON" "$HERE/inventory.py" "$STUDY_DIR" ${STUDY_UID:+"$STUDY_UID"} > "$WORK/inventory.json" \
-  || die "cannot list the study in $STUDY_DIR"
+"$PYTHON" "$HERE/inventory.py" ${STUDY_UID:+--study "$STUDY_UID"} "${FOLDERS[@]}" > "$WORK/inventory.json" \
+  || die "cannot list the study in ${FOLDERS[*]}"
 STUDY_UID="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["study_uid"])' "$WORK/inventory.json")"
 
 if [[ $SERVE -eq 1 ]]; then

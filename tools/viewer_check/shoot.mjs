@@ -70,6 +70,16 @@ async function rightPanelText(page) {
   });
 }
 
+/** Segment labels from the segmentation panel text ("... | 1 | Right femoral head | 2 | ..."). */
+function segmentLabels(panelText) {
+  const parts = panelText.split(' | ');
+  const labels = [];
+  for (let i = 0; i + 1 < parts.length; i++) {
+    if (/^\d+$/.test(parts[i]) && !/^\d+$/.test(parts[i + 1])) labels.push(parts[i + 1]);
+  }
+  return labels;
+}
+
 async function waitForAnnotations(page, timeoutMs) {
   for (let waited = 0; waited < timeoutMs; waited += 500) {
     const labels = await annotationText(page);
@@ -82,10 +92,13 @@ async function waitForAnnotations(page, timeoutMs) {
 async function openViewer(context) {
   const page = await context.newPage();
   page.on('console', m => {
-    if (m.type() === 'error' && !/android-chrome|favicon|Failed to load resource/.test(m.text())) {
-      report.console_errors.push(m.text().slice(0, 400));
+    const text = m.text();
+    if ((m.type() === 'error' && !/android-chrome|favicon|Failed to load resource/.test(text))
+        || /Error Boundary/.test(text)) {
+      report.console_errors.push(text.slice(0, 600));
     }
   });
+  page.on('pageerror', e => report.console_errors.push(`pageerror: ${e.message.slice(0, 600)}`));
   // ServeFolders only serves files, so the app is loaded from index.html and routed client-side
   // to /viewer, exactly as a click on the study list does.
   await page.goto(`${args.base}${args.prefix}/index.html`);
@@ -181,15 +194,29 @@ async function shootSeg(context, seg) {
       await panel.first().click();
       await settle(page, 1500);
     }
-    const segPanel = await rightPanelText(page);
+    let segPanel = await rightPanelText(page);
     if (!/Segmentations/.test(segPanel)) problem('ohif_seg_stir.png: the segmentation panel does not list the SEG');
+    // Clicking a segment row makes OHIF jump to the slice through that segment's centre:
+    // prefer the oedema segment so the screenshot shows the finding, not an empty slice.
+    const labels = segmentLabels(segPanel);
+    const target = labels.find(l => /BME|oedema|edema/i.test(l)) || labels[0];
+    if (target) {
+      const row = page.getByText(target, { exact: true });
+      if (await row.count()) {
+        await row.first().click();
+        await settle(page, 2000);
+        await page.mouse.move(5, VIEWPORT.height - 5);
+        segPanel = await rightPanelText(page);
+      }
+    }
     const topLeft = await overlayText(page, 'top-left');
     const source = inv.seg_source ? inv.seg_source.description : '';
     const onSource = !!source && topLeft.includes(source);
     if (!onSource) problem(`ohif_seg_stir.png: viewport does not show the SEG's source series "${source}" (overlay: "${topLeft}")`);
     await shot(page, 'ohif_seg_stir.png', {
       what: 'SEG over its source series', series: seg.description, source_series: source, hydrated, on_source: onSource,
-      overlay_top_left: topLeft, image: await imagePosition(page), segmentation_panel: segPanel.slice(0, 1500),
+      overlay_top_left: topLeft, image: await imagePosition(page), segments: labels, jumped_to_segment: target || null,
+      segmentation_panel: segPanel.slice(0, 1500),
     });
   } finally {
     await page.close();
@@ -206,7 +233,19 @@ async function shootSr(context, sr) {
       overlay_top_left: await overlayText(page, 'top-left'), image: await imagePosition(page),
       annotation_text: labels,
     };
+    const errors = report.console_errors.filter(e => /Error Boundary|pageerror/.test(e));
+    if (errors.length) info.viewer_error = errors;
     await shot(page, 'ohif_sr.png', info);
+    // The SR viewport steps through its measurement groups with the arrows top right.
+    const next = page.locator('[data-cy="viewport-action-arrows-right"]');
+    if (labels.length && (await next.count())) {
+      await next.first().click();
+      await settle(page, 2000);
+      await shot(page, 'ohif_sr_next.png', {
+        what: 'SR viewport, next measurement group', series: sr.description,
+        image: await imagePosition(page), annotation_text: await annotationText(page),
+      });
+    }
     const badge = page.locator('[data-cy^="ModalityLoadBadge"]').first();
     let badgeTooltip = '';
     if (await badge.count()) {
@@ -218,7 +257,10 @@ async function shootSr(context, sr) {
       await page.waitForTimeout(800);
     }
     info.badge_tooltip = badgeTooltip;
-    if (!labels.length) problem(`ohif_sr.png: the SR viewport draws no measurement text (badge: "${badgeTooltip}")`);
+    if (!labels.length) {
+      const why = info.viewer_error && info.viewer_error.length ? `; OHIF error: ${info.viewer_error[0].split('\n')[0]}` : '';
+      problem(`ohif_sr.png: the SR viewport draws no measurement text (badge: "${badgeTooltip}")${why}`);
+    }
 
     const yes = page.locator('[data-cy="yes-hydrate-btn"]');
     const offered = await yes.first().waitFor({ timeout: 8000 }).then(() => true, () => false);
