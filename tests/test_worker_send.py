@@ -12,13 +12,7 @@ from pynetdicom import AE, evt
 
 from marrowmap.jobstore import JobRecord, JobState, JobStore
 from tests.listener_fixtures import REDIS_URL, Harness, free_port, harness, wait_for, wait_for_job  # noqa: F401
-from tests.pacs_peers import (
-    COMPREHENSIVE_3D_SR,
-    SC_STORAGE,
-    SEG_STORAGE,
-    running_test_pacs,
-    write_result_files,
-)
+from tests.pacs_peers import COMPREHENSIVE_3D_SR, SC_STORAGE, SEG_STORAGE, write_result_files
 from workers.analysis.result import Algorithm, AnalysisResult, OutputFile
 
 pytestmark = pytest.mark.integration
@@ -45,58 +39,71 @@ def _final(store: JobStore, job_id: str, timeout: float = 60) -> JobRecord:
         JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED), timeout, "a final send state")
 
 
+class _Pacs:
+    """A pynetdicom storage SCP on a fixed loopback port, restartable with other SOP classes."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stored: dict[str, str] = {}
+        self.requests = 0
+        self._server: Any = None
+
+    def _on_store(self, event: Any) -> int:
+        self.requests += 1
+        self.stored[str(event.request.AffectedSOPInstanceUID)] = str(event.request.AffectedSOPClassUID)
+        return 0
+
+    def start(self, sop_classes: tuple[str, ...]) -> None:
+        ae = AE(ae_title="TESTPACS")
+        for uid in sop_classes:
+            ae.add_supported_context(uid, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+        self._server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
 def test_partial_send_retry_and_resend(harness: Harness) -> None:
     store = JobStore.from_url(REDIS_URL, harness.prefix)
     job_id = "send0000000000000000000000000001"
     uids = _results(harness, job_id)
     store.record(job_id, JobState.ANALYSED, study_instance_uid="1.2.3")
-    fast = {"MARROWMAP_PACS_AE_TITLE": "TESTPACS", "MARROWMAP_SEND_BACKOFF_SECONDS": "0.5",
-            "MARROWMAP_SEND_BACKOFF_CAP_SECONDS": "1", "MARROWMAP_SEND_MAX_RETRIES": "2"}
-
-    # 1. a PACS that refuses SEG: SR and SC arrive, the job says why, no retry loop
-    with running_test_pacs(sop_classes=(COMPREHENSIVE_3D_SR, SC_STORAGE)) as pacs:
-        env = {**fast, "MARROWMAP_PACS_PORT": str(pacs.port)}
-        worker = harness.start_worker(**env)
+    pacs = _Pacs(free_port())
+    harness.start_worker(MARROWMAP_PACS_AE_TITLE="TESTPACS", MARROWMAP_PACS_PORT=str(pacs.port),
+                         MARROWMAP_SEND_BACKOFF_SECONDS="0.5", MARROWMAP_SEND_BACKOFF_CAP_SECONDS="1",
+                         MARROWMAP_SEND_MAX_RETRIES="2")
+    try:
+        # 1. a PACS that refuses SEG: SR and SC arrive, the job says why, no retry loop
+        pacs.start((COMPREHENSIVE_3D_SR, SC_STORAGE))
         resend = harness.cli("resend", job_id)
         assert resend.returncode == 0 and "queued for sending" in resend.stdout, resend.stderr
         record = _final(store, job_id)
         assert record.state == JobState.PARTIALLY_SENT
         assert "SEG refused" in record.reason
-        assert sorted(pacs.kinds()) == sorted([COMPREHENSIVE_3D_SR, SC_STORAGE])
+        assert sorted(pacs.stored.values()) == sorted([COMPREHENSIVE_3D_SR, SC_STORAGE])
         assert pacs.requests == 2
-    worker.stop()
+        pacs.stop()
 
-    # 2. the PACS is down: transient failures are retried (capped backoff), then send_failed
-    port = free_port()
-    worker = harness.start_worker(**fast, MARROWMAP_PACS_PORT=str(port))
-    assert harness.cli("resend", job_id).returncode == 0
-    record = wait_for_job(store, job_id, lambda r: r.state == JobState.SEND_FAILED, 60,
-                          "send_failed after the retries")
-    since = max(i for i, c in enumerate(record.history) if c.reason.startswith("resend requested"))
-    attempts = [c.reason for c in record.history[since:]
-                if c.state == JobState.SENDING and c.reason.startswith("attempt")]
-    assert [a.split(":")[0] for a in attempts] == ["attempt 1", "attempt 2", "attempt 3"]
-    assert any("retry 1 in" in c.reason for c in record.history)
-    listing = harness.cli("status").stdout
-    assert "send_failed" in listing
+        # 2. the PACS is down: transient failures are retried (capped backoff), then send_failed
+        assert harness.cli("resend", job_id).returncode == 0
+        record = wait_for_job(store, job_id, lambda r: r.state == JobState.SEND_FAILED, 60,
+                              "send_failed after the retries")
+        since = max(i for i, c in enumerate(record.history) if c.reason.startswith("resend requested"))
+        attempts = [c.reason for c in record.history[since:]
+                    if c.state == JobState.SENDING and c.reason.startswith("attempt")]
+        assert [a.split(":")[0] for a in attempts] == ["attempt 1", "attempt 2", "attempt 3"]
+        assert any("retry 1 in" in c.reason for c in record.history)
+        assert "send_failed" in harness.cli("status").stdout
 
-    # 3. the PACS is back: `marrowmap resend` delivers everything
-    stored: dict[str, str] = {}
-
-    def on_store(event: Any) -> int:
-        stored[str(event.request.AffectedSOPInstanceUID)] = str(event.request.AffectedSOPClassUID)
-        return 0
-
-    ae = AE(ae_title="TESTPACS")
-    for uid in (COMPREHENSIVE_3D_SR, SC_STORAGE, SEG_STORAGE):
-        ae.add_supported_context(uid, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    assert server is not None
-    try:
+        # 3. the PACS is back, accepting everything: `marrowmap resend` delivers it all
+        pacs.stored.clear()
+        pacs.start((COMPREHENSIVE_3D_SR, SC_STORAGE, SEG_STORAGE))
         assert harness.cli("resend", job_id).returncode == 0
         record = wait_for_job(store, job_id, lambda r: r.state == JobState.SENT, 60, "sent")
-        assert sorted(stored) == uids
+        assert sorted(pacs.stored) == uids
         assert record.reason.startswith("sent:")
     finally:
-        server.shutdown()
-        worker.stop()
+        pacs.stop()

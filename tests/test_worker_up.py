@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from marrowmap.jobstore import JobStore
 from tests import dicom_factory as factory
-from tests.listener_fixtures import MARROWMAP, free_port, storescu, wait_for
+from tests.listener_fixtures import MARROWMAP, echo, free_port, storescu, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +44,11 @@ def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         wait_for(lambda: "up.started_redis" in log_path.read_text(), 30, "up to start its own redis")
         def listener_healthy() -> bool:
             assert up.poll() is None, f"marrowmap up exited:\n{log_path.read_text()[-3000:]}"
-            return _health(env, "listener").returncode == 0
+            return echo(port, "MM-HEALTH")
 
-        wait_for(listener_healthy, 60, "the listener to be healthy", 0.5)
+        wait_for(listener_healthy, 60, "the listener to answer", 0.5)
+        listener_health = _health(env, "listener")
+        assert listener_health.returncode == 0 and "C-ECHO" in listener_health.stdout
         worker_health = _health(env, "worker")
         assert worker_health.returncode == 0, worker_health.stdout
         assert "broker" in worker_health.stdout and "spool" in worker_health.stdout
@@ -55,11 +58,10 @@ def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert storescu(port, factory.write(study, tmp_path / "send")).returncode == 0
         client = redis.Redis(port=redis_port)
 
-        def received() -> bool:
-            listing = subprocess.run([*MARROWMAP, "status"], env=env, capture_output=True, text=True, timeout=60)
-            return "received" in listing.stdout
-
-        wait_for(received, 40, "the job to reach the worker", 0.5)
+        store = JobStore.from_url(f"redis://127.0.0.1:{redis_port}/0")
+        wait_for(lambda: any("received" in r.times for r in store.recent(5)), 40, "the job to reach the worker", 0.3)
+        listing = subprocess.run([*MARROWMAP, "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert "-> received" in listing.stdout, listing.stdout
         assert client.ping()
     finally:
         up.send_signal(signal.SIGINT)
