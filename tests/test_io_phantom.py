@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from numpy.typing import NDArray
+from pydicom import dcmread
 
 from tests.io_fixtures import sitk_any
 from workers.io import errors
+from workers.io.classify import classify_series
 from workers.io.load import StudyLoad, load_study
 from workers.io.select import select_series
 from workers.io.types import LoadedSeries, Plane, SeriesKind
@@ -73,15 +75,20 @@ def _loaded_truth(truth: GroundTruth, study: StudyLoad) -> list[tuple[SeriesTrut
 
 
 def test_every_series_loaded_or_explained(phantom: tuple[GroundTruth, StudyLoad, Path]) -> None:
-    truth, study, _ = phantom
+    truth, study, folder = phantom
     loaded = _by_uid(study)
     for series in truth.series:
-        if series.contrast == "localizer" and series.n_files == 1:
-            problems = [p for p in study.problems if p.series_instance_uid == series.series_instance_uid]
-            assert [type(p.error) for p in problems] == [errors.SingleSliceError]
+        problems = [p for p in study.problems if p.series_instance_uid == series.series_instance_uid]
+        if series.contrast == "localizer":  # one slice per plane: explained, never a volume
+            assert series.series_instance_uid not in loaded
+            assert problems and all(type(p.error) is errors.SingleSliceError for p in problems)
+            assert len(problems) == series.n_files
+            headers = [dcmread(path, stop_before_pixels=True) for path in sorted((folder / series.folder).iterdir())]
+            assert classify_series(headers).kind is SeriesKind.LOCALIZER
         else:
             assert series.series_instance_uid in loaded, series.description
-    assert len(study.loaded) == len([s for s in truth.series if s.n_files > 1 or s.enhanced])
+            assert not problems
+    assert len(study.loaded) == len([s for s in truth.series if s.contrast != "localizer"])
     assert all(f.path.parent.name == "truth" for f in study.skipped_files)
 
 
