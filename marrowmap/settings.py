@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     def _backoff(self) -> Settings:
         if self.send_backoff_cap_seconds < self.send_backoff_seconds:
             raise ValueError("send_backoff_cap_seconds must be >= send_backoff_seconds")
+        if self.send_backoff_cap_seconds >= self.visibility_timeout_seconds:
+            # a retry waits in the worker (ETA) unacknowledged; past the visibility time-out Redis redelivers it
+            raise ValueError(
+                f"send_backoff_cap_seconds must be below the broker visibility time-out "
+                f"({self.visibility_timeout_seconds} s, derived from task_time_limit_seconds)"
+            )
         return self
 
     @classmethod

@@ -88,3 +88,11 @@ def test_workers_never_import_the_listener() -> None:
                  if any(line.startswith(("import service", "from service")) for line in
                         (x.strip() for x in p.read_text().splitlines()))]
     assert offenders == []
+
+
+def test_retry_backoff_must_fit_in_the_visibility_timeout() -> None:
+    from marrowmap.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="send_backoff_cap_seconds must be below the broker visibility"):
+        load_settings(task_time_limit_seconds=30, send_backoff_cap_seconds=300)
+    assert load_settings(task_time_limit_seconds=30, send_backoff_cap_seconds=60).visibility_timeout_seconds > 60
