@@ -139,9 +139,8 @@ class Sealer:
                 batch=manifest.batch,
                 resent_instances=manifest.resent_instances,
                 new_instances=manifest.new_instances,
-                note="instances already received in an earlier batch were replaced, not duplicated; "
-                     "this batch gets one new job" if manifest.route.analyse else
-                     "instances already received in an earlier batch were replaced, not duplicated",
+                note="instances already received in an earlier batch were replaced, not duplicated"
+                     + ("; this batch gets one new job" if manifest.route.analyse else ""),
             )
         if manifest.route.analyse:
             self._pending[batch_dir] = manifest
