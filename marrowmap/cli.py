@@ -68,20 +68,29 @@ def listen(ctx: click.Context) -> None:
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for result.json, the maps and the DICOM outputs.")
+@click.option("--prior", "prior_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="result.json of the same patient's prior analysed study: adds the follow-up comparison.")
 @click.pass_context
-def analyze(ctx: click.Context, input_dir: Path, out_dir: Path) -> None:
+def analyze(ctx: click.Context, input_dir: Path, out_dir: Path, prior_json: Path | None) -> None:
     """Analyse one study folder offline (no Redis, no network); exit 1 when the analysis failed."""
     import time
 
     from workers.analysis.summary import summarize
+    from workers.followup.compare import ComparisonError
+    from workers.followup.prior import load_prior
     from workers.pipeline import analyze_study_dir
 
+    try:
+        prior = load_prior(prior_json) if prior_json is not None else None
+    except ComparisonError as exc:
+        click.echo(f"marrowmap: {exc}", err=True)
+        sys.exit(2)
     start = time.perf_counter()
 
     def progress(message: str) -> None:
         click.echo(f"[{time.perf_counter() - start:6.1f}s] {message}", err=True)
 
-    result = analyze_study_dir(input_dir, out_dir, settings=_settings(ctx), progress=progress)
+    result = analyze_study_dir(input_dir, out_dir, settings=_settings(ctx), progress=progress, prior=prior)
     click.echo(f"[{time.perf_counter() - start:6.1f}s] wrote {out_dir / 'result.json'}", err=True)
     click.echo(summarize(result))
     sys.exit(1 if result.status == "failed" else 0)

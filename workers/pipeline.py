@@ -25,6 +25,8 @@ from workers.analysis.maps import AnalysisMaps
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Algorithm, AnalysisResult, SeriesReport, SeriesUsed
 from workers.dicom_out import build_outputs, draft_findings
+from workers.followup.compare import ComparisonError, compare_results
+from workers.followup.prior import PriorStudy
 from workers.io.load import StudyLoad, load_study
 from workers.io.select import select_series
 from workers.io.types import LoadedSeries
@@ -90,6 +92,17 @@ def _study_uid(study: StudyLoad) -> str | None:
     return None
 
 
+def _study_header(study: StudyLoad) -> dict[str, str]:
+    """StudyDate, StudyTime and AccessionNumber of the study (first header that has a study UID)."""
+    for s in study.loaded:
+        for ds in s.datasets:
+            if ds.get("StudyInstanceUID"):
+                return {"study_date": str(ds.get("StudyDate", "") or ""),
+                        "study_time": str(ds.get("StudyTime", "") or ""),
+                        "accession_number": str(ds.get("AccessionNumber", "") or "")}
+    return {}
+
+
 def _not_a_hip(series: LoadedSeries, settings: Settings) -> str:
     """A reason when the headers say this series is some other body part, else ''."""
     ds = series.datasets[0] if series.datasets else None
@@ -144,6 +157,7 @@ def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: Analysi
         selection = select_series(study.loaded, study.problems)
     base = {
         "study_instance_uid": _study_uid(study),
+        **_study_header(study),
         "series": _series_reports(study, selection.reasons),
         "algorithm": _algorithm(params),
     }
@@ -179,9 +193,29 @@ def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: Analysi
                     sources=list(t1.datasets) if (t1 is not None and analysis.t1_used) else [])
 
 
-def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: StageTimer) -> AnalysisResult:
-    """Add the draft findings and build the DICOM outputs (SR, SEG, overlays) next to result.json."""
-    result = outcome.result.model_copy(update={"findings_text": draft_findings(outcome.result)})
+def _with_comparison(result: AnalysisResult, prior: PriorStudy | None) -> AnalysisResult:
+    """Add the comparison with the prior study (analysed studies only); a prior that does not fit is a warning."""
+    if prior is None or result.status != "analyzed":
+        return result
+    try:
+        comparison = compare_results(result, prior.result, prior.ref)
+    except ComparisonError as exc:
+        log.warning("comparison_skipped", study_instance_uid=result.study_instance_uid,
+                    prior_study_instance_uid=prior.ref.study_instance_uid, reason=str(exc))
+        quality = result.quality.model_copy(
+            update={"warnings": [*result.quality.warnings, f"no comparison with the prior study: {exc}"]})
+        return result.model_copy(update={"quality": quality})
+    log.info("comparison_done", study_instance_uid=result.study_instance_uid,
+             prior_study_instance_uid=prior.ref.study_instance_uid,
+             statuses={side: c.status for side, c in comparison.sides.items()})
+    return result.model_copy(update={"comparison": comparison})
+
+
+def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: StageTimer,
+                  prior: PriorStudy | None = None) -> AnalysisResult:
+    """Add the comparison, the draft findings and build the DICOM outputs (SR, SEG, overlays) next to result.json."""
+    compared = _with_comparison(outcome.result, prior)
+    result = compared.model_copy(update={"findings_text": draft_findings(compared)})
     with timer.stage("outputs", "writing DICOM outputs (SR, SEG, overlays)"):
         outputs = build_outputs(result, outcome.fluid, outcome.maps, out_dir, settings=settings,
                                 source_datasets=outcome.sources)
@@ -194,8 +228,13 @@ def analyze_study_dir(
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    prior: PriorStudy | None = None,
 ) -> AnalysisResult:
-    """Analyse one study folder; write ``out_dir/result.json`` and the maps; never raise for a bad study."""
+    """Analyse one study folder; write ``out_dir/result.json`` and the maps; never raise for a bad study.
+
+    ``prior``: the patient's prior analysed study; when given (and this study is analysed) the
+    result, the findings, the SR and the summary image carry the comparison with it.
+    """
     settings = settings or Settings()
     params = AnalysisParameters()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +242,7 @@ def analyze_study_dir(
     start = time.perf_counter()
     try:
         outcome = _analyze(Path(input_dir), out_dir, settings, params, timer)
-        result = _with_outputs(outcome, out_dir, settings, timer)
+        result = _with_outputs(outcome, out_dir, settings, timer, prior)
     except Exception as exc:  # boundary of the analysis: record the failure in result.json, never crash the caller
         log.exception("analysis_failed", input_dir=str(input_dir), error=type(exc).__name__)
         result = AnalysisResult(status="failed", reason=f"internal error: {type(exc).__name__}: {exc}",

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workers.followup.model import Comparison
+
 RESULT_SCHEMA_VERSION = 1
 
 Status = Literal["analyzed", "not_applicable", "failed"]
@@ -118,6 +120,9 @@ class AnalysisResult(_Model):
     status: Status
     reason: str = ""
     study_instance_uid: str | None = None
+    study_date: str = Field("", description="StudyDate (DA) of the source study, for follow-up comparison.")
+    study_time: str = Field("", description="StudyTime (TM) of the source study.")
+    accession_number: str = ""
     series_used: SeriesUsed = Field(default_factory=SeriesUsed)
     series: list[SeriesReport] = Field(default_factory=list)
     sides: dict[Side, SideResult] = Field(default_factory=dict)
@@ -126,3 +131,4 @@ class AnalysisResult(_Model):
     timings_s: dict[str, float] = Field(default_factory=dict)
     findings_text: str = ""
     outputs: list[OutputFile] = Field(default_factory=list)
+    comparison: Comparison | None = Field(None, description="Change since the patient's prior analysed study.")
