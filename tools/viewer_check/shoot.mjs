@@ -28,6 +28,7 @@ const require = createRequire(import.meta.url);
 const { chromium } = require(path.resolve(args.playwright));
 const inv = JSON.parse(fs.readFileSync(args.inventory, 'utf8'));
 const VIEWPORT = { width: 1600, height: 900 };
+let srDrawn = false;
 const report = { study_uid: inv.study_uid, shots: [], problems: [], console_errors: [] };
 
 const THUMB = '[data-cy="study-browser-thumbnail"], [data-cy="study-browser-thumbnail-no-image"]';
@@ -223,6 +224,26 @@ async function shootSeg(context, seg) {
   }
 }
 
+/** The SR viewport steps through its measurement groups with the arrows top right (fresh page:
+ * on the first page the arrow would dismiss OHIF's "track measurements?" prompt). */
+async function shootSrNext(context, sr) {
+  const page = await openViewer(context);
+  try {
+    await openSeries(page, sr);
+    await waitForAnnotations(page, 15000);
+    const next = page.locator('[data-cy="viewport-action-arrows-right"]');
+    if (!(await next.count())) return;
+    await next.first().click();
+    await settle(page, 2000);
+    await shot(page, 'ohif_sr_next.png', {
+      what: 'SR viewport, next measurement group', series: sr.description,
+      image: await imagePosition(page), annotation_text: await annotationText(page),
+    });
+  } finally {
+    await page.close();
+  }
+}
+
 async function shootSr(context, sr) {
   const page = await openViewer(context);
   try {
@@ -236,16 +257,7 @@ async function shootSr(context, sr) {
     const errors = report.console_errors.filter(e => /Error Boundary|pageerror/.test(e));
     if (errors.length) info.viewer_error = errors;
     await shot(page, 'ohif_sr.png', info);
-    // The SR viewport steps through its measurement groups with the arrows top right.
-    const next = page.locator('[data-cy="viewport-action-arrows-right"]');
-    if (labels.length && (await next.count())) {
-      await next.first().click();
-      await settle(page, 2000);
-      await shot(page, 'ohif_sr_next.png', {
-        what: 'SR viewport, next measurement group', series: sr.description,
-        image: await imagePosition(page), annotation_text: await annotationText(page),
-      });
-    }
+    srDrawn = labels.length > 0;
     const badge = page.locator('[data-cy^="ModalityLoadBadge"]').first();
     let badgeTooltip = '';
     if (await badge.count()) {
@@ -305,7 +317,10 @@ try {
   if (inv.sc_summary.length) steps.push(() => shootSc(context, inv.sc_summary[0], 'ohif_sc_summary.png'));
   if (inv.seg.length) steps.push(() => shootSeg(context, inv.seg[0]));
   else problem('no SEG series in the study');
-  if (inv.sr.length) steps.push(() => shootSr(context, inv.sr[0]));
+  if (inv.sr.length) {
+    steps.push(() => shootSr(context, inv.sr[0]));
+    steps.push(() => (srDrawn ? shootSrNext(context, inv.sr[0]) : null));
+  }
   else problem('no SR series in the study');
   for (const step of steps) {
     try {
