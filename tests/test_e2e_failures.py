@@ -64,7 +64,7 @@ def test_pacs_refusing_seg_gets_the_rest_and_nothing_loops(harness: Harness, pha
         assert COMPREHENSIVE_3D_SR in kinds or "1.2.840.10008.5.1.4.1.1.88.22" in kinds
         assert kinds & {SC_STORAGE, "1.2.840.10008.5.1.4.1.1.7.4"}
         requests = pacs.requests
-        time.sleep(4)  # a retry loop would show up as more requests or a changed state
+        time.sleep(3)  # a retry loop would show up as more requests or a changed state
         assert pacs.requests == requests
         [again] = mm.jobs(study_uid)
         assert again.state == job.state and len(again.history) == len(job.history)
