@@ -91,6 +91,13 @@ def send(port: int, called: str, paths: list[Path], env: dict[str, str]) -> floa
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped children (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _last_association(log: Path) -> dict[str, float]:
     """The listener's last 'association.closed' record (counts and timings)."""
     last: dict[str, float] = {}
@@ -133,17 +140,24 @@ def main() -> None:
                                        str(scp_port)], env=dcmtk_env))
         wait_port(mm_port)
         wait_port(scp_port)
-        mm_times, scp_times = [], []
+        mm_times, scp_times, mm_cpu, scp_cpu = [], [], [], []
+        mm_pid, scp_pid = procs[0].pid, procs[1].pid
         for r in range(args.rounds):
+            before = cpu_seconds(mm_pid)
             mm_times.append(send(mm_port, "MARROWMAP", paths, dcmtk_env))
+            mm_cpu.append(cpu_seconds(mm_pid) - before)
+            before = cpu_seconds(scp_pid)
             scp_times.append(send(scp_port, "STORESCP", paths, dcmtk_env))
+            scp_cpu.append(cpu_seconds(scp_pid) - before)
             for f in scp_out.iterdir():
                 f.unlink()
             assoc = _last_association(mm_log)
             print(f"round {r + 1}: marrowmap {args.instances / mm_times[-1]:7.1f} inst/s   "
                   f"storescp {args.instances / scp_times[-1]:7.1f} inst/s   "
                   f"(marrowmap handler: {assoc.get('store_s', 0):.1f} s of {assoc.get('duration_s', 0):.1f} s "
-                  f"in the association: check + fsync'd write)", flush=True)
+                  f"in the association: check + fsync'd write; CPU per instance: marrowmap "
+                  f"{1000 * mm_cpu[-1] / args.instances:.1f} ms, storescp {1000 * scp_cpu[-1] / args.instances:.1f} ms)",
+                  flush=True)
         mm = args.instances / statistics.median(mm_times)
         scp = args.instances / statistics.median(scp_times)
         mb = sum(p.stat().st_size for p in paths) / 1e6
@@ -151,6 +165,9 @@ def main() -> None:
         print(f"  marrowmap listen (durable, fsync) : {mm:7.1f} instances/s  ({mm * mb / args.instances:6.1f} MB/s)")
         print(f"  dcmtk storescp (no fsync)         : {scp:7.1f} instances/s  ({scp * mb / args.instances:6.1f} MB/s)")
         print(f"  ratio marrowmap / storescp        : {mm / scp:7.2f}  (target >= 0.5)")
+        print(f"  server CPU per instance (median)  : marrowmap {1000 * statistics.median(mm_cpu) / args.instances:.1f} ms, "
+              f"storescp {1000 * statistics.median(scp_cpu) / args.instances:.1f} ms "
+              f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: a loaded machine lowers both rates)")
     finally:
         for proc in procs:
             proc.terminate()
