@@ -9,7 +9,7 @@ patient's proportions; the same seed always gives the same patient.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -103,7 +103,7 @@ class Femur:
         d = smin(d, shaft, 10.0)
         inter = ellipsoid(x, y, z, at(b - 4.0 * up + 2.0 * lat), (20.0, 19.0, 26.0))
         d = smin(d, inter, 8.0)
-        gt = ellipsoid(x, y, z, at(b + 14.0 * up + 14.0 * lat + 4.0 * post), (13.0, 18.0, 21.0))
+        gt = ellipsoid(x, y, z, at(b + 18.0 * up + 15.0 * lat + 6.0 * post), (14.0, 19.0, 22.0))
         d = smin(d, gt, 8.0)
         lt = ellipsoid(x, y, z, at(b - 38.0 * up - 13.0 * lat + 9.0 * post), (8.0, 8.0, 11.0))
         return smin(d, lt, 6.0)
@@ -181,15 +181,26 @@ class Anatomy:
                 neck_length=float(rng.uniform(50.0, 56.0)), neck_radius=0.62 * r,
                 shaft_dir=(float(shaft_up[0]), float(shaft_up[1]), float(shaft_up[2])),
                 shaft_radius=float(rng.uniform(13.0, 14.5)), neck_shaft_angle_deg=nsa)
-        bhw = float(rng.uniform(168.0, 182.0))
-        markers = (("left_lateral", (bhw + 3.0, 8.0, 22.0)),
-                   ("right_lateral", (-(bhw + 3.0), -14.0, -38.0)))
-        return Anatomy(seed=seed, right=femurs["right"], left=femurs["left"],
+        bhw = float(rng.uniform(156.0, 168.0))
+        anat = Anatomy(seed=seed, right=femurs["right"], left=femurs["left"],
                        body_half_width=bhw, body_half_depth=float(rng.uniform(112.0, 124.0)),
                        subcut_mm=float(rng.uniform(14.0, 24.0)),
                        bladder_radii=(float(rng.uniform(38.0, 48.0)), float(rng.uniform(26.0, 33.0)),
                                       float(rng.uniform(24.0, 32.0))),
-                       markers=markers)
+                       markers=())
+        # skin markers taped on, asymmetric so that a left/right flip is caught
+        markers = (("left_lateral", anat.on_skin(1, 8.0, 22.0)),
+                   ("right_lateral", anat.on_skin(-1, -14.0, -38.0)))
+        return replace(anat, markers=markers)
+
+    def on_skin(self, sign: int, y: float, z: float, gap: float = 5.5) -> Vec:
+        """The point ``gap`` mm outside the skin along x on one side, at (y, z)."""
+        lo, hi = 0.0, 300.0
+        for _ in range(40):
+            mid = (lo + hi) / 2.0
+            inside = float(self.body_sdf(np.float32(sign * mid), np.float32(y), np.float32(z))) < 0
+            lo, hi = (mid, hi) if inside else (lo, mid)
+        return (round(sign * (lo + gap), 2), y, z)
 
     def femur(self, side: str) -> Femur:
         return self.left if side_sign(side) > 0 else self.right
@@ -211,7 +222,8 @@ class Anatomy:
             butt = ellipsoid(x, y, z, (s * 72.0, 58.0, -48.0), (84.0, 68.0, 78.0))
             d = smin(d, butt, 25.0)
         # natal cleft and perineal crease
-        cleft = np.maximum(np.abs(x) - 1.5, np.maximum(40.0 - y, z + 5.0 + 0.0 * y))
+        cleft = np.maximum(np.abs(x) - 1.5, np.maximum(92.0 - y - 0.25 * np.minimum(z + 5.0, 0.0),
+                                                        z + 5.0 + 0.0 * y))
         return np.asarray(np.maximum(d, -cleft), np.float32)
 
     def subcut_thickness(self, x: F32, y: F32, z: F32) -> F32:
@@ -256,41 +268,58 @@ class Anatomy:
         return d
 
     # --- pelvic bones ----------------------------------------------------------------
-    def pelvis_bone_sdf(self, x: F32, y: F32, z: F32) -> F32:
-        """Both innominate bones (ilium, acetabulum, pubis, ischium), sacrum and L5."""
-        d = np.full(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)), 1e3, np.float32)
-        for fem in (self.right, self.left):
-            d = np.minimum(d, self._innominate_sdf(x, y, z, fem))
-        sacrum = capsule(x, y, z, (0.0, 48.0, 100.0), (0.0, 88.0, -30.0), 40.0, 10.0)
-        sacrum = np.maximum(sacrum, np.abs(y - 60.0 - (100.0 - z) * 0.3) - 24.0 + 0.0 * x)
-        d = np.minimum(d, sacrum)
+    def spine_sdf(self, x: F32, y: F32, z: F32) -> F32:
+        """Sacrum (a wedge, wide above, curving back and down, with foramina) and L5."""
+        t = np.clip((105.0 - z) / 140.0, 0.0, 1.0)
+        half_w = 52.0 - 40.0 * t
+        yc = 52.0 + 42.0 * t * t - 0.006 * x * x
+        half_d = 19.0 - 9.0 * t
+        qx = np.abs(x) - half_w + 8.0
+        qy = np.abs(y - yc) - half_d + 8.0
+        box = (np.sqrt(np.maximum(qx, 0.0) ** 2 + np.maximum(qy, 0.0) ** 2)
+               + np.minimum(np.maximum(qx, qy), 0.0) - 8.0)
+        top = z - 105.0 + 0.004 * x * x
+        sacrum = np.maximum(box, np.maximum(top, -38.0 - z))
+        for zf in (80.0, 57.0, 35.0, 15.0):
+            for sx in (-1.0, 1.0):
+                xf = sx * (23.0 - 0.08 * (80.0 - zf))
+                hole = capsule(x, y, z, (xf, 30.0, zf), (xf, 110.0, zf), 3.5, 3.5)
+                sacrum = np.maximum(sacrum, -hole)
         l5 = np.maximum(ellipsoid(x, y, z, (0.0, 32.0, 140.0), (27.0, 20.0, 40.0)),
                         np.abs(z - 140.0) - 14.0)
-        return np.asarray(np.minimum(d, l5), np.float32)
+        return np.asarray(np.minimum(sacrum, l5), np.float32)
 
     def disc_sdf(self, x: F32, y: F32, z: F32) -> F32:
         disc = ellipsoid(x, y, z, (0.0, 34.0, 120.0), (26.0, 19.0, 8.0))
         return np.asarray(disc, np.float32)
 
-    def _innominate_sdf(self, x: F32, y: F32, z: F32, fem: Femur) -> F32:
+    def innominate_sdf(self, x: F32, y: F32, z: F32, fem: Femur) -> F32:
+        """One hip bone: iliac wing, acetabulum, pubis and ischium, with the socket cut out."""
         s = fem.sign
         c = fem.head_centre
         r = fem.head_radius
         xl = s * x  # lateral coordinate for this side
         # iliac wing: a curved plate flaring laterally and upward from the acetabular roof
         zr = np.asarray(z - c[2], np.float32)
-        h = np.clip((zr - 25.0) / 105.0, 0.0, 1.0)
-        w = (abs(c[0]) - 18.0 + 46.0 * h - (0.0012 + 0.0075 * h) * (y - c[1] + 38.0) ** 2)
-        thick = 5.0 + 26.0 * smoothstep(60.0, 25.0, zr) + 5.0 * smoothstep(105.0, 125.0, zr)
-        plate = (np.abs(xl - w) * 0.88 - thick / 2.0).astype(np.float32)
-        y_ant = c[1] - 32.0 - 38.0 * h
-        y_post = c[1] + 30.0 + 28.0 * h
-        crest = c[2] + 128.0 - 0.008 * (y - c[1] + 5.0) ** 2
+        h = np.clip((zr - 22.0) / 105.0, 0.0, 1.0)
+        yr = y - c[1]
+        w = (abs(c[0]) - 14.0 + 56.0 * h - (0.0018 + 0.005 * h) * (yr + 38.0) ** 2
+             - 0.01 * np.maximum(yr - 10.0, 0.0) ** 2)
+        thick = 8.0 + 34.0 * smoothstep(62.0, 22.0, zr) + 6.0 * smoothstep(100.0, 124.0, zr)
+        plate = (np.abs(xl - w) * 0.8 - thick / 2.0).astype(np.float32)
+        y_ant = c[1] - 30.0 - 40.0 * h
+        y_post = c[1] + 34.0 + 26.0 * h
+        crest = c[2] + 126.0 - 0.006 * (yr + 5.0) ** 2
         wing = np.maximum(plate, np.maximum(np.maximum(y_ant - y, y - y_post),
                                             np.maximum(c[2] + 12.0 - z, z - crest)))
         # acetabular body around the socket
-        body = ellipsoid(x, y, z, (c[0] - s * 10.0, c[1] + 4.0, c[2] + 6.0), (r + 12.0, r + 10.0, r + 14.0))
+        body = ellipsoid(x, y, z, (c[0] - s * 8.0, c[1] + 4.0, c[2] + 12.0), (r + 12.0, r + 11.0, r + 19.0))
         d = smin(wing.astype(np.float32), body, 14.0)
+        # posterior ilium reaching the sacrum at the sacroiliac joint
+        buttress = capsule(x, y, z, (s * 78.0, c[1] + 30.0, c[2] + 100.0), (s * 56.0, c[1] + 58.0, c[2] + 45.0),
+                           17.0, 13.0)
+        d = smin(d, buttress, 12.0)
+        d = np.maximum(d, -(self.spine_sdf(x, y, z) - 2.5))
         # superior pubic ramus and body, ischium and ischiopubic ramus
         pub_body = ellipsoid(x, y, z, (s * 13.0, -62.0, c[2] - 30.0), (11.0, 11.0, 20.0))
         sup_ramus = capsule(x, y, z, (c[0] - s * 22.0, c[1] - 16.0, c[2] - 4.0),

@@ -171,14 +171,15 @@ def _finish(ds: Dataset, path: Path, transfer_syntax: str | None) -> None:
 
 def write_classic_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: SeriesGeometry,
                          pixels: NDArray[np.uint16], series_uid: str,
-                         transfer_syntax: str | None = None, reverse: bool = False) -> list[Path]:
+                         transfer_syntax: str | None = None, reverse: bool = False,
+                         first_instance: int = 1) -> list[Path]:
     """One MR Image Storage file per slice; ``reverse`` numbers instances from the last slice."""
     paths = []
     n = geo.n_slices
     series_time = f"{int(meta.study_time[:2]):02d}{10 + proto.series_number * 3:02d}00"
     for k in range(n):
-        inst = n - k if reverse else k + 1
-        sop_uid = derive_uid(*meta.uid_parts, proto.key, "instance", k)
+        inst = (n - k if reverse else k + 1) + first_instance - 1
+        sop_uid = derive_uid(*meta.uid_parts, proto.key, "instance", inst)
         ds = Dataset()
         ds.file_meta = _file_meta(MRImageStorage, sop_uid)
         _patient_and_study(ds, meta)
@@ -237,7 +238,7 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
     ds.InstanceCreationDate = meta.study_date
     ds.InstanceCreationTime = series_time
     _series(ds, meta, proto, series_uid, series_time)
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "MIXED", "NONE"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
     ds.InstanceNumber = 1
     ds.ContentDate = meta.study_date
     ds.ContentTime = series_time
@@ -248,10 +249,10 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
     ds.ResonantNucleus = "1H"
     ds.KSpaceFiltering = "NONE"
     ds.MagneticFieldStrength = "1.5"
-    ds.ApplicableSafetyStandardAgency = "IEC"
     ds.ImageComments = ""
-    ds.ImagingFrequency = 63.676
-    ds.AcquisitionContrast = "MIXED"
+    ds.ApplicableSafetyStandardAgency = "IEC"
+    contrast = {"stir": "STIR", "se": "T1", "fs": "T2"}[t.kind]
+    ds.AcquisitionContrast = contrast
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     ds.PresentationLUTShape = "IDENTITY"
@@ -263,7 +264,6 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
     ds.MultiPlanarExcitation = "NO"
     ds.PhaseContrast = "NO"
     ds.TimeOfFlightContrast = "NO"
-    ds.Spoiling = "NONE"
     ds.SteadyStatePulseSequence = "NONE"
     ds.EchoPlanarPulseSequence = "NO"
     ds.SaturationRecovery = "NO"
@@ -272,7 +272,6 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
     ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
     ds.SegmentedKSpaceTraversal = "PARTIAL"
     ds.RectilinearPhaseEncodeReordering = "LINEAR"
-    ds.CoverageOfKSpace = "FULL"
     ds.NumberOfKSpaceTrajectories = 1
     ds.TagThickness = None
     del ds.TagThickness
@@ -311,14 +310,16 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
         RescaleIntercept=_ds(proto.rescale[1] if proto.rescale else 0.0),
         RescaleSlope=_ds(proto.rescale[0] if proto.rescale else 1.0), RescaleType="US")
     shared.MRImageFrameTypeSequence = _frame_item(
-        FrameType=["ORIGINAL", "PRIMARY", "M", "NONE"], PixelPresentation="MONOCHROME",
+        FrameType=["ORIGINAL", "PRIMARY", "VOLUME", "NONE"], PixelPresentation="MONOCHROME",
         VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE",
-        ComplexImageComponent="MAGNITUDE", AcquisitionContrast="MIXED")
+        ComplexImageComponent="MAGNITUDE", AcquisitionContrast=contrast)
     shared.MRTimingAndRelatedParametersSequence = _frame_item(
         RepetitionTime=t.tr_ms, FlipAngle=proto.flip_angle, EchoTrainLength=proto.echo_train_length,
         RFEchoTrainLength=proto.echo_train_length, GradientEchoTrainLength=0,
-        SpecificAbsorptionRateSequence=DicomSequence([]), GradientOutputType="DB_DT",
-        GradientOutput=0.0)
+        GradientOutputType="DB_DT", GradientOutput=0.0,
+        SpecificAbsorptionRateSequence=_frame_item(SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                                                   SpecificAbsorptionRateValue=1.2),
+        OperatingModeSequence=DicomSequence([_mode(kind) for kind in ("STATIC FIELD", "RF", "GRADIENT")]))
     shared.MRFOVGeometrySequence = _frame_item(
         InPlanePhaseEncodingDirection="ROW", MRAcquisitionFrequencyEncodingSteps=min(geo.cols, 320),
         MRAcquisitionPhaseEncodingStepsInPlane=int(min(geo.rows, 320) * 0.8),
@@ -335,9 +336,10 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
         MagnetizationTransfer="NONE", BloodSignalNulling="NO", Tagging="NONE",
         TransmitterFrequency=63.676, PixelBandwidth=proto.pixel_bandwidth)
     shared.MRReceiveCoilSequence = _frame_item(
-        ReceiveCoilName="BODY", ReceiveCoilType="MULTICOIL", QuadratureReceiveCoil="NO",
-        MultiCoilDefinitionSequence=DicomSequence([]))
-    shared.MRTransmitCoilSequence = _frame_item(TransmitCoilName="BODY", TransmitCoilType="BODY")
+        ReceiveCoilName="BODY", ReceiveCoilType="BODY", QuadratureReceiveCoil="NO",
+        ReceiveCoilManufacturerName="")
+    shared.MRTransmitCoilSequence = _frame_item(TransmitCoilName="BODY", TransmitCoilType="BODY",
+                                                TransmitCoilManufacturerName="")
     shared.MRAveragesSequence = _frame_item(NumberOfAverages=1.0)
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     frames = []
@@ -355,6 +357,13 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
     path = folder / "IM0001.dcm"
     _finish(ds, path, transfer_syntax)
     return [path]
+
+
+def _mode(kind: str) -> Dataset:
+    item = Dataset()
+    item.OperatingModeType = kind
+    item.OperatingMode = "IEC_NORMAL"
+    return item
 
 
 def _anatomy_code(body_part: str) -> DicomSequence:

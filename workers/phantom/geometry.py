@@ -62,11 +62,14 @@ def plan(plane: str, centre: Vec, fov_mm: tuple[float, float], matrix: tuple[int
         row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])
     elif plane == "axial":
         row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    elif plane == "sagittal":
+        row, col = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
     else:
-        raise ValueError(f"plane must be 'coronal' or 'axial', not {plane!r}")
+        raise ValueError(f"plane must be 'coronal', 'axial' or 'sagittal', not {plane!r}")
     if feet_first:
-        row = -row
-        if plane == "coronal":
+        if plane in ("coronal", "axial"):
+            row = -row
+        if plane in ("coronal", "sagittal"):
             col = -col
     if tilt_deg:
         a = math.radians(tilt_deg)

@@ -7,13 +7,15 @@ few seconds. Series images are sampled from the signal volume (``render``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from workers.phantom.anatomy import Anatomy, Femur, muscle_partition
+from workers.phantom.anatomy import CARTILAGE_MM, Anatomy, Femur, muscle_partition
 from workers.phantom.pathology import (
     SidePathology,
     avn_labels,
@@ -23,7 +25,7 @@ from workers.phantom.pathology import (
     oedema_fraction,
 )
 from workers.phantom.sdf import F32, Vec, capsule, ellipsoid, sphere
-from workers.phantom.tissue import FAT_FRACTION, TISSUES, SequenceTiming, Tissue, signal_table
+from workers.phantom.tissue import SequenceTiming, Tissue, signal_table
 
 MODEL_LO: Vec = (-205.0, -150.0, -250.0)
 MODEL_HI: Vec = (205.0, 150.0, 185.0)
@@ -62,15 +64,18 @@ class Canvas:
         z = coords[2][None, None, :]
         return (sl[0], sl[1], sl[2]), x, y, z
 
-    def paint(self, lo: Vec, hi: Vec, label: Tissue, inside: object) -> None:
-        """Set ``label`` where ``inside(x, y, z)`` is true within the box."""
+    def paint_sdf(self, lo: Vec, hi: Vec, fn: Callable[[F32, F32, F32], F32],
+                  levels: list[tuple[float, Tissue]]) -> None:
+        """Within the box, paint each label where ``fn`` < its level (in the order given)."""
         ax = self.axes(lo, hi)
         if ax is None:
             return
         sl, x, y, z = ax
-        mask = inside(x, y, z)  # type: ignore[operator]
+        reach = max(abs(level) for level, _ in levels)
+        d = adaptive(fn, x.reshape(-1), y.reshape(-1), z.reshape(-1), reach)
         view = self.labels[sl]
-        view[np.broadcast_to(mask, view.shape)] = label
+        for level, label in levels:
+            view[d < level] = label
 
 
 @dataclass
@@ -80,7 +85,7 @@ class Model:
     canvas: Canvas
     anatomy: Anatomy
     oedema_boxes: list[tuple[tuple[slice, slice, slice], F32]]
-    fat_fail: F32 | None
+    fat_fail: tuple[tuple[slice, slice, slice], F32] | None
     texture: F32
 
 
@@ -95,119 +100,230 @@ def _seg_box(a: Vec, b: Vec, r: float) -> tuple[Vec, Vec]:
     return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
 
 
-def coarse_noise(shape: tuple[int, int, int], h: float, wavelength_mm: float,
+def _lin_weights(n: int, cidx: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp], F32]:
+    j = np.arange(n)
+    i1 = np.clip(np.searchsorted(cidx, j, side="right"), 1, len(cidx) - 1)
+    i0 = i1 - 1
+    w = (j - cidx[i0]) / np.maximum(cidx[i1] - cidx[i0], 1)
+    return i0, i1, np.asarray(w, np.float32)
+
+
+def _upsample(coarse: F32, shape: tuple[int, ...], cidx: list[NDArray[np.intp]]) -> F32:
+    """Separable linear interpolation of samples at fine indices ``cidx`` to the full shape."""
+    a = coarse
+    for axis in range(3):
+        i0, i1, w = _lin_weights(shape[axis], cidx[axis])
+        wshape = [1, 1, 1]
+        wshape[axis] = -1
+        wb = w.reshape(wshape)
+        a = np.take(a, i0, axis=axis) * (1.0 - wb) + np.take(a, i1, axis=axis) * wb
+    return np.asarray(a, np.float32)
+
+
+def _coarse_index(n: int, factor: int) -> NDArray[np.intp]:
+    idx = np.arange(0, n, factor)
+    if idx[-1] != n - 1:
+        idx = np.append(idx, n - 1)
+    return idx
+
+
+def adaptive(fn: Callable[[F32, F32, F32], F32], x: F32, y: F32, z: F32, reach: float) -> F32:
+    """Evaluate a distance-like field on the grid of axes x, y, z (1-D, mm).
+
+    The field is sampled on a lattice of about 4 mm; voxels whose nearest lattice value is
+    within ``reach`` (plus the worst interpolation error) of zero are evaluated exactly, so
+    levels in [-reach, reach] are exact while far-away voxels only keep their sign.
+    """
+    h = float(x[1] - x[0]) if len(x) > 1 else 1.0
+    f = max(2, int(round(4.0 / h)))
+    band = reach + 3.0 * f * h
+    n = (len(x), len(y), len(z))
+    if min(n) < 2 * f:
+        return np.asarray(np.broadcast_to(fn(x[:, None, None], y[None, :, None], z[None, None, :]), n),
+                          np.float32)
+    out = np.empty(n, np.float32)
+    chunk = 8 * f
+    for z0 in range(0, n[2], chunk):
+        zc = z[z0:z0 + chunk]
+        coarse = fn(x[::f][:, None, None], y[::f][None, :, None], zc[::f][None, None, :])
+        coarse = np.broadcast_to(coarse, (len(x[::f]), len(y[::f]), len(zc[::f])))
+        up = coarse.repeat(f, 0).repeat(f, 1).repeat(f, 2)[: n[0], : n[1], : len(zc)]
+        ii, jj, kk = np.nonzero(np.abs(up) < band)
+        up = np.array(up, np.float32)
+        if len(ii):
+            up[ii, jj, kk] = fn(x[ii], y[jj], zc[kk])
+        out[:, :, z0:z0 + len(zc)] = up
+    return out
+
+
+def smooth_field(shape: tuple[int, int, int], h: float, size_mm: float,
                  rng: np.random.Generator) -> F32:
-    """A smooth random field (unit std) on the grid, from an upsampled coarse lattice."""
-    step = max(wavelength_mm / 3.0, h)
-    cshape = tuple(int(np.ceil(n * h / step)) + 3 for n in shape)
-    coarse = ndimage.gaussian_filter(rng.standard_normal(cshape).astype(np.float32), 1.0)
+    """A fine random texture (about unit std): white noise box-filtered over ``size_mm``."""
+    field = rng.standard_normal(shape, dtype=np.float32)
+    size = max(int(round(size_mm / h)), 1)
+    if size > 1:
+        field = ndimage.uniform_filter(field, size)
+    field /= max(float(field[:: max(1, shape[0] // 32)].std()), 1e-6)
+    return np.asarray(field, np.float32)
+
+
+def coarse_noise(shape: tuple[int, int, int], h: float, step_mm: float,
+                 rng: np.random.Generator) -> F32:
+    """A smooth random field (about unit std): white noise on a lattice of ``step_mm``, interpolated."""
+    factor = max(int(round(step_mm / h)), 1)
+    cidx = [_coarse_index(n, factor) for n in shape]
+    coarse = rng.standard_normal(tuple(len(c) for c in cidx)).astype(np.float32)
+    coarse = ndimage.gaussian_filter(coarse, 0.7)
     coarse /= max(float(coarse.std()), 1e-6)
-    zoom = [shape[i] / (cshape[i] - 2) for i in range(3)]
-    out = ndimage.zoom(coarse, zoom, order=1)[: shape[0], : shape[1], : shape[2]]
-    return np.asarray(out, np.float32)
+    return _upsample(coarse, shape, cidx)
 
 
 def rasterise(anat: Anatomy, sides: dict[str, SidePathology], h: float,
               fat_sat_failure_side: str | None = None) -> Model:
     """Draw the patient on a grid of spacing ``h`` mm."""
     cv = Canvas.create(h)
-    body_lo, body_hi = MODEL_LO, MODEL_HI
-    ax = cv.axes(body_lo, body_hi)
+    ax = cv.axes(MODEL_LO, MODEL_HI)
     assert ax is not None
     _, X, Y, Z = ax
-    # slab by slab along z keeps temporaries small
-    for k in range(cv.shape[2]):
-        z = Z[:, :, k:k + 1]
-        body = anat.body_sdf(X, Y, z)
-        lab = cv.labels[:, :, k:k + 1]
-        lab[body < 0] = Tissue.FAT
-        deep = body < -anat.subcut_thickness(X, Y, z)
-        lab[deep] = Tissue.MUSCLE
-        lab[(body < 0) & (body >= -1.8)] = Tissue.SKIN
+    x1, y1, z1 = X.reshape(-1), Y.reshape(-1), Z.reshape(-1)
+    body = adaptive(anat.body_sdf, x1, y1, z1, 2.0)
+    cv.labels[body < 0] = Tissue.FAT
+    deep = adaptive(lambda x, y, z: anat.body_sdf(x, y, z) + anat.subcut_thickness(x, y, z),
+                    x1, y1, z1, 0.0)
+    cv.labels[deep < 0] = Tissue.MUSCLE
+    del deep
+    cv.labels[(body < 0) & (body >= -1.8)] = Tissue.SKIN
+    del body
     _paint_muscle_septa(cv, anat)
     # abdominopelvic cavity and its content
-    cv.paint((-120.0, -110.0, -60.0), (120.0, 70.0, 195.0), Tissue.PELVIC_FAT,
-             lambda x, y, z: anat.pelvic_cavity_sdf(x, y, z) < 0)
+    cv.paint_sdf((-120.0, -110.0, -60.0), (120.0, 70.0, 195.0), anat.pelvic_cavity_sdf,
+                 [(0.0, Tissue.PELVIC_FAT)])
     _paint_bowel(cv, anat)
+    cv.paint_sdf((-70.0, -40.0, -80.0), (70.0, 90.0, -25.0), _levator_sdf, [(0.0, Tissue.MUSCLE)])
     br = anat.bladder_radii
     bc: Vec = (0.0, -36.0, -4.0 + br[2] * 0.3)
-    cv.paint(*_box(bc, br, 4.0), Tissue.MUSCLE, lambda x, y, z: ellipsoid(x, y, z, bc, br) < 2.2)
-    cv.paint(*_box(bc, br), Tissue.URINE, lambda x, y, z: ellipsoid(x, y, z, bc, br) < 0)
-    rect_a: Vec = (0.0, 52.0, -55.0)
-    rect_b: Vec = (0.0, 48.0, 40.0)
-    cv.paint(*_seg_box(rect_a, rect_b, 16.0), Tissue.BOWEL,
-             lambda x, y, z: capsule(x, y, z, rect_a, rect_b, 13.0, 16.0) < 0)
-    cv.paint(*_seg_box(rect_a, rect_b, 16.0), Tissue.GAS,
-             lambda x, y, z: capsule(x, y, z, (0.0, 46.0, 10.0), (0.0, 46.0, 28.0), 5.0, 6.0) < 0)
-    cv.paint((-150.0, -110.0, -60.0), (150.0, 90.0, 195.0), Tissue.MUSCLE,
-             lambda x, y, z: anat.iliacus_sdf(x, y, z) < 0)
+    cv.paint_sdf(*_box(bc, br, 4.0), lambda x, y, z: ellipsoid(x, y, z, bc, br),
+                 [(2.2, Tissue.MUSCLE), (0.0, Tissue.URINE)])
+    rectum = ((0.0, 36.0, -62.0), (0.0, 52.0, -15.0), (-8.0, 50.0, 30.0), (-25.0, 25.0, 55.0))
+    for a, b in zip(rectum[:-1], rectum[1:], strict=True):
+        cv.paint_sdf(*_seg_box(a, b, 16.0), partial(_tube, a=a, b=b, r=14.0), [(0.0, Tissue.BOWEL)])
+    gas_a: Vec = (-3.0, 50.0, 5.0)
+    gas_b: Vec = (-6.0, 50.0, 22.0)
+    cv.paint_sdf(*_seg_box(gas_a, gas_b, 6.0), lambda x, y, z: capsule(x, y, z, gas_a, gas_b, 5.0, 6.0),
+                 [(0.0, Tissue.GAS)])
+    cv.paint_sdf((-150.0, -110.0, -60.0), (150.0, 90.0, 195.0), anat.iliacus_sdf,
+                 [(0.0, Tissue.MUSCLE)])
     for kind, a, b, r in anat.vessels():
         label = {"artery": Tissue.ARTERY, "vein": Tissue.VEIN, "nerve": Tissue.NERVE}[kind]
-        cv.paint(*_seg_box(a, b, r), label,
-                 lambda x, y, z, a=a, b=b, r=r: capsule(x, y, z, a, b, r, r) < 0)
+        cv.paint_sdf(*_seg_box(a, b, r), partial(_tube, a=a, b=b, r=r), [(0.0, label)])
     _paint_pelvic_bones(cv, anat)
     boxes = []
     for side, fem in (("right", anat.right), ("left", anat.left)):
         boxes.append(_paint_hip(cv, anat, fem, sides[side]))
     for _, c in anat.markers:
-        cv.paint(*_box(c, (6.0, 6.0, 6.0)), Tissue.MARKER,
-                 lambda x, y, z, c=c: sphere(x, y, z, c, 5.0) < 0)
+        cv.paint_sdf(*_box(c, (6.0, 6.0, 6.0)), partial(_ball, c=c, r=5.0), [(0.0, Tissue.MARKER)])
     fat_fail = None
     if fat_sat_failure_side is not None:
-        fat_fail = fat_sat_failure_field(anat, fat_sat_failure_side, X, Y, Z)
-    tex = coarse_noise(cv.shape, h, 7.0, np.random.default_rng([anat.seed, 0x7E4]))
+        fem = anat.femur(fat_sat_failure_side)
+        centre = fem.point(fem.neck_length * 0.4)
+        lo = (centre[0] - 130.0, centre[1] - 100.0, centre[2] - 130.0)
+        hi = (centre[0] + 130.0, centre[1] + 100.0, centre[2] + 130.0)
+        fax = cv.axes(lo, hi)
+        assert fax is not None
+        fsl, fx, fy, fz = fax
+        fat_fail = (fsl, fat_sat_failure_field(anat, fat_sat_failure_side, fx, fy, fz))
+    tex = smooth_field(cv.shape, h, 3.0, np.random.default_rng([anat.seed, 0x7E4]))
     return Model(canvas=cv, anatomy=anat, oedema_boxes=[b for b in boxes if b is not None],
                  fat_fail=fat_fail, texture=tex)
 
 
+def _tube(x: F32, y: F32, z: F32, a: Vec, b: Vec, r: float) -> F32:
+    return capsule(x, y, z, a, b, r, r)
+
+
+def _ball(x: F32, y: F32, z: F32, c: Vec, r: float) -> F32:
+    return sphere(x, y, z, c, r)
+
+
 def _paint_muscle_septa(cv: Canvas, anat: Anatomy) -> None:
-    """Split the muscle compartment into bellies with thin fat planes between them."""
-    muscles = anat.muscles()
-    best = np.full(cv.shape, 9.0, np.float32)
-    second = np.full(cv.shape, 9.0, np.float32)
-    for c, r in muscles:
-        ax = cv.axes(*_box(c, (r[0] * 1.35, r[1] * 1.35, r[2] * 1.35)))
-        if ax is None:
-            continue
-        sl, x, y, z = ax
-        b, s2 = muscle_partition(x, y, z, [(c, r)])
-        bv, sv = best[sl], second[sl]
-        sv[...] = np.minimum(sv, np.maximum(bv, b))
-        bv[...] = np.minimum(bv, b)
-        del s2
-    septum = (second - best) < 0.035 * (best + 0.5)
-    gap = best > 1.3
-    muscle = cv.labels == Tissue.MUSCLE
-    cv.labels[muscle & (septum | gap)] = Tissue.FAT
+    """Split the muscle compartment into bellies with thin fat planes between them.
+
+    The partition is computed on a lattice of at most 2.5 mm, one belly's box at a time,
+    and interpolated to the grid.
+    """
+    factor = max(1, int(round(2.5 / cv.h)))
+    hc = cv.h * factor
+    cidx = [_coarse_index(n, factor) for n in cv.shape]
+    axes = [(cv.origin[i] + cv.h * cidx[i]).astype(np.float32) for i in range(3)]
+    shape = tuple(len(c) for c in cidx)
+    best = np.full(shape, 9.0, np.float32)
+    second = np.full(shape, 9.0, np.float32)
+    for c, r in anat.muscles():
+        sl = []
+        for i in range(3):
+            a = int(np.searchsorted(axes[i], c[i] - 1.35 * r[i] - hc))
+            b = int(np.searchsorted(axes[i], c[i] + 1.35 * r[i] + hc))
+            sl.append(slice(a, b))
+        x = axes[0][sl[0]][:, None, None]
+        y = axes[1][sl[1]][None, :, None]
+        z = axes[2][sl[2]][None, None, :]
+        b1, _ = muscle_partition(x, y, z, [(c, r)])
+        bv, sv = best[sl[0], sl[1], sl[2]], second[sl[0], sl[1], sl[2]]
+        sv[...] = np.minimum(sv, np.maximum(bv, b1))
+        bv[...] = np.minimum(bv, b1)
+    wobble = coarse_noise(shape, hc, 22.0, np.random.default_rng([anat.seed, 0x5E9]))  # type: ignore[arg-type]
+    margin = np.minimum(second - best - 0.028 * (best + 0.5) + 0.03 * wobble, 1.65 - best)
+    if factor > 1:
+        margin = _upsample(margin, cv.shape, cidx)
+    cv.labels[(cv.labels == Tissue.MUSCLE) & (margin <= 0)] = Tissue.FAT
 
 
 def _paint_bowel(cv: Canvas, anat: Anatomy) -> None:
-    ax = cv.axes((-120.0, -110.0, 25.0), (120.0, 70.0, 195.0))
+    """Small-bowel and sigmoid loops in the greater pelvis: serpiginous tubes in mesenteric fat."""
+    ax = cv.axes((-120.0, -110.0, -10.0), (120.0, 70.0, 195.0))
     assert ax is not None
     sl, x, y, z = ax
-    n = coarse_noise((sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, sl[2].stop - sl[2].start), cv.h, 26.0,
-                     np.random.default_rng([anat.seed, 0xB0E]))
+    shape = (sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, sl[2].stop - sl[2].start)
+    n = coarse_noise(shape, cv.h, 11.0, np.random.default_rng([anat.seed, 0xB0E]))
+    depth = coarse_noise(shape, cv.h, 30.0, np.random.default_rng([anat.seed, 0xB0F]))
     view = cv.labels[sl]
-    cavity = (view == Tissue.PELVIC_FAT) & np.broadcast_to(z > 30.0 + 0.0 * x + 0.0 * y, view.shape)
-    view[cavity & (n > -0.35)] = Tissue.BOWEL
-    view[cavity & (n > 0.55)] = Tissue.BOWEL_FLUID
-    view[cavity & (n > 1.7)] = Tissue.GAS
+    # loops fill the abdomen and thin out towards the true pelvis (below about z = 25 mm)
+    floor = np.broadcast_to(z - (25.0 + 18.0 * depth), view.shape)
+    cavity = (view == Tissue.PELVIC_FAT) & (floor > 0)
+    tube = np.abs(n) < 0.42
+    view[cavity & tube] = Tissue.BOWEL
+    view[cavity & (np.abs(n) < 0.16)] = Tissue.BOWEL_FLUID
+    view[cavity & (np.abs(n) < 0.05) & (depth > 1.2)] = Tissue.GAS
+
+
+def _levator_sdf(x: F32, y: F32, z: F32) -> F32:
+    """The pelvic floor: a funnel of muscle opening upward from the anorectal junction."""
+    r = np.sqrt(x * x + ((y - 20.0) * 1.3) ** 2)
+    cone = np.abs(r - (z + 72.0) * 1.25) * 0.6 - 3.5
+    return np.asarray(np.maximum(cone, np.maximum(-72.0 - z, z + 30.0)), np.float32)
 
 
 def _paint_pelvic_bones(cv: Canvas, anat: Anatomy) -> None:
-    lo: Vec = (-170.0, -95.0, -90.0)
-    hi: Vec = (170.0, 125.0, 175.0)
-    ax = cv.axes(lo, hi)
-    assert ax is not None
-    sl, x, y, z = ax
-    view = cv.labels[sl]
-    for k in range(view.shape[2]):
-        zk = z[:, :, k:k + 1]
-        d = anat.pelvis_bone_sdf(x, y, zk)
-        vk = view[:, :, k:k + 1]
-        vk[d < 0] = Tissue.CORTEX
-        vk[d < -1.8] = Tissue.RED_MARROW
-        vk[anat.disc_sdf(x, y, zk) < 0] = Tissue.DISC
+    """Innominate bones, sacrum and L5: cortex shell and red marrow; the L5/S1 disc."""
+    for fem in (anat.right, anat.left):
+        s = fem.sign
+        lo: Vec = (-8.0 if s > 0 else -175.0, -100.0, fem.head_centre[2] - 100.0)
+        hi: Vec = (175.0 if s > 0 else 8.0, 95.0, fem.head_centre[2] + 140.0)
+        cv.paint_sdf(lo, hi, partial(anat.innominate_sdf, fem=fem),
+                     [(0.0, Tissue.CORTEX), (-1.6, Tissue.RED_MARROW)])
+    cv.paint_sdf((-60.0, 10.0, -50.0), (60.0, 130.0, 185.0), anat.spine_sdf,
+                 [(0.0, Tissue.CORTEX), (-1.6, Tissue.RED_MARROW)])
+    cv.paint_sdf((-40.0, 5.0, 100.0), (40.0, 65.0, 140.0), anat.disc_sdf, [(0.0, Tissue.DISC)])
+
+
+def _on(mask: np.ndarray, fn: Callable[[F32, F32, F32], np.ndarray], X: F32, Y: F32, Z: F32,
+        fill: float | bool = False) -> np.ndarray:
+    """Evaluate ``fn`` only where ``mask`` holds (other voxels get ``fill``)."""
+    idx = np.nonzero(mask)
+    vals = fn(X[idx], Y[idx], Z[idx])
+    out = np.full(mask.shape, fill, dtype=np.asarray(vals).dtype)
+    out[idx] = vals
+    return out
 
 
 def _paint_hip(cv: Canvas, anat: Anatomy, fem: Femur,
@@ -219,32 +335,36 @@ def _paint_hip(cv: Canvas, anat: Anatomy, fem: Femur,
     sl, x, y, z = ax
     view = cv.labels[sl]
     full = np.broadcast_shapes(x.shape, y.shape, z.shape)
-    X, Y, Z = (np.broadcast_to(a, full) for a in (x, y, z))
-    eff = effusion_fraction(anat, fem, side, X, Y, Z)
-    view[capsule_wall(anat, fem, side, X, Y, Z)] = Tissue.CAPSULE
-    view[eff >= 0.5] = Tissue.JOINT_FLUID
-    view[anat.acetabular_cartilage(X, Y, Z, fem)] = Tissue.CARTILAGE
-    view[anat.labrum(X, Y, Z, fem)] = Tissue.LABRUM
-    d = fem.sdf(X, Y, Z)
+    X, Y, Z = (np.ascontiguousarray(np.broadcast_to(a, full)) for a in (x, y, z))
     head = sphere(X, Y, Z, fem.head_centre, fem.head_radius)
-    view[(head < 1.8) & (d >= 0)] = Tissue.CARTILAGE
-    view[d < 0] = Tissue.CORTEX
-    view[d < -fem.cortex_mm(X, Y, Z)] = Tissue.YELLOW_MARROW
-    # the faint physeal scar across the head
-    scar = np.abs(fem.along_neck(X, Y, Z) - 0.55 * fem.head_neck_junction) < 0.8
-    view[scar & (view == Tissue.YELLOW_MARROW) & (head < -3.0)] = Tissue.RED_MARROW
+    joint = np.asarray((head < 2.0 * CARTILAGE_MM + 14.0)
+                       | (fem.along_neck(X, Y, Z) < fem.neck_length))
+    eff = _on(joint, lambda a, b, c: effusion_fraction(anat, fem, side, a, b, c), X, Y, Z, 0.0)
+    view[_on(joint, lambda a, b, c: capsule_wall(anat, fem, side, a, b, c), X, Y, Z)] = Tissue.CAPSULE
+    view[eff >= 0.5] = Tissue.JOINT_FLUID
+    near = head < 2.0 * CARTILAGE_MM + 8.0
+    view[_on(near, lambda a, b, c: anat.acetabular_cartilage(a, b, c, fem), X, Y, Z)] = Tissue.CARTILAGE
+    view[_on(near, lambda a, b, c: anat.labrum(a, b, c, fem), X, Y, Z)] = Tissue.LABRUM
+    d = adaptive(fem.sdf, x.reshape(-1), y.reshape(-1), z.reshape(-1), 6.0)
+    view[(head < CARTILAGE_MM) & (d >= 0)] = Tissue.CARTILAGE
+    bone = d < 0
+    view[bone] = Tissue.CORTEX
+    cortex = _on(bone, fem.cortex_mm, X, Y, Z, 0.0)
+    marrow = bone & (d < -cortex)
+    view[marrow] = Tissue.YELLOW_MARROW
     if side.avn:
-        avn = avn_labels(fem, X, Y, Z)
+        inner = head < 0
+        avn = _on(inner, lambda a, b, c: avn_labels(fem, a, b, c), X, Y, Z, 0)
         view[avn > 0] = avn[avn > 0]
-    f = oedema_fraction(anat, fem, side, X, Y, Z)
-    if not np.any(f > 0):
+    if side.oedema is None:
         return None
+    f = oedema_fraction(anat, fem, side, X, Y, Z)
     return sl, f
 
 
 def signal_volume(model: Model, seq: SequenceTiming, fat_fail_strength: float = 1.0) -> F32:
     """Noise-free signal of every model voxel for one sequence (texture, oedema, fat-sat failure)."""
-    table, fat = signal_table(seq)
+    table, _ = signal_table(seq)
     labels = model.canvas.labels
     out = table[labels]
     marrowish = np.isin(labels, (Tissue.YELLOW_MARROW, Tissue.RED_MARROW, Tissue.MUSCLE,
@@ -258,13 +378,9 @@ def signal_volume(model: Model, seq: SequenceTiming, fat_fail_strength: float = 
         fm = np.where(lab == Tissue.YELLOW_MARROW, f, 0.0).astype(np.float32)
         view += fm * (oed - yellow * (1.0 + 0.06 * model.texture[sl]))
     if model.fat_fail is not None and seq.kind in ("stir", "fs"):
-        # unsuppressed fat: the STIR inversion / spectral pulse misses the fat locally
-        unsup = np.array([TISSUES[t].pd * FAT_FRACTION[t] for t in Tissue], np.float32)
-        full_fat = float(fat[Tissue.FAT]) / max(float(unsup[Tissue.FAT]), 1e-6)
-        if seq.kind == "stir":
-            se = SequenceTiming("se", seq.tr_ms, seq.te_ms)
-            full_fat = float(signal_table(se)[1][Tissue.FAT]) / float(unsup[Tissue.FAT])
-        else:
-            full_fat = float(fat[Tissue.FAT]) / float(unsup[Tissue.FAT])
-        out += fat_fail_strength * model.fat_fail * full_fat * unsup[labels]
+        # unsuppressed fat: the STIR inversion / spectral pulse misses the fat locally, so the
+        # fat compartment shows as on a plain spin echo with the same TR/TE
+        plain = signal_table(SequenceTiming("se", seq.tr_ms, seq.te_ms))[1]
+        sl, field = model.fat_fail
+        out[sl] += fat_fail_strength * field * plain[labels[sl]]
     return np.asarray(out, np.float32)

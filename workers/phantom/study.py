@@ -6,6 +6,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +47,20 @@ from workers.phantom.truth import (
 
 _CASE_CODE = {"normal": "N", "itoh_left": "", "itoh_right": "R", "bilateral": "B", "avn_left": "V",
               "followup_resolved": "", "followup_improved": ""}
+_NOT_ACQUISITION = frozenset({"jpeg2000", "jpegls", "rle", "siemens", "ge", "philips", "nonascii_name",
+                              "nonascii_utf8", "other_patient", "enhanced_stir", "localizer"})
 _TRANSFER = {"jpeg2000": JPEG2000Lossless, "jpegls": JPEGLSLossless, "rle": RLELossless}
 
 
 @dataclass(frozen=True)
 class SeriesPlan:
+    """One series: its protocol and geometry (a localizer adds single-slice pieces in other planes)."""
+
     proto: Protocol
     geo: SeriesGeometry
     enhanced: bool = False
     reverse_numbering: bool = False
+    extra_pieces: tuple[SeriesGeometry, ...] = ()
 
 
 def _size(small: bool, low_res: bool) -> dict[str, float]:
@@ -67,6 +73,13 @@ def _size(small: bool, low_res: bool) -> dict[str, float]:
              "ax_n": 22, "ax_th": 7.0, "ax_sp": 7.7} if low_res else
             {"t1": 512, "stir": 384, "ax": 384, "cor_n": 30, "cor_th": 4.0, "cor_sp": 4.4,
              "ax_n": 30, "ax_th": 5.0, "ax_sp": 5.5})
+
+
+@lru_cache(maxsize=4)
+def _small_model(seed: int, case: str, fail_side: str | None) -> Model:
+    """The small-mode model, kept for the next study of the same patient and case (tests)."""
+    anat = Anatomy.from_seed(seed)
+    return rasterise(anat, pathology(case, anat, seed), 2.5, fail_side)
 
 
 def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift: Vec) -> list[SeriesPlan]:
@@ -82,8 +95,13 @@ def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift
     fov = 380.0
     plans: list[SeriesPlan] = []
     if "localizer" in variants:
-        plans.append(SeriesPlan(protocol("t1", "coronal", vendor, 1), plan(
-            "coronal", cor_centre, (fov, fov), (128, 128), 1, 8.0, 8.0, feet_first=ff)))
+        loc = replace(protocol("t1", "coronal", vendor, 1), key="localizer",
+                      description="3-plane localizer", protocol_name="localizer",
+                      scanning_sequence=("GR",), sequence_variant=("SP",), scan_options=(),
+                      sequence_name="fl2d1", echo_train_length=1, flip_angle=20.0)
+        pieces = tuple(plan(p, cor_centre, (fov + 70.0, fov + 70.0), (128, 128), 1, 8.0, 8.0,
+                            feet_first=ff) for p in ("coronal", "axial", "sagittal"))
+        plans.append(SeriesPlan(loc, pieces[0], extra_pieces=pieces[1:]))
     if "axial_only" in variants:
         n, th, sp, m = int(sz["ax_n"]), sz["ax_th"], sz["ax_sp"], int(sz["ax"])
         plans.append(SeriesPlan(protocol("t1", "axial", vendor, 3),
@@ -170,7 +188,7 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     shift: Vec = (0.0, 0.0, 0.0) if visit is BASELINE else (3.0, -2.5, 6.0)
     fail_side = fat_sat_failure_side(sides) if "fat_sat_failure" in chosen else None
     h = 2.5 if small else 1.0
-    model = rasterise(anat, sides, h, fail_side)
+    model = _small_model(seed, case, fail_side) if small else rasterise(anat, sides, h, fail_side)
     uid_parts = ("study", case, str(seed), *chosen, "small" if small else "full")
     vendor = next((v for v in ("siemens", "ge", "philips") if v in chosen), "generic")
     variant_tag = f"{zlib.crc32(','.join(chosen).encode()) % 256:02X}" if chosen else ""
@@ -181,24 +199,30 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
         accession=f"MM{seed % 100000:05d}{_CASE_CODE[family_case]}{visit.accession_suffix}{variant_tag}",
         study_id=f"{seed % 1000:03d}{visit.accession_suffix}",
         identity=ident, vendor=vendor, patient_position="FFS" if "feet_first" in chosen else "HFS",
-        body_part="HIP" if vendor == "siemens" else "PELVIS", uid_parts=uid_parts)
+        body_part="PELVIS", uid_parts=uid_parts)
     plans = plan_series(anat, chosen, small, shift)
     ts = next((_TRANSFER[v] for v in chosen if v in _TRANSFER), None)
-    noise_key = zlib.crc32(",".join(uid_parts).encode())
+    # the noise depends on the acquisition only: encodings, vendor spellings and identities
+    # do not change the pixel values, so variants can be compared pixel for pixel
+    acquisition = [v for v in chosen if v not in _NOT_ACQUISITION]
+    noise_key = zlib.crc32(",".join([case, str(seed), *acquisition, str(small)]).encode())
     volumes: dict[str, F32] = {}
     series_truth: list[SeriesTruth] = []
     for sp in plans:
         key = sp.proto.contrast
         if key not in volumes:
             volumes[key] = signal_volume(model, sp.proto.timing)
-        pixels = _pixels(model, sp, volumes[key], seed, noise_key, "noisy" in chosen)
         series_uid = derive_uid(*uid_parts, sp.proto.key, sp.proto.series_number, "series")
         folder = out_dir / folder_name(sp.proto)
-        if sp.enhanced:
-            files = write_enhanced_series(folder, meta, sp.proto, sp.geo, pixels, series_uid, ts)
-        else:
-            files = write_classic_series(folder, meta, sp.proto, sp.geo, pixels, series_uid, ts,
-                                         reverse=sp.reverse_numbering)
+        files = []
+        for i, geo in enumerate((sp.geo, *sp.extra_pieces)):
+            piece = replace(sp, geo=geo)
+            pixels = _pixels(model, piece, volumes[key], seed, noise_key + i, "noisy" in chosen)
+            if sp.enhanced:
+                files += write_enhanced_series(folder, meta, sp.proto, geo, pixels, series_uid, ts)
+            else:
+                files += write_classic_series(folder, meta, sp.proto, geo, pixels, series_uid, ts,
+                                              reverse=sp.reverse_numbering, first_instance=len(files) + 1)
         contrast = "localizer" if sp.proto.series_number == 1 else sp.proto.contrast
         series_truth.append(SeriesTruth(
             series_instance_uid=series_uid, series_number=sp.proto.series_number,

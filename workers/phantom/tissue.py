@@ -66,7 +66,7 @@ TISSUES: dict[Tissue, TissueParams] = {
     Tissue.PELVIC_FAT: TissueParams(1.0, 0.9, 900.0, 50.0),
     Tissue.URINE: TissueParams(1.0, 0.0, 3000.0, 1200.0),
     Tissue.BOWEL: TissueParams(0.8, 0.05, 1000.0, 60.0),
-    Tissue.BOWEL_FLUID: TissueParams(0.95, 0.0, 2200.0, 400.0),
+    Tissue.BOWEL_FLUID: TissueParams(0.9, 0.0, 1800.0, 220.0),
     Tissue.GAS: TissueParams(0.0, 0.0, 1000.0, 1.0),
     Tissue.ARTERY: TissueParams(0.06, 0.0, 1400.0, 200.0),  # flow void
     Tissue.VEIN: TissueParams(0.75, 0.0, 1400.0, 160.0),  # slow flow, bright on T2/STIR
@@ -82,7 +82,7 @@ TISSUES: dict[Tissue, TissueParams] = {
     Tissue.NECROTIC_MARROW: TissueParams(0.86, 0.8, 900.0, 40.0),  # early AVN keeps fat signal
     Tissue.SCLEROTIC_RIM: TissueParams(0.08, 0.0, 1000.0, 5.0),
     Tissue.GRANULATION: TissueParams(0.95, 0.05, 1200.0, 140.0),
-    Tissue.MARKER: TissueParams(1.0, 0.0, 320.0, 300.0),  # Gd-doped water capsule
+    Tissue.MARKER: TissueParams(1.0, 0.0, 160.0, 300.0),  # Gd-doped water capsule
     Tissue.DISC: TissueParams(0.85, 0.0, 1100.0, 90.0),
     Tissue.NERVE: TissueParams(0.8, 0.15, 1000.0, 70.0),
     Tissue.TENDON: TissueParams(0.08, 0.0, 900.0, 5.0),
