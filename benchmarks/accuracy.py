@@ -84,7 +84,7 @@ def _truth_on(grid: sitk.Image, truth_mask: sitk.Image) -> np.ndarray:
 def evaluate(folder: Path, out: Path, case: str, seed: int, variants: tuple[str, ...]) -> Row:
     """Analyse one study and compare with its truth."""
     truth = GroundTruth.load(folder / "truth" / "truth.json")
-    result: AnalysisResult = analyze_study_dir(folder, out)
+    result: AnalysisResult = analyze_study_dir(folder, out, dicom_outputs=False)
     row = Row(case=case, variants=variants, seed=seed, status=result.status, timings=dict(result.timings_s))
     if result.status != "analyzed":
         row.note = result.reason
@@ -124,6 +124,71 @@ def evaluate(folder: Path, out: Path, case: str, seed: int, variants: tuple[str,
     if result.quality.warnings:
         row.note += (" | " if row.note else "") + f"{len(result.quality.warnings)} warning(s)"
     return row
+
+
+def _hot(v: np.ndarray) -> np.ndarray:
+    """A black-red-yellow-white colour map for values in [0, 1] -> (..., 3) floats."""
+    return np.stack([np.clip(3 * v, 0, 1), np.clip(3 * v - 1, 0, 1), np.clip(3 * v - 2, 0, 1)], axis=-1)
+
+
+def render_png(folder: Path, out: Path, png: Path) -> None:
+    """Coronal fluid-sensitive slices (through the heads, and where each side's oedema is largest) with
+    the score (SIR, colour), the mask outline (orange), the truth outline (green) and the regions (blue)."""
+    from PIL import Image, ImageDraw
+    from scipy import ndimage
+
+    from workers.io.load import load_study
+    from workers.io.select import select_series
+
+    study = load_study(folder)
+    fluid = select_series(study.loaded, study.problems).fluid_sensitive
+    if fluid is None:
+        return
+    img = sitk.GetArrayFromImage(fluid.image).astype(np.float32)
+    score = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "score.nii.gz")))
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "oedema_mask.nii.gz")))
+    regions = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "regions.nii.gz")))
+    ref = _truth_on(fluid.image, sitk.ReadImage(str(folder / "truth" / "oedema.nii.gz")))
+    result = AnalysisResult.model_validate_json((out / "result.json").read_text())
+    slices = []
+    centres = [s.head_centre_lps_mm for s in result.sides.values() if s.head_centre_lps_mm]
+    if centres:
+        mean = np.mean(np.asarray(centres), axis=0)
+        slices.append(int(round(fluid.image.TransformPhysicalPointToContinuousIndex(tuple(mean))[2])))
+    slices += [s.largest_slice_index for s in result.sides.values() if s.largest_slice_index is not None]
+    lo, hi = np.percentile(img, [1, 99.5])
+    # which image side is the patient's right: columns run along direction[:, 0]; +x is patient left
+    col_dir_x = fluid.image.GetDirection()[0]
+    tiles = []
+    for z in dict.fromkeys(slices):
+        if not 0 <= z < img.shape[0]:
+            continue
+        g = np.clip((img[z] - lo) / (hi - lo), 0, 1)
+        rgb = np.stack([g, g, g], axis=-1)
+        sc = score[z]
+        on = sc > 0
+        rgb[on] = 0.45 * rgb[on] + 0.55 * _hot(np.clip((sc[on] - 1) / 9.0, 0.25, 1.0))
+        for m, colour in ((regions[z] > 0, (0.3, 0.5, 1.0)), (ref[z] > 0, (0.1, 1.0, 0.1)), (mask[z] > 0, (1.0, 0.55, 0.0))):
+            rgb[m & ~ndimage.binary_erosion(m)] = colour
+        tile = Image.fromarray((rgb * 255).astype(np.uint8))
+        scale = max(1, 512 // tile.width)
+        tile = tile.resize((tile.width * scale, tile.height * scale), Image.Resampling.NEAREST)
+        draw = ImageDraw.Draw(tile)
+        left_text, right_text = ("R", "L") if col_dir_x > 0 else ("L", "R")
+        draw.text((6, tile.height // 2), left_text, fill=(255, 255, 0))
+        draw.text((tile.width - 14, tile.height // 2), right_text, fill=(255, 255, 0))
+        draw.text((6, 6), f"{folder.name} z={z}  score: SIR (colour)  orange: mask  green: truth  blue: regions",
+                  fill=(255, 255, 255))
+        tiles.append(tile)
+    if not tiles:
+        return
+    canvas = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)))
+    x = 0
+    for t in tiles:
+        canvas.paste(t, (x, 0))
+        x += t.width
+    png.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(png)
 
 
 def _fmt(values: list[float], spec: str = ".3f") -> str:
@@ -179,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/marrowmap-phantom-cache"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/marrowmap-accuracy"))
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument("--png", type=Path, default=None,
+                        help="render the first seed of each case (and each variant row) to DIR/analysis_<study>.png")
     args = parser.parse_args(argv)
     configure_logging("WARNING", "console")
     small = args.size == "small"
@@ -191,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = study_dir(args.cache, case, seed, variants, small)
         out = args.out / folder.name
         rows.append(evaluate(folder, out, case, seed, variants))
+        if args.png is not None and seed == args.seeds[0] and rows[-1].status == "analyzed":
+            render_png(folder, out, args.png / f"analysis_{folder.name}.png")
         print(f"  done {folder.name} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     print(f"MarrowMap accuracy on the phantom, size={args.size}, seeds={args.seeds}\n")
     print_rows(rows)

@@ -37,7 +37,7 @@ configure_logging("WARNING", "console")
 start = time.perf_counter()
 from workers.pipeline import analyze_study_dir
 imported = time.perf_counter() - start
-result = analyze_study_dir(Path(sys.argv[1]), Path(sys.argv[2]))
+result = analyze_study_dir(Path(sys.argv[1]), Path(sys.argv[2]), dicom_outputs=False)
 print(json.dumps({"status": result.status, "timings": result.timings_s, "import_s": imported,
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """

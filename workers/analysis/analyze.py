@@ -54,6 +54,7 @@ from workers.analysis.regions import (
     REGION_NAMES,
     FemurFrame,
     bone_outline,
+    connected_to,
     femur_frame,
     femur_regions,
     shaft_marrow,
@@ -144,7 +145,8 @@ def side_block(image: sitk.Image, femur: FemurGeometry, params: AnalysisParamete
 
 def side_oedema(fluid: FloatArray, t1: FloatArray | None, regions: dict[RegionName, BoolArray], roi: BoolArray,
                 ref: Reference, voxel_mm3: float, params: AnalysisParameters) -> BoolArray:
-    """Detect candidates, place the half-maximum outline, clean up, confirm by low T1."""
+    """Detect candidates, place the half-maximum outline, clean up, keep intertrochanteric oedema only
+    where it continues head/neck oedema, confirm by low T1."""
     cand = np.zeros(fluid.shape, dtype=bool)
     for name in REGION_NAMES:
         cand |= candidate_mask(fluid, t1, regions[name], ref, name, params)
@@ -154,16 +156,21 @@ def side_oedema(fluid: FloatArray, t1: FloatArray | None, regions: dict[RegionNa
         level = lesion_boundary(fluid, cand, ref.per_region[name].median, params)
         mask |= cand & regions[name] & (fluid >= level)
     mask = clean_mask(mask, roi, voxel_mm3, params)
+    # intertrochanteric oedema is reported as the extension of head/neck oedema, never on its own
+    head_neck = mask & (regions["head"] | regions["neck"])
+    mask = head_neck | connected_to(mask & regions["intertrochanteric"], head_neck)
     if ref.kind != "muscle":
         mask = confirm_by_t1(mask, t1, ref.per_region["head"].t1_median, params)
     return mask
 
 
-def _marrow_like(t1: FloatArray | None, fatsat: FatSatCheck, params: AnalysisParameters) -> BoolArray | None:
-    """T1-bright or intermediate voxels: marrow (normal or oedematous) and fat, not muscle or cortex."""
+def _marrow_like(t1: FloatArray | None, fatsat: FatSatCheck, params: AnalysisParameters,
+                 fraction: float) -> BoolArray | None:
+    """Voxels whose T1 is at least ``fraction`` x subcutaneous fat: with ``marrow_t1_min``, marrow (normal
+    or oedematous) and fat, not muscle or cortex; with ``head_t1_min``, not cartilage or fluid."""
     if t1 is None or fatsat.fat_t1_median is None:
         return None
-    out: BoolArray = t1 >= params.marrow_t1_min * fatsat.fat_t1_median
+    out: BoolArray = t1 >= fraction * fatsat.fat_t1_median
     return out
 
 
@@ -190,7 +197,8 @@ def _side_data(femur: FemurGeometry, fluid_bias: BiasCorrected, t1_bias: BiasCor
     t1 = t1_bias.on(grid) if t1_bias is not None else None
     coords = block_coordinates(fluid_image, block)
     frame = femur_frame(femur, coords)
-    regions = femur_regions(femur, frame, _marrow_like(t1, fatsat, params), params)
+    regions = femur_regions(femur, frame, _marrow_like(t1, fatsat, params, params.marrow_t1_min), params,
+                            _marrow_like(t1, fatsat, params, params.head_t1_min))
     bone = bone_outline(femur, frame, params)
     roi = regions["head"] | regions["neck"] | regions["intertrochanteric"]
     own = {name: robust_stats(fluid, t1, regions[name]) for name in REGION_NAMES}

@@ -27,14 +27,15 @@ class AnalysisParameters:
     head_ap_tolerance_mm: float = 20.0
     midline_tolerance_mm: float = 25.0  # |mid-point of the heads - body centre| (symmetry gate)
     head_edge_coherence_min: float = 0.45  # sphericity: fraction of rays whose edge lies on one sphere
-    cortex_mm: float = 1.5  # head radius = marrow edge + subchondral cortex
+    cortex_mm: float = 2.0  # head radius = marrow edge on T1 + cortex and edge blur (calibrated on the phantom)
     neck_shaft_angle_deg: float = 130.0
     neck_length_mm: float = 22.0  # average neck length beyond the head surface, when no shaft is found
     neck_base_margin_mm: float = 8.0  # the neck ends this far before its base on the shaft axis
     intertrochanteric_radius_mm: float = 30.0  # intertrochanteric region: bone within this of the neck base
     marrow_t1_min: float = 0.42  # marrow-like: T1 >= this x subcutaneous-fat T1 (excludes muscle, cortex)
+    head_t1_min: float = 0.3  # inside the head sphere only cartilage and fluid (darker) are excluded
     region_erosion_mm: float = 1.0  # inside the head radius (which already counts ~1.5 mm of cortex)
-    neck_envelope_mm: float = 6.0  # with a T1, neck marrow is searched this far outside the neck cylinder
+    neck_envelope_mm: float = 12.0  # with a T1, neck marrow is searched this far outside the neck cylinder
     # reference and thresholds
     iqr_k: float = 2.0  # Hepburn: candidate if I >= Q3 + k*IQR of the reference marrow
     sir_min: float = 1.4  # and I / median(reference) >= this

@@ -63,15 +63,16 @@ def neck_end(femur: FemurGeometry, params: AnalysisParameters) -> float:
 
 
 def femur_regions(femur: FemurGeometry, frame: FemurFrame, marrow_like: BoolArray | None,
-                  params: AnalysisParameters) -> dict[RegionName, BoolArray]:
+                  params: AnalysisParameters, not_cartilage: BoolArray | None = None) -> dict[RegionName, BoolArray]:
     """Head, neck and intertrochanteric marrow regions.
 
     head: inside the head sphere less ``region_erosion_mm`` (the radius includes the cortex), on
     the head side of the head-neck junction plane. neck: from that plane to the neck end. The
     intertrochanteric region: beyond the neck, within ``intertrochanteric_radius_mm`` of the neck
     base. With a T1, neck and intertrochanteric regions are the marrow-like voxels (T1 bright or
-    intermediate, not muscle or cortex) of a generous envelope that connect to the head; without a
-    T1 they are the eroded neck cylinder and envelope.
+    intermediate, not muscle or cortex) of a generous envelope that connect to the head (outside the
+    neck cylinder, one voxel in from muscle and cortex); without a T1 they are the eroded neck
+    cylinder and envelope.
     """
     e = np.float32(params.region_erosion_mm)
     r = np.float32(femur.radius_mm)
@@ -82,7 +83,7 @@ def femur_regions(femur: FemurGeometry, frame: FemurFrame, marrow_like: BoolArra
     neck_zone = (frame.along >= j) & (frame.along < end)
     base_dist = np.sqrt((frame.along - np.float32(femur.neck_length_mm)) ** 2 + frame.radial**2)
     inter = (frame.along >= end) & (base_dist <= np.float32(params.intertrochanteric_radius_mm))
-    if marrow_like is None:
+    if marrow_like is None or not_cartilage is None:
         neck = neck_zone & ((frame.radial <= _neck_radius_at(femur, frame.along) - e) | in_sphere)
         return {"head": head, "neck": neck, "intertrochanteric": inter & (frame.radial <= 1.6 * femur.neck_radius_mm)}
     # one voxel in from every in-plane edge: voxels sharing partial volume with muscle or cortex
@@ -93,13 +94,13 @@ def femur_regions(femur: FemurGeometry, frame: FemurFrame, marrow_like: BoolArra
     envelope = _neck_radius_at(femur, frame.along) + np.float32(params.neck_envelope_mm)
     cylinder = frame.radial <= _neck_radius_at(femur, frame.along) - e
     neck = neck_zone & (((frame.radial <= envelope) & inner) | (cylinder & marrow_like) | in_sphere)
-    inter &= inner
-    head &= marrow_like | (frame.dist_centre <= r - 2 * e - 2)
-    bone = _connected_to(neck | inter, head)
+    inter &= marrow_like
+    head &= not_cartilage | (frame.dist_centre <= r - 2 * e - 2)
+    bone = connected_to(neck | inter, head)
     return {"head": head, "neck": neck & bone, "intertrochanteric": inter & bone}
 
 
-def _connected_to(mask: BoolArray, seed: BoolArray) -> BoolArray:
+def connected_to(mask: BoolArray, seed: BoolArray) -> BoolArray:
     """The parts of ``mask`` that touch ``seed`` (26-connected through mask | seed)."""
     both = mask | seed
     labels, n = ndimage.label(both, structure=np.ones((3, 3, 3), dtype=bool))
