@@ -51,6 +51,7 @@ from workers.dicom_out.seg import SIDE_VALUE, SIDES, build_seg
 from workers.dicom_out.sr import build_sr
 from workers.dicom_out.stack import FrameMaps, keep_reported_oedema, sample_maps
 from workers.dicom_out.summary import summary_content
+from workers.dicom_out.summary_comparison import with_comparison
 from workers.dicom_out.uids import UidDeriver
 from workers.io.types import LoadedSeries
 
@@ -165,7 +166,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
                       pixel_spacing=_display_spacing(pixels.shape[1], fm), equipment=equipment)
         emit("sc_overlay", sc, f"sc_overlay_{index:02d}.dcm")
     key = key_frame(frames)
-    summary = summary_image(summary_content(result, text), key_image(key, scale))
+    summary = summary_image(with_comparison(summary_content(result, text), result), key_image(key, scale))
     sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
                   series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
                   version=version, orientation=None, pixel_spacing=None, equipment=equipment)

@@ -10,6 +10,7 @@ encodes in every source character set (ISO_IR 100, ISO_IR 192, default).
 from __future__ import annotations
 
 from workers.analysis.result import AnalysisResult, Side, SideResult
+from workers.followup.text import comparison_sentence
 
 DRAFT_LABEL = "MACHINE-GENERATED DRAFT, not verified by a radiologist"
 
@@ -159,6 +160,8 @@ def draft_findings(result: AnalysisResult) -> str:
         sentences.extend(side_sentences(side, sequence))
     missing = [s for s in ("right", "left") if s not in result.sides]
     sentences.extend(f"{s.capitalize()} hip: not analysed." for s in missing)
+    if result.comparison is not None:
+        sentences.append(comparison_sentence(result.comparison, fmt_ml))
     quality = result.quality
     if quality.confidence != "normal":
         sentences.append(f"Confidence {quality.confidence}.")

@@ -38,6 +38,7 @@ from workers.analysis.result import AnalysisResult, RegionMeasurement, RegionNam
 from workers.dicom_out import codes
 from workers.dicom_out.provenance import DEVICE_SERIAL_NUMBER, MANUFACTURER, MODEL_NAME
 from workers.dicom_out.seg import REGION_TEXT, SIDES, BuiltSeg, segment_mask
+from workers.dicom_out.sr_comparison import comparison_groups
 from workers.dicom_out.stack import FrameMaps
 from workers.dicom_out.uids import UidDeriver
 
@@ -75,17 +76,19 @@ def _largest(frames: list[FrameMaps], side: Side, region: RegionName | None, hin
     return frames[int(np.argmax(areas))]
 
 
-def image_region(frames: list[FrameMaps], side: SideResult) -> tuple[hd.sr.ImageRegion, bool]:
-    """The side's polygon: its oedema where largest, else its femoral head. Second value: oedema?"""
+def roi_frame(frames: list[FrameMaps], side: SideResult) -> FrameMaps:
+    """The slice of the side's polygon: its oedema where largest, else its femoral head where largest."""
     if side.present:
-        fm = _largest(frames, side.side, None, side.largest_slice_index)
-        mask, is_oedema = segment_mask(fm, side.side, None), True
-    else:
-        fm = _largest(frames, side.side, "head", None)
-        mask, is_oedema = segment_mask(fm, side.side, "head"), False
-    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-                               graphic_data=outline_polygon(mask), source_image=_source_for_region(fm))
-    return region, is_oedema
+        return _largest(frames, side.side, None, side.largest_slice_index)
+    return _largest(frames, side.side, "head", None)
+
+
+def image_region(frames: list[FrameMaps], side: SideResult) -> hd.sr.ImageRegion:
+    """The side's polygon (oedema outline, or femoral head outline when there is no oedema)."""
+    fm = roi_frame(frames, side)
+    mask = segment_mask(fm, side.side, None if side.present else "head")
+    return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                             graphic_data=outline_polygon(mask), source_image=_source_for_region(fm))
 
 
 def _referenced_segment(seg: BuiltSeg, number: int, frames: list[FrameMaps]) -> hd.sr.ReferencedSegment:
@@ -192,7 +195,7 @@ def _side_groups(side: SideResult, frames: list[FrameMaps], seg: BuiltSeg | None
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.analysis_status_concept(),
                                                                  codes.not_assessed())])]
     groups: list[object] = []
-    region, _ = image_region(frames, side)
+    region = image_region(frames, side)
     groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(uids, f"{side.side}.planar", title), referenced_region=region,
         finding_type=codes.edema(), finding_category=codes.abnormal_structure(),
@@ -256,6 +259,8 @@ def build_report(result: AnalysisResult, frames: list[FrameMaps], seg: BuiltSeg 
             side = result.sides.get(side_name)
             if side is not None:
                 groups.extend(_side_groups(side, frames, seg, uids, algorithm))
+        if result.comparison is not None:
+            groups.extend(comparison_groups(result.comparison, result.study_date, uids, algorithm))
     if not groups:
         groups.append(_not_analysed_group(result, uids, algorithm))
     observer = hd.sr.ObserverContext(
@@ -263,10 +268,18 @@ def build_report(result: AnalysisResult, frames: list[FrameMaps], seg: BuiltSeg 
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=uids.uid("sr.device"), name="MarrowMap", manufacturer_name=MANUFACTURER, model_name=MODEL_NAME,
             serial_number=DEVICE_SERIAL_NUMBER))
+    # an Image Library with the images the polygons sit on (some OHIF versions need one);
+    # highdicom describes single-frame images only, so a multi-frame source goes without
+    library = {}
+    if result.status == "analyzed":
+        for side in result.sides.values():
+            fm = roi_frame(frames, side) if side.localized else None
+            if fm is not None and fm.frame.ref.frame_number is None:
+                library[str(fm.frame.dataset.SOPInstanceUID)] = fm.frame.dataset
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.procedure_reported(), imaging_measurements=groups,  # type: ignore[arg-type]
-        title=codes.report_title())
+        title=codes.report_title(), referenced_images=list(library.values()) or None)
     report[0].ContentSequence.append(_text_container(findings_text))
     return report
 

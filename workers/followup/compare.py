@@ -22,6 +22,8 @@ RESOLVED_MAX_ML = 1.0
 RESOLVED_MAX_FRACTION = 0.10
 CHANGE_MIN_PCT = 25.0
 STABLE_MAX_ML = 2.0
+CHANGE_ML_DECIMALS = 2  # as the analysis rounds its volumes
+CHANGE_PCT_DECIMALS = 1
 
 THRESHOLDS: dict[str, float] = {
     "resolved_max_ml": RESOLVED_MAX_ML,
@@ -69,7 +71,7 @@ def compare_side(side: Side, prior: SideResult | None, current: SideResult | Non
             or prior.oedema_volume_ml is None or current.oedema_volume_ml is None):
         return SideComparison(side=side, status="not_compared", reason=reason)
     then, now = prior.oedema_volume_ml, current.oedema_volume_ml
-    change = now - then
+    change = round(now - then, CHANGE_ML_DECIMALS)
     return SideComparison(
         side=side,
         status=side_status(prior.present, current.present, then, now),
@@ -78,7 +80,7 @@ def compare_side(side: Side, prior: SideResult | None, current: SideResult | Non
         volume_ml_prior=then,
         volume_ml_current=now,
         change_ml=change,
-        change_pct=100.0 * change / then if then > 0 else None,
+        change_pct=round(100.0 * (now - then) / then, CHANGE_PCT_DECIMALS) if then > 0 else None,
         head_pct_prior=prior.head_involvement_pct,
         head_pct_current=current.head_involvement_pct,
         neck_pct_prior=prior.neck_involvement_pct,

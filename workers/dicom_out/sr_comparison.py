@@ -1,0 +1,162 @@
+"""The follow-up comparison in the TID 1500 SR: two measurement groups per hip.
+
+For each hip, a TID 1501 group at the *baseline* time point (Time Point Context, type
+Baseline, order 1) with the prior study's values (oedema volume, % head / neck, effusion
+volume, oedema and effusion present/absent), and a group at the *follow-up* time point
+(order 2) with the current values, the change (mL and %) and the change status as a coded
+qualitative evaluation. The prior study's reference goes in as observation
+context (Study Instance UID, Study Date, Accession Number) on the baseline group, and a
+local "prior study compared with" UID item on the follow-up group. A hip that could not be
+compared gets one follow-up group with status "not compared" and the reason as text.
+Every number is a field of ``result.comparison`` (so the SR equals result.json).
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+from highdicom.sr import CodedConcept
+from pydicom.sr.codedict import codes as dcm_codes
+from pydicom.valuerep import DA
+
+from workers.dicom_out import codes
+from workers.dicom_out.uids import UidDeriver
+from workers.followup.model import ComparedSide, Comparison, ComparisonStatus, SideComparison
+from workers.followup.text import STATUS_WORD, fmt_date
+
+_STATUS_CODES: dict[ComparisonStatus, tuple[str, str]] = {
+    "resolved": ("BMERESOLVED", "Resolved since prior study"),
+    "improved": ("BMEIMPROVED", "Improved since prior study"),
+    "stable": ("BMESTABLE", "Stable since prior study"),
+    "worse": ("BMEWORSE", "Worse since prior study"),
+    "new": ("BMENEW", "New since prior study"),
+    "no_oedema": ("BMENONE", "No oedema at either time point"),
+    "not_compared": ("BMENOTCOMP", "Not compared"),
+}
+
+
+def _local(value: str, meaning: str) -> CodedConcept:
+    return CodedConcept(value, codes.LOCAL_SCHEME, meaning)
+
+
+def change_status_concept() -> CodedConcept:
+    return _local("BMECHANGE", "Bone marrow oedema change since prior study")
+
+
+def change_status_value(status: ComparisonStatus) -> CodedConcept:
+    return _local(*_STATUS_CODES[status])
+
+
+def volume_change() -> CodedConcept:
+    return _local("BMEVOLCHG", "Change in bone marrow oedema volume since prior study")
+
+
+def volume_change_pct() -> CodedConcept:
+    return _local("BMEVOLCHGPCT", "Percent change in bone marrow oedema volume since prior study")
+
+
+def comparison_reason() -> CodedConcept:
+    return _local("CMPREASON", "Reason the comparison was not made")
+
+
+def _num(name: CodedConcept, value: float | None, unit: CodedConcept,
+         site: CodedConcept | None = None, side: ComparedSide = "right") -> list[hd.sr.Measurement]:
+    if value is None:
+        return []
+    sites = [hd.sr.FindingSite(site, laterality=codes.laterality(side))] if site is not None else None
+    return [hd.sr.Measurement(name=name, value=float(value), unit=unit, finding_sites=sites)]
+
+
+def _time_point(label: str, baseline: bool) -> hd.sr.TimePointContext:
+    return hd.sr.TimePointContext(
+        time_point=label,
+        time_point_type=CodedConcept(dcm_codes.cid6146.Baseline.value, dcm_codes.cid6146.Baseline.scheme_designator,
+                                     dcm_codes.cid6146.Baseline.meaning) if baseline else None,
+        time_point_order=1 if baseline else 2)
+
+
+def prior_study_uid_concept() -> CodedConcept:
+    return _local("PRIORSTUDY", "Study Instance UID of the prior study compared with")
+
+
+def _prior_reference(comparison: Comparison) -> list[hd.sr.ContentItem]:
+    """Where the baseline values come from: the prior study (observation context of the baseline group)."""
+    prior = comparison.prior
+    obs = hd.sr.RelationshipTypeValues.HAS_OBS_CONTEXT
+    items: list[hd.sr.ContentItem] = [
+        hd.sr.UIDRefContentItem(name=CodedConcept("110180", "DCM", "Study Instance UID"),
+                                value=prior.study_instance_uid, relationship_type=obs)]
+    if len(prior.study_date) == 8 and prior.study_date.isdigit():
+        items.append(hd.sr.DateContentItem(name=CodedConcept("111060", "DCM", "Study Date"),
+                                           value=DA(prior.study_date), relationship_type=obs))
+    if prior.accession_number:
+        items.append(hd.sr.TextContentItem(name=CodedConcept("121022", "DCM", "Accession Number"),
+                                           value=prior.accession_number, relationship_type=obs))
+    return items
+
+
+def _presence(concept: CodedConcept, value: bool | None) -> list[hd.sr.QualitativeEvaluation]:
+    return [] if value is None else [hd.sr.QualitativeEvaluation(concept, codes.present(value))]
+
+
+def _baseline_group(c: SideComparison, comparison: Comparison, uids: UidDeriver,
+                    algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    date = fmt_date(comparison.prior.study_date)
+    measurements = [
+        *_num(codes.volume(), c.volume_ml_prior, codes.unit_cm3()),
+        *_num(codes.involvement_pct(), c.head_pct_prior, codes.unit_percent(), codes.region_site("head"), c.side),
+        *_num(codes.involvement_pct(), c.neck_pct_prior, codes.unit_percent(), codes.region_site("neck"), c.side),
+        *_num(codes.effusion_volume(), c.effusion_ml_prior, codes.unit_cm3()),
+    ]
+    evaluations = [*_presence(codes.edema(), c.present_prior), *_presence(codes.effusion(), c.effusion_prior)]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.uid(f"sr.tracking.{c.side}.prior"),
+                                                     identifier=f"{c.side.capitalize()} hip BME at prior MRI {date}"),
+        time_point_context=_time_point(f"Prior MRI {date}", baseline=True),
+        finding_type=codes.edema(), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
+                                                                     laterality=codes.laterality(c.side))],
+        algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations or None)
+
+
+def _followup_group(c: SideComparison, comparison: Comparison, current_date: str, uids: UidDeriver,
+                    algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    prior_date = fmt_date(comparison.prior.study_date)
+    measurements = [
+        *_num(codes.volume(), c.volume_ml_current, codes.unit_cm3()),
+        *_num(volume_change(), c.change_ml, codes.unit_cm3()),
+        *_num(volume_change_pct(), c.change_pct, codes.unit_percent()),
+        *_num(codes.involvement_pct(), c.head_pct_current, codes.unit_percent(), codes.region_site("head"), c.side),
+        *_num(codes.involvement_pct(), c.neck_pct_current, codes.unit_percent(), codes.region_site("neck"), c.side),
+        *_num(codes.effusion_volume(), c.effusion_ml_current, codes.unit_cm3()),
+    ]
+    evaluations = [hd.sr.QualitativeEvaluation(change_status_concept(), change_status_value(c.status)),
+                   *_presence(codes.edema(), c.present_current), *_presence(codes.effusion(), c.effusion_current)]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=uids.uid(f"sr.tracking.{c.side}.change"),
+            identifier=f"{c.side.capitalize()} hip BME since {prior_date}: {STATUS_WORD[c.status]}"),
+        time_point_context=_time_point(f"Follow-up MRI {fmt_date(current_date)}", baseline=False),
+        finding_type=codes.edema(), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
+                                                                     laterality=codes.laterality(c.side))],
+        algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations)
+
+
+def comparison_groups(comparison: Comparison, current_date: str, uids: UidDeriver,
+                      algorithm: hd.sr.AlgorithmIdentification) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
+    """The baseline and follow-up groups of every hip (right, then left), with the prior study's reference."""
+    groups = []
+    for side in ("right", "left"):
+        c = comparison.sides.get(side)
+        if c is None:
+            continue
+        pair = [] if c.status == "not_compared" else [_baseline_group(c, comparison, uids, algorithm)]
+        follow = _followup_group(c, comparison, current_date, uids, algorithm)
+        if c.reason:
+            follow[0].ContentSequence.append(hd.sr.TextContentItem(
+                name=comparison_reason(), value=c.reason, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+        follow[0].ContentSequence.append(hd.sr.UIDRefContentItem(
+            name=prior_study_uid_concept(), value=comparison.prior.study_instance_uid,
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+        if pair:
+            pair[0][0].ContentSequence.extend(_prior_reference(comparison))
+        groups.extend([*pair, follow])
+    return groups
