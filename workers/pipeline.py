@@ -212,10 +212,12 @@ def _with_comparison(result: AnalysisResult, prior: PriorStudy | None) -> Analys
 
 
 def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: StageTimer,
-                  prior: PriorStudy | None = None) -> AnalysisResult:
+                  prior: PriorStudy | None = None, *, dicom_outputs: bool = True) -> AnalysisResult:
     """Add the comparison, the draft findings and build the DICOM outputs (SR, SEG, overlays) next to result.json."""
     compared = _with_comparison(outcome.result, prior)
     result = compared.model_copy(update={"findings_text": draft_findings(compared)})
+    if not dicom_outputs:
+        return result.model_copy(update={"timings_s": dict(timer.timings)})
     with timer.stage("outputs", "writing DICOM outputs (SR, SEG, overlays)"):
         outputs = build_outputs(result, outcome.fluid, outcome.maps, out_dir, settings=settings,
                                 source_datasets=outcome.sources)
@@ -229,8 +231,10 @@ def analyze_study_dir(
     settings: Settings | None = None,
     progress: Progress | None = None,
     prior: PriorStudy | None = None,
+    dicom_outputs: bool = True,
 ) -> AnalysisResult:
-    """Analyse one study folder; write ``out_dir/result.json`` and the maps; never raise for a bad study.
+    """Analyse one study folder; write ``out_dir/result.json``, the maps and (unless ``dicom_outputs``
+    is False, as in the accuracy benchmark) the DICOM outputs; never raise for a bad study.
 
     ``prior``: the patient's prior analysed study; when given (and this study is analysed) the
     result, the findings, the SR and the summary image carry the comparison with it.
@@ -242,7 +246,7 @@ def analyze_study_dir(
     start = time.perf_counter()
     try:
         outcome = _analyze(Path(input_dir), out_dir, settings, params, timer)
-        result = _with_outputs(outcome, out_dir, settings, timer, prior)
+        result = _with_outputs(outcome, out_dir, settings, timer, prior, dicom_outputs=dicom_outputs)
     except Exception as exc:  # boundary of the analysis: record the failure in result.json, never crash the caller
         log.exception("analysis_failed", input_dir=str(input_dir), error=type(exc).__name__)
         result = AnalysisResult(status="failed", reason=f"internal error: {type(exc).__name__}: {exc}",
