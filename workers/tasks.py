@@ -15,8 +15,10 @@ from pydantic import ValidationError
 from marrowmap.contract import QUEUE_ANALYSIS, QUEUE_SEND, TASK_ANALYZE, TASK_SEND, JobMessage
 from marrowmap.jobstore import JobState, JobStore
 from marrowmap.logs import get_logger
+from marrowmap.priors import PriorIndex
 from marrowmap.settings import Settings
 from workers.analysis.result import AnalysisResult
+from workers.followup.lookup import find_prior_study, read_study_identity, register_study
 from workers.pacs.store_scu import SendReport, backoff_seconds, send_instances
 from workers.pipeline import analyze_study_dir
 from workers.spool_check import SpoolMismatch, study_folder, verify_study_folder
@@ -106,6 +108,10 @@ def result_summary(result: AnalysisResult) -> dict[str, Any]:
         "confidence": result.quality.confidence,
         "outputs": [o.kind for o in result.outputs],
         "seconds": result.timings_s.get("total"),
+        "comparison": None if result.comparison is None else {
+            "prior_study_instance_uid": result.comparison.prior.study_instance_uid,
+            "sides": {side: c.status for side, c in result.comparison.sides.items()},
+        },
     }
 
 
@@ -117,7 +123,11 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     """Run the analysis on the study folder; record the outcome; chain sending when there are outputs."""
     out_dir = results_dir(settings, message.job_id)
     store.record(message.job_id, JobState.ANALYSING, reason=f"analysis started, outputs in results/{message.job_id}")
-    result = analyze_study_dir(study_folder(settings.spool_dir, message), out_dir, settings=settings)
+    folder = study_folder(settings.spool_dir, message)
+    priors = PriorIndex.from_url(settings.jobs_url, settings.job_store_prefix)
+    identity = read_study_identity(folder)
+    result = analyze_study_dir(folder, out_dir, settings=settings, prior=find_prior_study(priors, identity))
+    register_study(priors, identity, message.job_id, result, out_dir / RESULT_NAME)
     state = _STATE_OF_RESULT[result.status]
     store.record(message.job_id, state, reason=result.reason or f"{len(result.outputs)} output object(s)",
                  result=result_summary(result))

@@ -15,6 +15,7 @@ analysis' own reporting decision, ``AnalysisParameters.present_min_ml``):
 
 from __future__ import annotations
 
+from marrowmap.priors import study_moment
 from workers.analysis.result import AnalysisResult, Side, SideResult
 from workers.followup.model import Comparison, ComparisonStatus, PriorStudyRef, SideComparison
 
@@ -92,18 +93,15 @@ def compare_side(side: Side, prior: SideResult | None, current: SideResult | Non
     )
 
 
-def _moment(date: str, time: str) -> tuple[str, str]:
-    return (date.strip(), (time.strip() or "000000").ljust(6, "0"))
-
-
 def compare_results(current: AnalysisResult, prior: AnalysisResult, prior_ref: PriorStudyRef) -> Comparison:
     """The comparison of ``current`` with ``prior`` (both analysed, prior earlier, different studies)."""
     if current.status != "analyzed" or prior.status != "analyzed":
         raise ComparisonError(f"both studies must be analysed (current: {current.status}, prior: {prior.status})")
     if current.study_instance_uid and prior_ref.study_instance_uid == current.study_instance_uid:
         raise ComparisonError("the prior is the same study as the current one")
-    if (current.study_date and prior_ref.study_date
-            and _moment(prior_ref.study_date, prior_ref.study_time) >= _moment(current.study_date, current.study_time)):
+    then = study_moment(prior_ref.study_date, prior_ref.study_time)
+    now = study_moment(current.study_date, current.study_time)
+    if then is not None and now is not None and then >= now:
         raise ComparisonError(f"the prior study ({prior_ref.study_date}) is not earlier than the current one "
                               f"({current.study_date})")
     sides = {side: compare_side(side, prior.sides.get(side), current.sides.get(side)) for side in SIDES}
