@@ -29,9 +29,11 @@ def _cell_values(side: SideResult | None) -> list[str]:
     if side is None or not side.localized:
         return ["not assessed", *(["-"] * 9)]
     oedema = {True: "PRESENT", False: "not detected", None: "not assessed"}[side.present]
-    ratio = "n/a" if side.mean_signal_ratio is None else fmt_ratio(side.mean_signal_ratio)
-    if side.p95_signal_ratio is not None:
+    # signal ratios describe the reported oedema; below the threshold they would read as a finding
+    ratio = "-" if not side.present or side.mean_signal_ratio is None else fmt_ratio(side.mean_signal_ratio)
+    if side.present and side.p95_signal_ratio is not None:
         ratio += f" / {fmt_ratio(side.p95_signal_ratio)}"
+    t1 = "-" if not side.present or side.mean_t1_ratio is None else fmt_ratio(side.mean_t1_ratio)
     if side.effusion is None:
         effusion = "n/a"
     elif side.effusion:
@@ -47,7 +49,7 @@ def _cell_values(side: SideResult | None) -> list[str]:
         "n/a" if side.pattern is None else _PATTERN_TEXT[side.pattern],
         _yes_no(side.subchondral_low_signal_band),
         ratio,
-        "n/a" if side.mean_t1_ratio is None else fmt_ratio(side.mean_t1_ratio),
+        t1,
         effusion,
     ]
 
