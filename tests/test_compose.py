@@ -105,6 +105,15 @@ def test_commands_and_healthchecks_are_real_subcommands(name: str) -> None:
         assert run.returncode == 0, f"`{' '.join(command)} --help` failed: {run.stderr}"
 
 
+def test_flower_command_runs_with_the_installed_celery() -> None:
+    command = _service("flower")["command"]
+    assert command[0] == "celery"
+    run = subprocess.run([sys.executable, "-m", "celery", *command[1:], "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "/healthcheck" in _service("flower")["healthcheck"]["test"][-1]
+
+
 def test_environment_names_are_settings_and_values_load() -> None:
     fields = set(Settings.model_fields)
     for name in MARROWMAP_SERVICES:
