@@ -59,6 +59,7 @@ def running_test_pacs(
     status: int = 0x0000,
     require_calling_aet: list[str] | None = None,
     delay_seconds: float = 0.0,
+    maximum_associations: int = 10,
 ) -> Iterator[TestPacs]:
     """Run a storage SCP on 127.0.0.1 accepting only ``sop_classes``; every C-STORE answers
     ``status`` after ``delay_seconds`` (an instance is kept only when the status is Success or
@@ -78,6 +79,7 @@ def running_test_pacs(
 
     ae = AE(ae_title=ae_title)
     ae.network_timeout = 10
+    ae.maximum_associations = maximum_associations
     for uid in sop_classes:
         ae.add_supported_context(uid, _TRANSFER_SYNTAXES)
     ae.add_supported_context(VERIFICATION)

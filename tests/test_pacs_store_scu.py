@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pynetdicom import AE
 
 from marrowmap.settings import Settings, load_settings
 from tests.pacs_peers import (
     COMPREHENSIVE_3D_SR,
     SC_STORAGE,
     SEG_STORAGE,
+    VERIFICATION,
     free_port,
     running_test_pacs,
     write_result_files,
@@ -114,6 +116,20 @@ def test_pacs_not_answering_in_time_is_transient(results: dict[str, Path]) -> No
     assert report.transient
     assert report.instances[0].reason == "no C-STORE response (time-out or association aborted)"
     assert set(report.retry_paths) == set(_paths(results))
+
+
+def test_transient_rejection_is_transient(results: dict[str, Path]) -> None:
+    with running_test_pacs(maximum_associations=1) as pacs:
+        holder = AE(ae_title="HOLDER")
+        holder.add_requested_context(VERIFICATION)
+        held = holder.associate("127.0.0.1", pacs.port, ae_title=pacs.ae_title)
+        assert held.is_established
+        try:
+            report = send_instances(_paths(results), settings=_settings(pacs.port))
+        finally:
+            held.release()
+    assert report.state == "send_failed" and report.transient
+    assert report.instances[0].reason == "association rejected (transient): local limit exceeded"
 
 
 def test_calling_ae_rejected_is_permanent(results: dict[str, Path]) -> None:
