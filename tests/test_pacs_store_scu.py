@@ -18,7 +18,13 @@ from tests.pacs_peers import (
     write_result_files,
 )
 from workers.pacs.statuses import StatusCategory, StoreStatus, classify_store_status
-from workers.pacs.store_scu import Outcome, SendReport, backoff_seconds, send_instances
+from workers.pacs.store_scu import (
+    Outcome,
+    SendReport,
+    _AssociationWatch,
+    backoff_seconds,
+    send_instances,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -168,6 +174,18 @@ def test_unreadable_file_fails_alone(results: dict[str, Path], tmp_path: Path) -
     assert report.state == "partially_sent" and not report.transient
     bad = report.instances[-1]
     assert bad.outcome is Outcome.FAILED and bad.reason.startswith("unreadable file")
+
+
+def test_tcp_nodelay_is_on_for_the_sending_socket() -> None:
+    watch = _AssociationWatch()
+    ae = AE(ae_title="MARROWMAP")
+    ae.add_requested_context(VERIFICATION)
+    with running_test_pacs() as pacs:
+        assoc = ae.associate("127.0.0.1", pacs.port, ae_title=pacs.ae_title,
+                             evt_handlers=watch.handlers)
+        assert assoc.is_established
+        assoc.release()
+    assert watch.connected and watch.negotiated and watch.nodelay
 
 
 def test_backoff_doubles_and_caps() -> None:
