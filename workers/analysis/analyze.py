@@ -158,7 +158,10 @@ def side_oedema(fluid: FloatArray, t1: FloatArray | None, regions: dict[RegionNa
     mask = clean_mask(mask, roi, voxel_mm3, params)
     # intertrochanteric oedema is reported as the extension of head/neck oedema, never on its own
     head_neck = mask & (regions["head"] | regions["neck"])
-    mask = head_neck | connected_to(mask & regions["intertrochanteric"], head_neck)
+    if float(head_neck.sum()) * voxel_mm3 / 1000.0 >= params.present_min_ml:
+        mask = head_neck | connected_to(mask & regions["intertrochanteric"], head_neck)
+    else:
+        mask = head_neck
     if ref.kind != "muscle":
         mask = confirm_by_t1(mask, t1, ref.per_region["head"].t1_median, params)
     return mask
@@ -230,10 +233,13 @@ def _affected(data: dict[Side, _SideData], params: AnalysisParameters) -> dict[S
 
 
 def _choose_reference(side: Side, data: dict[Side, _SideData], affected: dict[Side, bool],
-                      muscle: RobustStats | None) -> Reference | None:
+                      muscle: RobustStats | None, fatsat: FatSatCheck) -> Reference | None:
+    """Contralateral matching region (unaffected, fat suppression working there), else ipsilateral
+    shaft marrow, else muscle; None when there is none of them."""
     other_side: Side = "left" if side == "right" else "right"
     other = data.get(other_side)
-    if other is not None and not affected[other_side] and other.pooled is not None:
+    usable = other is not None and not affected[other_side] and fatsat.ok.get(other_side) is not False
+    if other is not None and usable and other.pooled is not None:
         per_region = {name: other.own[name] or other.pooled for name in REGION_NAMES}
         return Reference(kind="contralateral", description=f"contralateral ({other_side}) matching region",
                          per_region=per_region)
@@ -286,7 +292,7 @@ def analyze_images(
     with timer.stage("anatomy", "locating femoral heads and necks"):
         loc = locate_femurs(work, params)
     with timer.stage("quality", "checking fat suppression"):
-        fatsat = check_fat_suppression(work, loc.body_centre_x_mm, params)
+        fatsat = check_fat_suppression(work, loc, params)
 
     shape = tuple(reversed(fluid_image.GetSize()))
     score_full = np.zeros(shape, dtype=np.float32)
@@ -308,7 +314,7 @@ def analyze_images(
             refs: dict[Side, Reference | None] = {}
             vox_mm3 = voxel_volume_ml(fluid_image) * 1000.0
             for side, d in data.items():
-                ref = _choose_reference(side, data, affected, muscle)
+                ref = _choose_reference(side, data, affected, muscle, fatsat)
                 refs[side] = ref
                 if ref is None:
                     continue

@@ -58,7 +58,7 @@ class AnalysisParameters:
     focal_head_pct_max: float = 40.0  # and it involves less of the head than this
     band_fraction_min: float = 0.3
     # quality guards
-    fat_sat_ratio_max: float = 1.2  # subcutaneous fat / muscle on the fluid-sensitive series
+    fat_sat_ratio_max: float = 1.0  # fat around the hip (75th percentile) / muscle on the fluid-sensitive series
 
     def as_strings(self) -> dict[str, str]:
         """The parameters as strings, for ``AnalysisResult.algorithm.parameters``."""

@@ -1,9 +1,9 @@
 """Quality guards against the classic mimics of marrow oedema.
 
 Failed or inhomogeneous fat suppression leaves fat bright on the fluid-sensitive series, which
-makes fatty marrow look oedematous. It is measured per side as the fluid-sensitive signal of
-subcutaneous fat (fat = bright on T1 near the body surface) relative to deep muscle (intermediate
-on T1): a working STIR/FS sequence shows fat darker than muscle.
+makes fatty marrow look oedematous. It is measured per hip as the fluid-sensitive signal of the
+fat around it (bright on T1) relative to deep muscle (intermediate on T1): a working STIR/FS
+sequence shows fat much darker than muscle.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from workers.analysis.anatomy import SIDES, WorkingImages
+from workers.analysis.anatomy import SIDES, Localization, WorkingImages
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Side
 
 BoolArray = npt.NDArray[np.bool_]
+
+FAT_ZONE_MM = (40.0, 110.0)  # fat checked this far from the head centre
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,24 @@ def _otsu(values: npt.NDArray[np.float32]) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def check_fat_suppression(work: WorkingImages, mid_x: float, params: AnalysisParameters) -> FatSatCheck:
-    """Fat/muscle ratio per side on the fluid-sensitive series; needs T1 to tell fat from muscle."""
+def _near(work: WorkingImages, centre: tuple[float, float, float], lo_mm: float, hi_mm: float) -> BoolArray:
+    """Voxels of the working grid between ``lo_mm`` and ``hi_mm`` from ``centre``."""
+    axes = [work.origin[i] + work.spacing * np.arange(n) for i, n in enumerate(reversed(work.body.shape))]
+    dx = (axes[0] - centre[0])[None, None, :]
+    dy = (axes[1] - centre[1])[None, :, None]
+    dz = (axes[2] - centre[2])[:, None, None]
+    d2 = dx * dx + dy * dy + dz * dz
+    out: BoolArray = (d2 >= lo_mm**2) & (d2 <= hi_mm**2)
+    return out
+
+
+def check_fat_suppression(work: WorkingImages, loc: Localization, params: AnalysisParameters) -> FatSatCheck:
+    """Fat/muscle ratio per hip on the fluid-sensitive series; needs T1 to tell fat from muscle.
+
+    Fat is every T1-bright voxel (subcutaneous and intermuscular fat, pelvic marrow) 40-110 mm from
+    the head centre; the 75th percentile catches a failure confined to part of that zone. Without
+    a head, the half of the body is used.
+    """
     none: dict[Side, float | None] = {"right": None, "left": None}
     unknown: dict[Side, bool | None] = {"right": None, "left": None}
     body = work.body
@@ -58,11 +76,12 @@ def check_fat_suppression(work: WorkingImages, mid_x: float, params: AnalysisPar
     depth = np.stack([ndimage.distance_transform_edt(b, sampling=work.spacing) for b in body]).astype(np.float32)
     if work.t1 is not None:
         level = _otsu(work.t1[body])
-        fat = body & (depth <= 25.0) & (depth >= 3.0) & (work.t1 >= level)
+        fat = body & (work.t1 >= level)
+        subcut = fat & (depth <= 25.0) & (depth >= 3.0)
         muscle = body & (depth > 30.0) & (work.t1 < level) & (work.t1 > 0.35 * level)
     else:
         level = _otsu(work.fluid[body])
-        fat = body & (depth <= 12.0) & (depth >= 3.0)
+        fat = subcut = body & (depth <= 12.0) & (depth >= 3.0)
         muscle = body & (depth > 30.0) & (work.fluid < level)
     xs = work.origin[0] + work.spacing * np.arange(body.shape[2])
     ratio: dict[Side, float | None] = {}
@@ -70,15 +89,19 @@ def check_fat_suppression(work: WorkingImages, mid_x: float, params: AnalysisPar
     muscle_vals = work.fluid[muscle]
     muscle_med = float(np.median(muscle_vals)) if muscle_vals.size >= 50 else None
     for side, lateral in SIDES:
-        half = (lateral * (xs - mid_x) > 0)[None, None, :]
-        f = work.fluid[fat & half]
-        m = work.fluid[muscle & half]
+        femur = loc.femurs[side]
+        if femur is not None:
+            zone = _near(work, femur.centre, FAT_ZONE_MM[0], FAT_ZONE_MM[1])
+        else:
+            zone = np.broadcast_to((lateral * (xs - loc.body_centre_x_mm) > 0)[None, None, :], body.shape)
+        f = work.fluid[fat & zone]
+        m = work.fluid[muscle & zone]
         if f.size < 50 or m.size < 50 or float(np.median(m)) <= 0:
             ratio[side], ok[side] = None, None
             continue
-        value = float(np.median(f) / np.median(m))
+        value = float(np.percentile(f, 75) / np.median(m))
         ratio[side] = round(value, 2)
         ok[side] = value <= params.fat_sat_ratio_max
-    fat_t1 = float(np.median(work.t1[fat])) if (work.t1 is not None and fat.sum() >= 50) else None
+    fat_t1 = float(np.median(work.t1[subcut])) if (work.t1 is not None and subcut.sum() >= 50) else None
     peak = float(np.percentile(work.fluid[body], 99.9))
     return FatSatCheck(ratio=ratio, ok=ok, muscle_median=muscle_med, fat_t1_median=fat_t1, fluid_peak=peak)
