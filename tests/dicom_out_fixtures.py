@@ -248,3 +248,35 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
         algorithm=Algorithm(version="0.1.0", parameters={"k_iqr": "1.5"}),
     )
     return FixtureStudy(fluid=fluid, full_datasets=tuple(full_ds), maps=maps, result=result)
+
+
+# --- reading our SR back the way OHIF does -------------------------------------------------
+Group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+
+
+def findings_by_tracking(sr: hd.sr.Comprehensive3DSR) -> dict[str, list[Group]]:
+    """Measurement groups merged by tracking identifier, as OHIF merges them (by tracking UID)."""
+    groups: list[Group] = [*sr.content.get_planar_roi_measurement_groups(),
+                           *sr.content.get_volumetric_roi_measurement_groups()]
+    by_uid: dict[str, list[Group]] = {}
+    for g in groups:
+        by_uid.setdefault(str(g.tracking_uid), []).append(g)
+    merged = {}
+    for members in by_uid.values():
+        names = {g.tracking_identifier for g in members}
+        assert len(names) == 1, names  # one finding, one name
+        merged[names.pop()] = members
+    return merged
+
+
+def values_of(groups: list[Group]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for g in groups:
+        for m in g.get_measurements():
+            assert m.name.meaning not in values, f"{m.name.meaning} twice in one finding"
+            values[m.name.meaning] = float(m.value)
+    return values
+
+
+def evaluations_of(groups: list[Group]) -> dict[str, str]:
+    return {q.name.meaning: q.value.meaning for g in groups for q in g.get_qualitative_evaluations()}

@@ -20,6 +20,7 @@ from PIL import Image
 
 from marrowmap.settings import Settings
 from tests.analysis_fixtures import AnalysedFactory, analysed
+from tests.dicom_out_fixtures import evaluations_of, findings_by_tracking, values_of
 from tests.phantom_fixtures import phantom_study
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.result import AnalysisResult, OutputFile
@@ -96,20 +97,27 @@ def test_patient_name_and_study_survive(built: Built) -> None:
 def test_sr_equals_result_json(built: Built) -> None:
     result = AnalysisResult.model_validate_json((built.out_dir / "result.json").read_text())
     sr = hd.sr.srread(built.out_dir / next(o.path for o in built.outputs if o.kind == "sr"))
-    planar = sr.content.get_planar_roi_measurement_groups()
-    assert len(planar) == 2
-    for group in planar:
-        side = result.sides[group.finding_sites[0].laterality.meaning.lower()]  # type: ignore[index]
-        assert group.tracking_identifier.startswith(side.side.capitalize())
-        values = {m.name.meaning: float(m.value) for m in group.get_measurements()}
+    findings = findings_by_tracking(sr)
+    for name, side in result.sides.items():
+        title = next(t for t in findings if t.startswith(f"{name.capitalize()} hip"))
+        members = findings[title]
+        assert {g.finding_sites[0].laterality.meaning for g in members} == {name.capitalize()}
+        values = values_of(members)
         assert values["Volume"] == pytest.approx(side.oedema_volume_ml, rel=1e-12)
         if side.mean_signal_ratio is not None:
             assert values["Mean fluid-sensitive signal ratio to reference marrow"] == \
                 pytest.approx(side.mean_signal_ratio, rel=1e-12)
-        evaluations = {q.name.meaning: q.value.meaning for q in group.get_qualitative_evaluations()}
+        evaluations = evaluations_of(members)
         assert evaluations["Edema"] == ("Present" if side.present else "Absent")
         if side.effusion is not None:
             assert evaluations["Effusion"] == ("Present" if side.effusion else "Absent")
+        for region, m in side.regions.items():
+            label = {"head": "femoral head", "neck": "femoral neck", "intertrochanteric": "intertrochanteric region"}
+            region_values = values_of(findings[f"{name.capitalize()} {label[region]} BME {m.involvement_pct:.0f}%"])
+            assert region_values["Fraction of region volume with bone marrow oedema"] == \
+                pytest.approx(m.involvement_pct, rel=1e-12)
+    for title, members in findings.items():  # every finding has its polygon (OHIF)
+        assert any(isinstance(g, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) for g in members), title
     texts = [item.TextValue for item in sr.ContentSequence[-1].ContentSequence]
     assert texts == [draft_findings(result)]
     seg = hd.seg.segread(built.out_dir / next(o.path for o in built.outputs if o.kind == "seg"))

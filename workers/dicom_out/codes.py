@@ -137,7 +137,7 @@ def pattern_concept() -> CodedConcept:
 
 def pattern_value(pattern: Pattern) -> CodedConcept:
     if pattern == "diffuse":
-        return _local("DIFFUSE", "Diffuse (femoral head and neck)")
+        return _local("DIFFUSE", "Diffuse")
     if pattern == "focal":
         return _local("FOCAL", "Focal subchondral")
     return _local("NONE", "No oedema")

@@ -1,22 +1,23 @@
 """The TID 1500 Measurement Report (Comprehensive 3D SR).
 
-Groups, per hip (right, then left):
+Each finding is one tracking UID (identifier and UID shared by its groups). Per hip
+(right, then left):
 
-- one *planar* group (TID 1410) whose ROI is a polygon on the fluid-sensitive source
-  image where that side's oedema is largest (or, with no oedema, the outline of the
-  femoral head on the slice where the head is largest). OHIF v3 lists only groups
-  with such an image region and never prints laterality, so the tracking identifier
-  carries the side and the verdict ("Left hip BME (femoral head and neck)",
-  "Right hip: no BME detected"). It holds the side totals: oedema volume, signal
-  ratios, effusion volume and the qualitative evaluations (oedema, effusion, pattern,
-  subchondral band);
-- one *volumetric* group (TID 1411) referencing the side's oedema SEG segment with
-  the same side totals (when the side has oedema);
-- one volumetric group per analysed region (head, neck, intertrochanteric),
-  referencing the region's SEG segment: region volume, oedema volume in the region,
-  % involvement, signal ratios, oedema present/absent;
-- a side that could not be localised gets a TID 1501 group "Right hip: not assessed".
+- the side's oedema ("Left hip BME (head and neck)", or "Right hip: no BME detected"):
+  a *planar* group (TID 1410) with a polygon on the fluid-sensitive source image where
+  the oedema is largest (with no oedema: the femoral head outline where the head is
+  largest) and the qualitative evaluations (oedema, effusion, pattern, subchondral band);
+  plus, when the SEG has the side's oedema segment, a *volumetric* group (TID 1411)
+  referencing it, with the side totals (oedema volume, signal ratios, effusion volume).
+  Without that segment the totals go in the planar group;
+- each analysed region ("Left femoral head BME 71%"): a planar group with the region's
+  outline and oedema present/absent, and a volumetric group referencing the region's SEG
+  segment with region volume, oedema volume in it, % involvement and signal ratios.
 
+Why: OHIF v3 merges groups by tracking UID, shows only findings with a 2-D image region
+(3.13 crashes on one without) and never prints laterality, so the side is in the
+tracking identifier. A hip that could not be localised gets no group (nothing to outline;
+a group without a region would break OHIF); the findings text says why.
 The draft findings paragraph goes in a root "Qualitative Evaluations" container as a
 TEXT item whose concept name says it is a machine-generated draft. When the analysis
 did not run, the report has one TID 1501 group with the analysis status and the text
@@ -184,30 +185,39 @@ def _tracking(uids: UidDeriver, key: str, label: str) -> hd.sr.TrackingIdentifie
     return hd.sr.TrackingIdentifier(uid=uids.uid(f"sr.tracking.{key}"), identifier=label)
 
 
+def _region_outline(frames: list[FrameMaps], side: Side, region: RegionName) -> hd.sr.ImageRegion:
+    """The region's outline on the slice where its oedema (else the region itself) is largest."""
+    oedema = [int((segment_mask(f, side, region) & segment_mask(f, side, None)).sum()) for f in frames]
+    fm = frames[int(np.argmax(oedema))] if max(oedema, default=0) > 0 else _largest(frames, side, region, None)
+    return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                             graphic_data=outline_polygon(segment_mask(fm, side, region)),
+                             source_image=_source_for_region(fm))
+
+
 def _side_groups(side: SideResult, frames: list[FrameMaps], seg: BuiltSeg | None, uids: UidDeriver,
                  algorithm: hd.sr.AlgorithmIdentification) -> list[object]:
+    """The groups of one localised hip.
+
+    Every finding (the side's oedema, each region) is one tracking UID with a planar group
+    (polygon, qualitative evaluations) and, when the SEG has its segment, a volumetric group
+    (segment reference, measurements). OHIF merges groups by tracking UID and needs an image
+    region in each merged finding (OHIF 3.13 crashes on a finding without one), so the numbers
+    sit once in the volumetric group and the polygon in the planar one.
+    """
     title = side_title(side)
-    if not side.localized:
-        return [hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=_tracking(uids, f"{side.side}.na", title),
-            finding_type=codes.edema(), finding_sites=[_site(codes.proximal_femur(), side.side)],
-            algorithm_id=algorithm,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.analysis_status_concept(),
-                                                                 codes.not_assessed())])]
-    groups: list[object] = []
-    region = image_region(frames, side)
-    groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(uids, f"{side.side}.planar", title), referenced_region=region,
-        finding_type=codes.edema(), finding_category=codes.abnormal_structure(),
-        finding_sites=[_site(codes.proximal_femur(), side.side)], algorithm_id=algorithm,
-        measurements=side_measurements(side) or None,
-        qualitative_evaluations=side_evaluations(side) or None))
+    tracking = _tracking(uids, f"{side.side}.planar", title)
+    site = _site(codes.proximal_femur(), side.side)
+    bme = seg.segment(side.side, None) if seg is not None else None
+    groups: list[object] = [hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking, referenced_region=image_region(frames, side),
+        finding_type=codes.edema(), finding_category=codes.abnormal_structure(), finding_sites=[site],
+        algorithm_id=algorithm, measurements=(side_measurements(side) or None) if bme is None else None,
+        qualitative_evaluations=side_evaluations(side) or None)]
     if seg is None:
         return groups
-    bme = seg.segment(side.side, None)
     if bme is not None:
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=_tracking(uids, f"{side.side}.bme", f"{side.side.capitalize()} hip BME (3D)"),
+            tracking_identifier=_tracking(uids, f"{side.side}.planar", title),
             referenced_segment=_referenced_segment(seg, bme.number, frames),
             finding_type=codes.edema(), finding_category=codes.abnormal_structure(),
             finding_sites=[_site(codes.proximal_femur(), side.side)], algorithm_id=algorithm,
@@ -217,9 +227,16 @@ def _side_groups(side: SideResult, frames: list[FrameMaps], seg: BuiltSeg | None
         info = seg.segment(side.side, region_name)
         if info is None:
             continue
-        label = f"{side.side.capitalize()} {REGION_TEXT[region_name]}"
+        label = f"{side.side.capitalize()} {REGION_TEXT[region_name]} BME {m.involvement_pct:.0f}%"
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking(uids, f"{side.side}.{region_name}", label),
+            referenced_region=_region_outline(frames, side.side, region_name),
+            finding_type=codes.edema(), finding_category=codes.abnormal_structure(),
+            finding_sites=[_site(codes.region_site(region_name), side.side)], algorithm_id=algorithm,
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.edema(),
+                                                                 codes.present(m.oedema_volume_ml > 0))]))
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=_tracking(uids, f"{side.side}.{region_name}", f"{label} BME {m.involvement_pct:.0f}%"),
+            tracking_identifier=_tracking(uids, f"{side.side}.{region_name}", label),
             referenced_segment=_referenced_segment(seg, info.number, frames),
             finding_type=codes.edema(), finding_category=codes.abnormal_structure(),
             finding_sites=[_site(codes.region_site(region_name), side.side)], algorithm_id=algorithm,
@@ -257,7 +274,7 @@ def build_report(result: AnalysisResult, frames: list[FrameMaps], seg: BuiltSeg 
     if result.status == "analyzed":
         for side_name in SIDES:
             side = result.sides.get(side_name)
-            if side is not None:
+            if side is not None and side.localized:
                 groups.extend(_side_groups(side, frames, seg, uids, algorithm))
         if result.comparison is not None:
             groups.extend(comparison_groups(result.comparison, result.study_date, uids, algorithm))
