@@ -163,3 +163,16 @@ def test_cli_writes_a_study(tmp_path: Path) -> None:
     assert truth.case == "itoh_right" and truth.seed == 3 and truth.sides["right"].present
     bad = CliRunner().invoke(main, ["phantom", str(tmp_path / "t"), "--case", "nope", "--small"])
     assert bad.exit_code == 2 and "unknown case" in bad.output
+
+
+@pytest.mark.slow
+def test_full_size_study_has_the_stated_matrix_and_volumes(tmp_path: Path) -> None:
+    truth = generate_study(tmp_path, "itoh_left", 5)
+    t1 = next(s for s in truth.series if s.contrast == "t1")
+    stir = next(s for s in truth.series if s.contrast == "stir")
+    assert (t1.geometry["rows"], t1.geometry["n_slices"]) == (512, 30)
+    assert stir.geometry["rows"] == 384
+    left = truth.sides["left"]
+    assert 30.0 < left.volume_ml < 110.0  # tens of mL of head + neck oedema
+    assert left.mask_volume_ml == pytest.approx(left.volume_ml, rel=0.1)
+    assert left.effusion_mask_volume_ml == pytest.approx(left.effusion_volume_ml, rel=0.2)

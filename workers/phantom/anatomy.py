@@ -198,7 +198,8 @@ class Anatomy:
         lo, hi = 0.0, 300.0
         for _ in range(40):
             mid = (lo + hi) / 2.0
-            inside = float(self.body_sdf(np.float32(sign * mid), np.float32(y), np.float32(z))) < 0
+            pt = np.array([sign * mid, y, z], np.float32)
+            inside = float(self.body_sdf(pt[0:1], pt[1:2], pt[2:3])[0]) < 0
             lo, hi = (mid, hi) if inside else (lo, mid)
         return (round(sign * (lo + gap), 2), y, z)
 

@@ -104,7 +104,7 @@ def slice_points(geo: SeriesGeometry, k: int, offset_mm: float, sub: tuple[float
 
 def subsample_offsets(geo: SeriesGeometry, model_h: float) -> tuple[list[float], list[tuple[float, float]]]:
     """Offsets along the normal (slice profile) and in plane (pixel area) for partial volume."""
-    n_z = max(3, int(math.ceil(geo.thickness / model_h)) + 1)
+    n_z = max(3, int(math.ceil(geo.thickness / model_h)))
     through = [geo.thickness * ((i + 0.5) / n_z - 0.5) for i in range(n_z)]
     n_p = 2 if min(geo.row_spacing, geo.col_spacing) > 2.0 * model_h else 1
     inplane = [((i + 0.5) / n_p - 0.5, (j + 0.5) / n_p - 0.5) for i in range(n_p) for j in range(n_p)]

@@ -70,7 +70,9 @@ def avn_distance(fem: Femur, x: F32, y: F32, z: F32) -> F32:
     cosang = np.clip((dx * a[0] + dy * a[1] + dz * a[2]) / r, -1.0, 1.0)
     d_ang = (np.arccos(cosang) - math.radians(AVN_HALF_ANGLE_DEG)) * r
     d_in = 0.42 * fem.head_radius - r
-    return np.asarray(np.maximum(d_ang, d_in), np.float32)
+    # a serpiginous, not geometric, demarcation line
+    wobble = SmoothNoise(np.random.default_rng([int(fem.head_radius * 1000), 0xA7]), 11.0, waves=6)
+    return np.asarray(np.maximum(d_ang, d_in) + 1.8 * wobble(x, y, z), np.float32)
 
 
 def avn_labels(fem: Femur, x: F32, y: F32, z: F32) -> np.ndarray:

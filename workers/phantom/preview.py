@@ -52,3 +52,37 @@ def render_preview(study_dir: Path, png_path: Path, slices_per_series: int = 4,
     png_path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(png_path)
     return png_path
+
+
+def render_hip_closeup(study_dir: Path, png_path: Path, side: str, half_mm: float = 48.0,
+                       tile_px: int = 360) -> Path:
+    """Write T1 and fluid-sensitive crops around one femoral head (slice through its centre)."""
+    from workers.phantom.truth import GroundTruth
+
+    truth = GroundTruth.load(Path(study_dir) / "truth" / "truth.json")
+    centre = np.asarray(truth.sides[side].head_centre_lps_mm)
+    lesion = truth.sides[side].avn_lesion
+    # the slice through the AVN lesion when there is one, else through the head centre
+    through = (centre + 0.7 * truth.sides[side].head_radius_mm * np.asarray(lesion["axis_from_head_centre"])
+               if lesion else centre)
+    tiles = []
+    for uid in (truth.t1_series_uid, truth.fluid_sensitive_series_uid):
+        s = next(x for x in truth.series if x.series_instance_uid == uid)
+        g = s.geometry
+        stack, desc = _series_stack(Path(study_dir) / s.folder)
+        d = centre - np.asarray(g["origin_lps_mm"])
+        k = int(round((through - np.asarray(g["origin_lps_mm"])) @ np.asarray(g["normal"])
+                      / g["slice_spacing_mm"]))
+        r = d @ np.asarray(g["col_dir"]) / g["pixel_spacing_mm"][0]
+        c = d @ np.asarray(g["row_dir"]) / g["pixel_spacing_mm"][1]
+        hr, hc = half_mm / g["pixel_spacing_mm"][0], half_mm / g["pixel_spacing_mm"][1]
+        img = stack[min(max(k, 0), stack.shape[0] - 1)]
+        crop = img[int(r - hr):int(r + hr), int(c - hc):int(c + hc)]
+        lo, hi = np.percentile(img, [0.5, 99.7])
+        crop = np.clip((crop - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+        tile = Image.fromarray(crop).resize((tile_px, tile_px), Image.Resampling.BICUBIC)
+        ImageDraw.Draw(tile).text((4, 4), f"{desc} {side} hip", fill=255)
+        tiles.append(np.asarray(tile))
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(tiles, axis=1)).save(png_path)
+    return png_path

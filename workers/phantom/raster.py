@@ -167,11 +167,12 @@ def smooth_field(shape: tuple[int, int, int], h: float, size_mm: float,
     return np.asarray(field, np.float32)
 
 
-def coarse_noise(shape: tuple[int, int, int], h: float, step_mm: float,
+def coarse_noise(shape: tuple[int, int, int], h: float, step_mm: float | tuple[float, float, float],
                  rng: np.random.Generator) -> F32:
-    """A smooth random field (about unit std): white noise on a lattice of ``step_mm``, interpolated."""
-    factor = max(int(round(step_mm / h)), 1)
-    cidx = [_coarse_index(n, factor) for n in shape]
+    """A smooth random field (about unit std): white noise on a lattice of ``step_mm`` (per axis
+    when a triple), interpolated."""
+    steps = step_mm if isinstance(step_mm, tuple) else (step_mm, step_mm, step_mm)
+    cidx = [_coarse_index(n, max(int(round(st / h)), 1)) for n, st in zip(shape, steps, strict=True)]
     coarse = rng.standard_normal(tuple(len(c) for c in cidx)).astype(np.float32)
     coarse = ndimage.gaussian_filter(coarse, 0.7)
     coarse /= max(float(coarse.std()), 1e-6)
@@ -275,7 +276,11 @@ def _paint_muscle_septa(cv: Canvas, anat: Anatomy) -> None:
     margin = np.minimum(second - best - 0.028 * (best + 0.5) + 0.03 * wobble, 1.65 - best)
     if factor > 1:
         margin = _upsample(margin, cv.shape, cidx)
-    cv.labels[(cv.labels == Tissue.MUSCLE) & (margin <= 0)] = Tissue.FAT
+    muscle = cv.labels == Tissue.MUSCLE
+    cv.labels[muscle & (margin <= 0)] = Tissue.FAT
+    # intramuscular fat: thin streaks along the fibres (mostly cranio-caudal here)
+    streaks = coarse_noise(cv.shape, cv.h, (3.0, 3.0, 14.0), np.random.default_rng([anat.seed, 0x57A]))
+    cv.labels[muscle & (margin > 0) & (streaks > 2.0)] = Tissue.FAT
 
 
 def _paint_bowel(cv: Canvas, anat: Anatomy) -> None:

@@ -211,6 +211,7 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     for sp in plans:
         key = sp.proto.contrast
         if key not in volumes:
+            volumes.clear()  # one signal volume at a time (216 MB each at full size)
             volumes[key] = signal_volume(model, sp.proto.timing)
         series_uid = derive_uid(*uid_parts, sp.proto.key, sp.proto.series_number, "series")
         folder = out_dir / folder_name(sp.proto)

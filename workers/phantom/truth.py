@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,9 @@ def _fine_box(fem: Femur, reach_mm: float) -> tuple[Vec, Vec]:
     return (float(lo[0]), float(lo[1]), float(lo[2])), (float(hi[0]), float(hi[1]), float(hi[2]))
 
 
+@lru_cache(maxsize=16)
 def _fine_volumes(anat: Anatomy, fem: Femur, side: SidePathology) -> tuple[dict[str, float], float, float]:
-    """(oedema mL per region, effusion mL, AVN lesion mL) on a fine grid."""
+    """(oedema mL per region, effusion mL, AVN lesion mL) on a fine grid (pure, so cached)."""
     reach = fem.neck_length + 45.0
     lo, hi = _fine_box(fem, reach)
     axes = [np.arange(lo[i], hi[i], FINE_MM, dtype=np.float32) + FINE_MM / 2 for i in range(3)]
@@ -199,6 +201,7 @@ def side_truth(anat: Anatomy, side_name: str, side: SidePathology, mask_ml: floa
                eff_mask_ml: float, fat_fail: bool) -> SideTruth:
     fem = anat.femur(side_name)
     regions, eff_ml, avn_ml = _fine_volumes(anat, fem, side)
+    regions = dict(regions)
     total = sum(regions.values())
     lesion = None
     if side.avn:
