@@ -145,17 +145,24 @@ def side_block(image: sitk.Image, femur: FemurGeometry, params: AnalysisParamete
 
 def side_oedema(fluid: FloatArray, t1: FloatArray | None, regions: dict[RegionName, BoolArray], roi: BoolArray,
                 ref: Reference, voxel_mm3: float, params: AnalysisParameters) -> BoolArray:
-    """Detect candidates, place the half-maximum outline, clean up, keep intertrochanteric oedema only
-    where it continues head/neck oedema, confirm by low T1."""
-    cand = np.zeros(fluid.shape, dtype=bool)
+    """Oedema mask of one hip, by hysteresis: seeds are voxels above the robust reference threshold
+    (Q3 + k IQR, SIR); the outline is the half-maximum level between the reference and the seeds'
+    plateau, grown from the seeds (so noise neither invents lesions nor erodes real ones). Then
+    clean-up, intertrochanteric oedema only where it continues head/neck oedema, and confirmation
+    by low T1."""
+    seeds = np.zeros(fluid.shape, dtype=bool)
     for name in REGION_NAMES:
-        cand |= candidate_mask(fluid, t1, regions[name], ref, name, params)
-    cand = clean_mask(cand, roi, voxel_mm3, params)
-    mask = np.zeros(fluid.shape, dtype=bool)
+        seeds |= candidate_mask(fluid, t1, regions[name], ref, name, params)
+    seeds = clean_mask(seeds, roi, voxel_mm3, params)
+    above = np.zeros(fluid.shape, dtype=bool)
     for name in REGION_NAMES:
-        level = lesion_boundary(fluid, cand, ref.per_region[name].median, params)
-        mask |= cand & regions[name] & (fluid >= level)
-    mask = clean_mask(mask, roi, voxel_mm3, params)
+        stats = ref.per_region[name]
+        level = lesion_boundary(fluid, seeds, stats.median, params)
+        region_above = regions[name] & (fluid >= level)
+        if t1 is not None and stats.t1_median is not None and ref.kind != "muscle":
+            region_above &= t1 <= params.t1_fatty_min * stats.t1_median
+        above |= region_above
+    mask = clean_mask(connected_to(above, seeds & above), roi, voxel_mm3, params)
     # intertrochanteric oedema is reported as the extension of head/neck oedema, never on its own
     head_neck = mask & (regions["head"] | regions["neck"])
     if float(head_neck.sum()) * voxel_mm3 / 1000.0 >= params.present_min_ml:

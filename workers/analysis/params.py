@@ -42,7 +42,7 @@ class AnalysisParameters:
     t1_ratio_max: float = 0.8  # a lesion's median T1 / median(reference T1) must be <= this (with a T1)
     t1_fatty_min: float = 0.95  # voxels with T1 above this x reference stay fatty marrow, never oedema
     boundary_fraction: float = 0.5  # lesion outline: this far from the reference to the lesion's peak
-    peak_percentile: float = 90.0  # the lesion's robust peak
+    peak_percentile: float = 75.0  # the lesion's plateau: this percentile of the seed voxels
     affected_fraction: float = 0.08  # a side whose ROI exceeds the shaft threshold in more voxels is "affected"
     muscle_sir_min: float = 1.3  # muscle fallback: marrow / muscle on the fluid-sensitive series
     min_component_mm3: float = 50.0
