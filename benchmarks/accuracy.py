@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-calls=False
 """Accuracy of the oedema analysis on the synthetic phantom: every case over several seeds.
 
     python benchmarks/accuracy.py [--seeds 0 1 2] [--size small|full] [--variants] [--png DIR]
@@ -23,13 +24,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from marrowmap.logs import configure_logging
-from workers.analysis.result import AnalysisResult
+from workers.analysis.result import AnalysisResult, Side
 from workers.phantom.cases import CASES
 from workers.phantom.study import generate_study
 from workers.phantom.truth import GroundTruth
 from workers.pipeline import analyze_study_dir
 
-LABELS = {"right": 1, "left": 2}
+LABELS: dict[Side, int] = {"right": 1, "left": 2}
 VARIANT_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("itoh_left", ("feet_first",)),
     ("itoh_right", ("oblique",)),
@@ -116,7 +117,8 @@ def evaluate(folder: Path, out: Path, case: str, seed: int, variants: tuple[str,
             row.pattern_n += 1
             row.pattern_ok += int((sr.pattern or "none") == st.pattern)
     # laterality: the sides called positive are exactly the truth's, and no mask label lands on the other side's truth
-    swapped = any(((mask == LABELS[s]) & (ref == LABELS[o])).any() for s, o in (("right", "left"), ("left", "right")))
+    pairs: tuple[tuple[Side, Side], ...] = (("right", "left"), ("left", "right"))
+    swapped = any(bool(np.any((mask == LABELS[s]) & (ref == LABELS[o]))) for s, o in pairs)
     row.laterality_ok = reported_present == truth_present and not swapped
     withheld = [s for s, r in result.sides.items() if not r.localized or r.present is None]
     if withheld:

@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-calls=False
 """Speed and peak memory of the analysis of a 3-series x 30-slice 512x512 study.
 
     python benchmarks/analysis_speed.py [--runs 3] [--case itoh_left]

@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-calls=False
 """Phantom studies analysed once per session, and helpers that compare them with the truth."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-calls=False
 """Accuracy floors of the oedema analysis on small phantom studies with fixed seeds.
 
 Floors, not timings: a regression in laterality, Dice, volume, false oedema, pattern or

@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-calls=False
 """Pure analysis functions on tiny synthetic volumes built here (no DICOM, no phantom)."""
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def _affected(data: dict[Side, _SideData], params: AnalysisParameters) -> dict[S
             out[side] = excess_fraction(d.fluid, head_neck, ref, params) > params.affected_fraction
         elif other and other[0].pooled is not None:
             o = other[0]
-            mine = excess_fraction(d.fluid, head_neck, o.pooled, params)  # type: ignore[arg-type]
+            mine = excess_fraction(d.fluid, head_neck, other[0].pooled, params)
             theirs = (excess_fraction(o.fluid, o.regions["head"] | o.regions["neck"], d.pooled, params)
                       if d.pooled is not None else 0.0)
             out[side] = mine > params.affected_fraction and mine > theirs

@@ -146,11 +146,3 @@ def clean_mask(mask: BoolArray, allowed: BoolArray, voxel_mm3: float, params: An
     keep[0] = False
     out: BoolArray = keep[labels]
     return out
-
-
-def signal_ratio_map(fluid: FloatArray, mask: BoolArray, reference_median: FloatArray | float) -> FloatArray:
-    """Fluid-sensitive SI / reference median inside ``mask``, 0 elsewhere (the oedema score)."""
-    out = np.zeros(fluid.shape, dtype=np.float32)
-    ref = reference_median if isinstance(reference_median, float) else reference_median[mask]
-    out[mask] = fluid[mask] / ref
-    return out
