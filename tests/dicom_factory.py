@@ -82,6 +82,7 @@ def instance(
     ds.PatientName = "Synthetic^Phantom"
     ds.PatientID = "SYNTH-0001"
     ds.PatientSex = "O"
+    ds.PatientBirthDate = "19700101"
     ds.StudyDate = "20260101"
     ds.StudyTime = "120000"
     ds.StudyID = "1"

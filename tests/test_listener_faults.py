@@ -156,7 +156,8 @@ def test_broker_outage_keeps_the_job_until_redis_is_back(harness: Harness, tmp_p
     try:
         client = redis.Redis(port=redis_port)
         wait_for(lambda: client.llen(harness.queue_prefix + "analysis") == 1, 30, "the job once Redis is back")
-        assert len(listener.events("job.queued")) == 1
+        wait_for(lambda: listener.events("job.queued"), 10, "the queued log line")
+        assert len(listener.events("job.queued")) == 1 and client.llen(harness.queue_prefix + "analysis") == 1
     finally:
         server.terminate()
         server.wait(10)

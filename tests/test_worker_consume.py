@@ -5,6 +5,7 @@ received with its series and counts (or failed, with the reason, when the spool 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,17 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 
-from marrowmap.jobstore import JobState, JobStore
+from marrowmap.jobstore import FINAL_STATES, JobState, JobStore
 from tests import dicom_factory as factory
-from tests.listener_fixtures import Harness, Proc, harness, storescu, wait_for, wait_for_job  # noqa: F401
-from workers.tasks import ANALYSIS_DONE
+from tests.listener_fixtures import (  # noqa: F401
+    Harness,
+    Proc,
+    free_port,
+    harness,
+    storescu,
+    wait_for,
+    wait_for_job,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +37,13 @@ def _push(h: Harness, listener: Proc, tmp: Path, seed: str) -> tuple[list[Datase
 
 def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path: Path) -> None:
     listener = harness.start_listener()
-    harness.start_worker()
+    # results (if the analysis makes any) go to a PACS that is not there, without retries
+    harness.start_worker(MARROWMAP_PACS_PORT=str(free_port()), MARROWMAP_SEND_MAX_RETRIES="0")
     study, job = _push(harness, listener, tmp_path, "worker-consume")
     store = JobStore.from_url("redis://127.0.0.1:6379/15", harness.prefix)
 
-    record = wait_for_job(store, job["job_id"], lambda r: r.state in ANALYSIS_DONE, 60,
-                          "the worker to receive and analyse the job")
+    record = wait_for_job(store, job["job_id"], lambda r: r.state in FINAL_STATES, 90,
+                          "the worker to receive, analyse (and try to send) the job")
     assert wait_for(lambda: harness.queue_messages() == [], 10, "the queue to be empty") is True
     expected = Counter(str(d.SeriesInstanceUID) for d in study)
     assert {s["series_instance_uid"]: s["instance_count"] for s in record.series} == dict(expected)
@@ -42,8 +51,8 @@ def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path:
     assert [c.state for c in record.history][:3] == [JobState.QUEUED, JobState.RECEIVED, JobState.ANALYSING]
     assert record.history[1].reason == f"3 series, {len(study)} instances checked against the manifest"
     assert {"queued", "received", "analysing"} <= set(record.times)
-    # a 32 x 32 synthetic study has no femoral heads: the analysis says why instead of inventing numbers
-    assert record.state in (JobState.NOT_APPLICABLE, JobState.ANALYSED) and record.result["status"]
+    # the analysis outcome of a 32 x 32 synthetic study is the analysis' business; it is recorded with a reason
+    assert record.result["status"] in ("analyzed", "not_applicable", "failed") and record.reason
     assert (harness.spool / "results" / job["job_id"] / "result.json").is_file()
 
     listing = harness.cli("status")
@@ -59,11 +68,12 @@ def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path:
     assert "received" in detail["times"]
 
     # `marrowmap resend` of a job without results re-runs its analysis from the stored message
+    shutil.rmtree(harness.spool / "results" / job["job_id"])
     resend = harness.cli("resend", job["job_id"])
     assert resend.returncode == 0 and "queued for analysis again" in resend.stdout, resend.stderr
-    again = wait_for_job(store, job["job_id"], lambda r: r.state in ANALYSIS_DONE
+    again = wait_for_job(store, job["job_id"], lambda r: r.state in FINAL_STATES
                          and sum(c.state == JobState.ANALYSING for c in r.history) == 2, 60, "the re-analysis")
-    assert again.state == record.state
+    assert again.result["status"] == record.result["status"], "the same study gives the same outcome"
 
 
 def test_worker_records_failed_when_the_spool_disagrees(harness: Harness, tmp_path: Path) -> None:
