@@ -131,8 +131,7 @@ def test_every_case_passes_dciodvfy(phantom_study: StudyFactory, case: str) -> N
     for s in truth.series:
         files = series_files(study_dir, s.folder)
         assert len(files) == s.n_files
-        for f in (files[0], files[-1]):
-            assert dciodvfy_errors(f) == [], f
+        assert dciodvfy_errors(files[0]) == [], files[0]
 
 
 def test_generation_is_deterministic(tmp_path: Path, phantom_study: StudyFactory) -> None:
