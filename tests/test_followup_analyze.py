@@ -9,18 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 from pydicom.dataset import Dataset
 
 from marrowmap.cli import main
 from tests.analysis_fixtures import Analysed, AnalysedFactory, analysed
 from tests.phantom_fixtures import StudyFactory, dciodvfy_errors, phantom_study
 from workers.analysis.result import AnalysisResult
-from workers.dicom_out.summary_comparison import comparison_rows
+from workers.dicom_out.summary_comparison import comparison_key_image, comparison_rows
 from workers.followup.compare import prior_ref_of
-from workers.followup.prior import PriorStudy
+from workers.followup.prior import KEY_IMAGE_FILE, PriorStudy, load_prior
 from workers.pipeline import _with_comparison
 
 __all__ = ["analysed", "phantom_study"]
@@ -147,6 +149,16 @@ def test_sr_carries_the_comparison(follow_up: FollowUp) -> None:
         assert prior_uid == comparison.prior.study_instance_uid
     stored = json.loads((follow_up.out / "result.json").read_text())
     assert stored["comparison"] == comparison.model_dump(mode="json")
+
+
+def test_summary_shows_the_prior_key_slice_beside_the_current(follow_up: FollowUp) -> None:
+    prior = load_prior(follow_up.baseline.out / "result.json")
+    prior_key = prior.key_image()
+    current_key = np.asarray(Image.open(follow_up.out / KEY_IMAGE_FILE).convert("RGB"))
+    assert prior_key is not None and prior_key.shape == current_key.shape
+    both = comparison_key_image(follow_up.result, current_key, prior_key)
+    assert both.shape[1] > 2 * current_key.shape[1] and both.shape[0] > current_key.shape[0]
+    assert comparison_key_image(follow_up.baseline.result, current_key, prior_key) is current_key  # no comparison
 
 
 def test_prior_that_is_not_earlier_gives_a_warning_not_a_comparison(follow_up: FollowUp) -> None:

@@ -219,8 +219,9 @@ def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: S
     if not dicom_outputs:
         return result.model_copy(update={"timings_s": dict(timer.timings)})
     with timer.stage("outputs", "writing DICOM outputs (SR, SEG, overlays)"):
+        prior_key = prior.key_image() if prior is not None and result.comparison is not None else None
         outputs = build_outputs(result, outcome.fluid, outcome.maps, out_dir, settings=settings,
-                                source_datasets=outcome.sources)
+                                source_datasets=outcome.sources, prior_key_image=prior_key)
     return result.model_copy(update={"outputs": outputs, "timings_s": dict(timer.timings)})
 
 

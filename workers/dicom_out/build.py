@@ -31,6 +31,8 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
 from pydicom.dataset import Dataset
 
 from marrowmap.settings import Settings
@@ -51,8 +53,9 @@ from workers.dicom_out.seg import SIDE_VALUE, SIDES, build_seg
 from workers.dicom_out.sr import build_sr
 from workers.dicom_out.stack import FrameMaps, keep_reported_oedema, sample_maps
 from workers.dicom_out.summary import summary_content
-from workers.dicom_out.summary_comparison import with_comparison
+from workers.dicom_out.summary_comparison import comparison_key_image, with_comparison
 from workers.dicom_out.uids import UidDeriver
+from workers.followup.prior import KEY_IMAGE_FILE
 from workers.io.types import LoadedSeries
 
 SERIES_SEG, SERIES_SR, SERIES_OVERLAY, SERIES_SUMMARY = 9901, 9902, 9903, 9904
@@ -126,7 +129,8 @@ def _display_spacing(pixels_width: int, frame: FrameMaps) -> tuple[float, float]
 
 
 def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, out_dir: Path,
-              settings: Settings, source_datasets: Sequence[Dataset]) -> list[OutputFile]:
+              settings: Settings, source_datasets: Sequence[Dataset],
+              prior_key_image: NDArray[np.uint8] | None = None) -> list[OutputFile]:
     reported = {SIDE_VALUE[name] for name, side in result.sides.items() if side.present}
     frames = keep_reported_oedema(sample_maps(fluid, maps), reported)
     ref = frames[0].frame.dataset
@@ -166,7 +170,10 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
                       pixel_spacing=_display_spacing(pixels.shape[1], fm), equipment=equipment)
         emit("sc_overlay", sc, f"sc_overlay_{index:02d}.dcm")
     key = key_frame(frames)
-    summary = summary_image(with_comparison(summary_content(result, text), result), key_image(key, scale))
+    key_pixels = key_image(key, scale)
+    Image.fromarray(key_pixels, "RGB").save(out_dir / KEY_IMAGE_FILE)  # shown beside the next follow-up's
+    summary = summary_image(with_comparison(summary_content(result, text), result),
+                            comparison_key_image(result, key_pixels, prior_key_image))
     sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
                   series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
                   version=version, orientation=None, pixel_spacing=None, equipment=equipment)
@@ -197,18 +204,20 @@ def _not_analysed(result: AnalysisResult, headers: Sequence[Dataset], out_dir: P
 
 
 def build_outputs(result: AnalysisResult, fluid: LoadedSeries | None, maps: AnalysisMaps | None, out_dir: Path,
-                  *, settings: Settings, source_datasets: Sequence[Dataset] = ()) -> list[OutputFile]:
+                  *, settings: Settings, source_datasets: Sequence[Dataset] = (),
+                  prior_key_image: NDArray[np.uint8] | None = None) -> list[OutputFile]:
     """Write the DICOM outputs of ``result`` under ``out_dir/dicom`` and return them (paths relative to out_dir).
 
     ``source_datasets``: further source headers of the study (e.g. the T1 series); they add to
     the UID derivation, and for a study that was not analysed they supply the patient/study modules.
+    ``prior_key_image``: the prior study's key slice, shown beside this one on a follow-up's summary.
     """
     if result.status == "analyzed":
         if fluid is None or maps is None:
             raise OutputInputError("an analysed result needs the fluid-sensitive series and the analysis maps")
         if not fluid.datasets:
             raise OutputInputError("the fluid-sensitive series has no source headers")
-        return _analysed(result, fluid, maps, Path(out_dir), settings, source_datasets)
+        return _analysed(result, fluid, maps, Path(out_dir), settings, source_datasets, prior_key_image)
     headers = list(source_datasets) or (list(fluid.datasets) if fluid is not None else [])
     if not headers:
         return []

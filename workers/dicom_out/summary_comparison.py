@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 from workers.analysis.result import AnalysisResult
 from workers.dicom_out.findings import fmt_ml, fmt_pct
-from workers.dicom_out.render import SummaryContent
+from workers.dicom_out.render import BANNER_COLOUR, RGBArray, SummaryContent, font
 from workers.followup.model import Comparison, SideComparison
 from workers.followup.text import STATUS_WORD, fmt_change_pct, fmt_date
 
@@ -33,6 +36,8 @@ def _effusion(present: bool | None, volume: float | None) -> str:
 def _change(c: SideComparison) -> str:
     if c.change_ml is None:
         return "-"
+    if c.change_ml == 0:
+        return "no change"
     text = f"{c.change_ml:+.1f} mL"
     return text + (f" ({fmt_change_pct(c.change_pct)})" if c.change_pct is not None else "")
 
@@ -78,3 +83,33 @@ def with_comparison(content: SummaryContent, result: AnalysisResult) -> SummaryC
     return replace(content, title=f"{content.title} - follow-up of {fmt_date(prior.study_date)}",
                    table_rows=content.table_rows + comparison_rows(comparison),
                    notes=(note, *content.notes))
+
+
+LABEL_HEIGHT = 64
+GAP = 16
+
+
+def side_by_side(prior: RGBArray, current: RGBArray, prior_label: str, current_label: str) -> RGBArray:
+    """The prior and the current key slices next to each other (same height), each with its label above."""
+    height = current.shape[0]
+    images = []
+    for pixels in (prior, current):
+        img = Image.fromarray(pixels, "RGB")
+        images.append(img.resize((max(1, round(img.width * height / img.height)), height),
+                                 Image.Resampling.LANCZOS))
+    canvas = Image.new("RGB", (images[0].width + GAP + images[1].width, height + LABEL_HEIGHT), (0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for img, label in zip(images, (prior_label, current_label), strict=True):
+        canvas.paste(img, (x, LABEL_HEIGHT))
+        draw.text((x + img.width / 2, LABEL_HEIGHT / 2), label, font=font(44, True), fill=BANNER_COLOUR, anchor="mm")
+        x += img.width + GAP
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def comparison_key_image(result: AnalysisResult, current: RGBArray, prior: RGBArray | None) -> RGBArray:
+    """The summary's key image: prior beside current when there is a comparison and a prior key slice."""
+    if result.comparison is None or prior is None:
+        return current
+    return side_by_side(prior, current, f"PRIOR {fmt_date(result.comparison.prior.study_date)}",
+                        f"NOW {fmt_date(result.study_date)}")
