@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -64,8 +65,8 @@ class FixtureStudy:
 
 def _lps_grid(g: Grid) -> np.ndarray:
     z, r, c = np.mgrid[0:NZ, 0:ROWS, 0:COLS].astype(np.float64)
-    return (g.origin + c[..., None] * COL_SP * g.row_dir + r[..., None] * ROW_SP * COL_DIR
-            + z[..., None] * SLICE_SP * g.normal)
+    return np.asarray(g.origin + c[..., None] * COL_SP * g.row_dir + r[..., None] * ROW_SP * COL_DIR
+                      + z[..., None] * SLICE_SP * g.normal, dtype=np.float64)
 
 
 def _maps(g: Grid, lesion_sides: Sequence[str], effusion_sides: Sequence[str]) -> dict[str, np.ndarray]:
@@ -106,9 +107,9 @@ def _maps(g: Grid, lesion_sides: Sequence[str], effusion_sides: Sequence[str]) -
 
 def _image(array: np.ndarray, g: Grid) -> sitk.Image:
     img = sitk.GetImageFromArray(array)
-    img.SetOrigin(tuple(float(v) for v in g.origin))
-    img.SetSpacing((COL_SP, ROW_SP, SLICE_SP))
-    img.SetDirection(tuple(float(v) for v in np.column_stack([g.row_dir, COL_DIR, g.normal]).ravel()))
+    img.SetOrigin(tuple(float(v) for v in g.origin))  # type: ignore[no-untyped-call]
+    img.SetSpacing((COL_SP, ROW_SP, SLICE_SP))  # type: ignore[no-untyped-call]
+    img.SetDirection(tuple(float(v) for v in np.column_stack([g.row_dir, COL_DIR, g.normal]).ravel()))  # type: ignore[no-untyped-call]
     return img
 
 
@@ -170,7 +171,7 @@ def _measure(side: str, m: dict[str, np.ndarray], present: bool, pattern: str) -
     regions = {}
     pcts = {}
     for region in ("head", "neck", "intertrochanteric"):
-        reg = m["regions"] == REGION_LABELS[(side, region)]  # type: ignore[index]
+        reg = np.asarray(m["regions"] == REGION_LABELS[(side, region)], dtype=np.bool_)  # type: ignore[index]
         vol = float(reg.sum() * voxel_ml)
         ovol = float((reg & oed).sum() * voxel_ml)
         pct = 100.0 * ovol / vol if vol else 0.0
@@ -185,14 +186,14 @@ def _measure(side: str, m: dict[str, np.ndarray], present: bool, pattern: str) -
     sel = m["gray"][oed] / 140.0
     z_counts = oed.sum(axis=(1, 2))
     return SideResult(
-        side=side, localized=True, head_centre_lps_mm=tuple(HEAD_CENTRES[side]), head_radius_mm=HEAD_RADIUS,  # type: ignore[arg-type]
+        side=side, localized=True, head_centre_lps_mm=tuple(HEAD_CENTRES[side]), head_radius_mm=HEAD_RADIUS,
         present=present, oedema_volume_ml=float(oed.sum() * voxel_ml),
         head_involvement_pct=pcts["head"], neck_involvement_pct=pcts["neck"],
-        intertrochanteric_involvement_pct=pcts["intertrochanteric"], regions=regions,  # type: ignore[arg-type]
+        intertrochanteric_involvement_pct=pcts["intertrochanteric"], regions=regions,
         mean_signal_ratio=float(sel.mean()) if sel.size else None,
         p95_signal_ratio=float(np.percentile(sel, 95)) if sel.size else None,
         mean_t1_ratio=0.55 if sel.size else None,
-        pattern=pattern, subchondral_low_signal_band=False, medial_head_sparing=False,  # type: ignore[arg-type]
+        pattern=pattern, subchondral_low_signal_band=False, medial_head_sparing=False,
         effusion=bool(eff.any()), effusion_volume_ml=float(eff.sum() * voxel_ml),
         reference="contralateral femoral head" if not present else "ipsilateral femoral shaft",
         largest_slice_index=int(np.argmax(z_counts)) if present else None,
@@ -205,7 +206,7 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
     """The fixture study. ``multiframe`` converts the slices into one legacy-converted enhanced MR."""
     m = _maps(grid, lesion_sides, effusion_sides)
     study_uid = generate_uid(entropy_srcs=[seed_uid, "study"])
-    series_uid = generate_uid(entropy_srcs=[seed_uid, "series"])
+    series_uid = str(generate_uid(entropy_srcs=[seed_uid, "series"]))
     full = _datasets(grid, m["gray"], charset, name, study_uid, series_uid)
     if multiframe:
         enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
@@ -217,7 +218,7 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
               for f in enhanced.PerFrameFunctionalGroupsSequence]
         frame_of_z = [ys.index(float(grid.origin[1] + z * SLICE_SP * grid.normal[1])) + 1 for z in range(NZ)]
         slices = tuple(SliceRef(enhanced.SOPClassUID, enhanced.SOPInstanceUID, f) for f in frame_of_z)
-        series_uid = enhanced.SeriesInstanceUID
+        series_uid = str(enhanced.SeriesInstanceUID)
     else:
         full_ds = full
         slices = tuple(SliceRef(ds.SOPClassUID, ds.SOPInstanceUID) for ds in full)
@@ -243,7 +244,7 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
         series_used=SeriesUsed(fluid_sensitive=series_uid),
         series=[SeriesReport(series_instance_uid=series_uid, series_number=5, series_description="COR STIR",
                              kind="stir", plane="coronal")],
-        sides=sides,  # type: ignore[arg-type]
+        sides=sides,
         quality=Quality(statement="fixture", fat_suppression_ok=True),
         algorithm=Algorithm(version="0.1.0", parameters={"k_iqr": "1.5"}),
     )
@@ -254,16 +255,29 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
 Group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
 
 
-def findings_by_tracking(sr: hd.sr.Comprehensive3DSR) -> dict[str, list[Group]]:
+def read_report(path: Path) -> hd.sr.MeasurementReport:
+    """The TID 1500 content of an SR file."""
+    content = hd.sr.srread(path).content
+    assert isinstance(content, hd.sr.MeasurementReport)
+    return content
+
+
+def laterality(group: Group) -> str:
+    code = group.finding_sites[0].laterality
+    assert code is not None
+    return str(code.meaning)
+
+
+def findings_by_tracking(report: hd.sr.MeasurementReport) -> dict[str, list[Group]]:
     """Measurement groups merged by tracking identifier, as OHIF merges them (by tracking UID)."""
-    groups: list[Group] = [*sr.content.get_planar_roi_measurement_groups(),
-                           *sr.content.get_volumetric_roi_measurement_groups()]
+    groups: list[Group] = [*report.get_planar_roi_measurement_groups(),
+                           *report.get_volumetric_roi_measurement_groups()]
     by_uid: dict[str, list[Group]] = {}
     for g in groups:
         by_uid.setdefault(str(g.tracking_uid), []).append(g)
-    merged = {}
+    merged: dict[str, list[Group]] = {}
     for members in by_uid.values():
-        names = {g.tracking_identifier for g in members}
+        names = {str(g.tracking_identifier) for g in members}
         assert len(names) == 1, names  # one finding, one name
         merged[names.pop()] = members
     return merged
@@ -279,4 +293,5 @@ def values_of(groups: list[Group]) -> dict[str, float]:
 
 
 def evaluations_of(groups: list[Group]) -> dict[str, str]:
-    return {q.name.meaning: q.value.meaning for g in groups for q in g.get_qualitative_evaluations()}
+    return {str(q.name.meaning): str(getattr(q.value, "meaning", q.value))
+            for g in groups for q in g.get_qualitative_evaluations()}

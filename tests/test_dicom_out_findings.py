@@ -21,10 +21,10 @@ def _side(side: str, *, present: bool, volume: float = 0.0, head: float = 0.0, n
           pattern: str = "none", effusion: bool = False, effusion_ml: float = 0.0,
           band: bool = False) -> SideResult:
     return SideResult(
-        side=side, localized=True, present=present, oedema_volume_ml=volume, head_involvement_pct=head,  # type: ignore[arg-type]
+        side=side, localized=True, present=present, oedema_volume_ml=volume, head_involvement_pct=head,
         neck_involvement_pct=neck, intertrochanteric_involvement_pct=0.0,
         mean_signal_ratio=2.71 if present else None, p95_signal_ratio=3.9 if present else None,
-        mean_t1_ratio=0.62 if present else None, pattern=pattern, subchondral_low_signal_band=band,  # type: ignore[arg-type]
+        mean_t1_ratio=0.62 if present else None, pattern=pattern, subchondral_low_signal_band=band,
         effusion=effusion, effusion_volume_ml=effusion_ml)
 
 
@@ -32,7 +32,7 @@ def _result(right: SideResult, left: SideResult, **kw: object) -> AnalysisResult
     return AnalysisResult(
         status="analyzed", series_used=SeriesUsed(fluid_sensitive=STIR_UID),
         series=[SeriesReport(series_instance_uid=STIR_UID, kind="stir", plane="coronal")],
-        sides={"right": right, "left": left}, algorithm=Algorithm(version="0.1.0"), **kw)  # type: ignore[arg-type]
+        sides={"right": right, "left": left}, algorithm=Algorithm(version="0.1.0"), **kw)
 
 
 def _roundtrip(result: AnalysisResult) -> AnalysisResult:
@@ -99,7 +99,7 @@ def test_reduced_confidence_is_stated() -> None:
 
 @pytest.mark.parametrize(("status", "phrase"), [("not_applicable", "not performed"), ("failed", "failed")])
 def test_not_analysed_says_why(status: str, phrase: str) -> None:
-    result = AnalysisResult(status=status, reason="only a T1 series in the study",  # type: ignore[arg-type]
+    result = AnalysisResult(status=status, reason="only a T1 series in the study",
                             algorithm=Algorithm(version="0.1.0"))
     text = draft_findings(result)
     assert text.startswith(DRAFT_LABEL)

@@ -20,7 +20,13 @@ from PIL import Image
 
 from marrowmap.settings import Settings
 from tests.analysis_fixtures import AnalysedFactory, analysed
-from tests.dicom_out_fixtures import evaluations_of, findings_by_tracking, values_of
+from tests.dicom_out_fixtures import (
+    evaluations_of,
+    findings_by_tracking,
+    laterality,
+    read_report,
+    values_of,
+)
 from tests.phantom_fixtures import phantom_study
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.result import AnalysisResult, OutputFile
@@ -96,12 +102,12 @@ def test_patient_name_and_study_survive(built: Built) -> None:
 
 def test_sr_equals_result_json(built: Built) -> None:
     result = AnalysisResult.model_validate_json((built.out_dir / "result.json").read_text())
-    sr = hd.sr.srread(built.out_dir / next(o.path for o in built.outputs if o.kind == "sr"))
+    sr = read_report(built.out_dir / next(o.path for o in built.outputs if o.kind == "sr"))
     findings = findings_by_tracking(sr)
     for name, side in result.sides.items():
         title = next(t for t in findings if t.startswith(f"{name.capitalize()} hip"))
         members = findings[title]
-        assert {g.finding_sites[0].laterality.meaning for g in members} == {name.capitalize()}
+        assert {laterality(g) for g in members} == {name.capitalize()}
         values = values_of(members)
         assert values["Volume"] == pytest.approx(side.oedema_volume_ml, rel=1e-12)
         if side.mean_signal_ratio is not None:
@@ -118,7 +124,7 @@ def test_sr_equals_result_json(built: Built) -> None:
                 pytest.approx(m.involvement_pct, rel=1e-12)
     for title, members in findings.items():  # every finding has its polygon (OHIF)
         assert any(isinstance(g, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) for g in members), title
-    texts = [item.TextValue for item in sr.ContentSequence[-1].ContentSequence]
+    texts = [item.TextValue for item in sr[0].ContentSequence[-1].ContentSequence]
     assert texts == [draft_findings(result)]
     seg = hd.seg.segread(built.out_dir / next(o.path for o in built.outputs if o.kind == "seg"))
     labels = {seg.get_segment_description(n).segment_label for n in seg.segment_numbers}
