@@ -262,11 +262,12 @@ def _choose_reference(side: Side, data: dict[Side, _SideData], affected: dict[Si
 
 
 def _fluid_bright_level(fatsat: FatSatCheck, ref: Reference, params: AnalysisParameters) -> float:
-    """Free fluid: halfway from soft tissue (muscle) to the study's fluid peak (bladder), and well above marrow."""
+    """Free fluid: ``effusion_level_fraction`` of the way from soft tissue (muscle) to the study's fluid
+    peak (bladder), and well above marrow."""
     floor = params.effusion_sir_min * ref.per_region["head"].median if ref.kind != "muscle" else 0.0
     if fatsat.fluid_peak is None or fatsat.muscle_median is None:
         return max(floor, 2.0 * ref.per_region["head"].median)
-    return max(floor, fatsat.muscle_median + 0.5 * (fatsat.fluid_peak - fatsat.muscle_median))
+    return max(floor, fatsat.muscle_median + params.effusion_level_fraction * (fatsat.fluid_peak - fatsat.muscle_median))
 
 
 def _muscle_stats(fatsat: FatSatCheck) -> RobustStats | None:

@@ -51,6 +51,7 @@ class AnalysisParameters:
     # effusion
     effusion_shell_mm: float = 12.0
     effusion_sir_min: float = 3.0  # fluid-bright: I / median(reference marrow)
+    effusion_level_fraction: float = 0.25  # and this far from muscle to the free-fluid peak (bladder)
     effusion_present_min_ml: float = 1.0
     # pattern
     diffuse_neck_pct_min: float = 20.0
