@@ -25,6 +25,7 @@ from tests.e2e_pipeline import (
 )
 from tests.listener_fixtures import Harness, harness  # noqa: F401  (fixture)
 from tests.orthanc_harness import Modality, Orthanc, running_orthanc
+from workers.followup.prior import KEY_IMAGE_FILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -111,4 +112,5 @@ def test_follow_up_reports_resolution(harness: Harness, orthanc: Orthanc, tmp_pa
     local = dcmread(mm.results_dir(follow_job) / outputs["sc_summary"]["path"])
     assert dcmread(summary_path).PixelData == local.PixelData
     base_summary = next(o for o in base["outputs"] if o["kind"] == "sc_summary")
+    assert (mm.results_dir(base_job) / KEY_IMAGE_FILE).is_file()  # the baseline's key slice, shown beside
     assert local.Rows > dcmread(mm.results_dir(base_job) / base_summary["path"]).Rows  # the comparison rows
