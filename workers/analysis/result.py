@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workers.followup.model import Comparison
 
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION: Literal[1] = 1
 
 Status = Literal["analyzed", "not_applicable", "failed"]
 Side = Literal["left", "right"]
