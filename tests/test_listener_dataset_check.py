@@ -76,6 +76,7 @@ def test_garbage_and_missing_uids() -> None:
     with pytest.raises(MissingAttributeError, match="series_instance_uid"):
         check_dataset(_encode(ds, False, True), ExplicitVRLittleEndian)
     ds = factory.study("check-bad-uid")[0]
-    ds.StudyInstanceUID = "1.2.3/../../etc"
+    with pytest.warns(UserWarning, match="Invalid value for VR UI"):
+        ds.StudyInstanceUID = "1.2.3/../../etc"
     with pytest.raises(MissingAttributeError, match="study_instance_uid"):
         check_dataset(_encode(ds, False, True), ExplicitVRLittleEndian)
