@@ -86,7 +86,7 @@ class Model:
     anatomy: Anatomy
     oedema_boxes: list[tuple[tuple[slice, slice, slice], F32]]
     fat_fail: tuple[tuple[slice, slice, slice], F32] | None
-    texture: F32
+    texture: NDArray[np.float16]
 
 
 def _box(c: Vec, r: Vec, pad: float = 2.0) -> tuple[Vec, Vec]:
@@ -189,12 +189,14 @@ def rasterise(anat: Anatomy, sides: dict[str, SidePathology], h: float,
     x1, y1, z1 = X.reshape(-1), Y.reshape(-1), Z.reshape(-1)
     body = adaptive(anat.body_sdf, x1, y1, z1, 2.0)
     cv.labels[body < 0] = Tissue.FAT
+    skin = (body < 0) & (body >= -1.8)
+    del body
     deep = adaptive(lambda x, y, z: anat.body_sdf(x, y, z) + anat.subcut_thickness(x, y, z),
                     x1, y1, z1, 0.0)
     cv.labels[deep < 0] = Tissue.MUSCLE
     del deep
-    cv.labels[(body < 0) & (body >= -1.8)] = Tissue.SKIN
-    del body
+    cv.labels[skin] = Tissue.SKIN
+    del skin
     _paint_muscle_septa(cv, anat)
     # abdominopelvic cavity and its content
     cv.paint_sdf((-120.0, -110.0, -60.0), (120.0, 70.0, 195.0), anat.pelvic_cavity_sdf,
@@ -233,7 +235,7 @@ def rasterise(anat: Anatomy, sides: dict[str, SidePathology], h: float,
         assert fax is not None
         fsl, fx, fy, fz = fax
         fat_fail = (fsl, fat_sat_failure_field(anat, fat_sat_failure_side, fx, fy, fz))
-    tex = smooth_field(cv.shape, h, 3.0, np.random.default_rng([anat.seed, 0x7E4]))
+    tex = smooth_field(cv.shape, h, 3.0, np.random.default_rng([anat.seed, 0x7E4])).astype(np.float16)
     return Model(canvas=cv, anatomy=anat, oedema_boxes=[b for b in boxes if b is not None],
                  fat_fail=fat_fail, texture=tex)
 
