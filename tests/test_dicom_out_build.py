@@ -357,3 +357,23 @@ def test_dcmqi_reads_the_measurement_report(standard: tuple[FixtureStudy, Path, 
     assert left["Finding"]["CodeValue"] == "79654002" and left["Laterality"]["CodeMeaning"] == "Left"
     assert "ReferencedSegment" in left and left["FindingSite"]["CodeValue"] == "310651003"
     assert by_id["Right hip: no BME detected"]["Laterality"]["CodeMeaning"] == "Right"
+
+
+def test_sources_without_type2_patient_attributes(tmp_path: Path) -> None:
+    """Anonymised sources often lack PatientBirthDate, StudyID...: outputs still build, valid, with them empty."""
+    import dataclasses
+
+    study = make_study(seed_uid="fixture-minimal")
+    stripped = []
+    for ds in study.fluid.datasets:
+        ds = ds.copy()
+        for kw in ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
+            if kw in ds:
+                delattr(ds, kw)
+        stripped.append(ds)
+    fluid = dataclasses.replace(study.fluid, datasets=tuple(stripped))
+    outputs = build_outputs(study.result, fluid, study.maps, tmp_path, settings=SETTINGS)
+    sr = next(o for o in outputs if o.kind == "sr")
+    assert dciodvfy_errors(tmp_path / sr.path) == []
+    ds = pydicom.dcmread(tmp_path / sr.path)
+    assert ds.PatientBirthDate == "" and ds.PatientID == study.fluid.datasets[0].PatientID

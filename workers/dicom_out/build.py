@@ -25,6 +25,7 @@ headers; so the same input rebuilds byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +41,12 @@ from workers.analysis.maps import AnalysisMaps
 from workers.analysis.result import AnalysisResult, OutputFile
 from workers.dicom_out.findings import draft_findings, fluid_sequence_name, fmt_ml
 from workers.dicom_out.geometry import patient_orientation
-from workers.dicom_out.provenance import content_datetime, contributing_equipment, finish_header
+from workers.dicom_out.provenance import (
+    content_datetime,
+    contributing_equipment,
+    finish_header,
+    with_type2_attributes,
+)
 from workers.dicom_out.render import (
     PANEL_WIDTH,
     DisplayScale,
@@ -212,6 +218,9 @@ def build_outputs(result: AnalysisResult, fluid: LoadedSeries | None, maps: Anal
     the UID derivation, and for a study that was not analysed they supply the patient/study modules.
     ``prior_key_image``: the prior study's key slice, shown beside this one on a follow-up's summary.
     """
+    source_datasets = [with_type2_attributes(ds) for ds in source_datasets]
+    if fluid is not None:
+        fluid = dataclasses.replace(fluid, datasets=tuple(with_type2_attributes(ds) for ds in fluid.datasets))
     if result.status == "analyzed":
         if fluid is None or maps is None:
             raise OutputInputError("an analysed result needs the fluid-sensitive series and the analysis maps")

@@ -9,6 +9,7 @@ clock, so rebuilding the same input gives byte-identical objects.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import highdicom as hd
@@ -29,6 +30,10 @@ _DATE_TIME_PAIRS = (
 
 
 #: BodyPartExamined values (CID 4031) of paired structures around the hip
+#: Type 2 attributes of the Patient and General Study modules. Anonymised or minimal sources often
+#: lack them; highdicom reads them unconditionally, and the outputs must carry them (empty).
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                       "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 PAIRED_BODY_PARTS = frozenset({"HIP", "FEMUR", "THIGH", "LEG", "KNEE", "LOWER_LIMB", "EXTREMITY"})
 
 
@@ -49,6 +54,17 @@ def content_datetime(datasets: Sequence[Dataset]) -> tuple[str, str]:
     if not found:
         raise MissingSourceDateError("none of the source headers has a content, acquisition, series or study date")
     return max(found, key=lambda dt: (dt[0], dt[1].split(".")[0].ljust(6, "0")))
+
+
+def with_type2_attributes(ds: Dataset) -> Dataset:
+    """``ds`` itself when it has every Patient/Study Type 2 attribute, else a copy with them present and empty."""
+    missing = [kw for kw in TYPE2_PATIENT_STUDY if kw not in ds]
+    if not missing:
+        return ds
+    out = copy.deepcopy(ds)
+    for kw in missing:
+        setattr(out, kw, "")
+    return out
 
 
 def contributing_equipment(version: str, institution_name: str) -> hd.ContributingEquipment:
