@@ -49,7 +49,7 @@ from workers.analysis.preparation import (
     sub_image,
     voxel_volume_ml,
 )
-from workers.analysis.quality import FatSatCheck, check_fat_suppression
+from workers.analysis.quality import FatSatCheck, check_fat_suppression, ghost_ratios
 from workers.analysis.regions import (
     REGION_NAMES,
     FemurFrame,
@@ -299,8 +299,9 @@ def analyze_images(
         fluid_bias, t1_bias, work = _prepare(fluid_image, t1_image, params, warnings)
     with timer.stage("anatomy", "locating femoral heads and necks"):
         loc = locate_femurs(work, params)
-    with timer.stage("quality", "checking fat suppression"):
+    with timer.stage("quality", "checking fat suppression and motion/wrap-around ghosts"):
         fatsat = check_fat_suppression(work, loc, params)
+        ghosts = ghost_ratios(work, loc)
 
     shape = tuple(reversed(fluid_image.GetSize()))
     score_full = np.zeros(shape, dtype=np.float32)
@@ -331,6 +332,13 @@ def analyze_images(
         with timer.stage("measure", "measuring oedema, effusion and pattern"):
             maps_full = (score_full, oedema_full, effusion_full)
             for side, d in data.items():
+                ghost = ghosts.get(side)
+                if ghost is not None and ghost > params.ghost_ratio_max:
+                    msg = (f"motion or wrap-around ghosts over the {side} hip (ghost ratio {ghost:.1f} > "
+                           f"{params.ghost_ratio_max:.1f}); result withheld")
+                    warnings.append(msg)
+                    sides[side] = _withheld(d.femur, msg)
+                    continue
                 sides[side] = _measure_side(side, d, masks.get(side), refs[side], fatsat, fluid_image, params,
                                             warnings, maps_full)
                 sub = regions_full[d.block.slices]

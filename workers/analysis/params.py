@@ -59,6 +59,7 @@ class AnalysisParameters:
     focal_head_pct_max: float = 40.0  # and it involves less of the head than this
     band_fraction_min: float = 0.3
     # quality guards
+    ghost_ratio_max: float = 3.0  # smoothed air signal (95th pct) / noise floor over a hip: more = motion/wrap
     fat_sat_ratio_max: float = 1.0  # fat around the hip (75th percentile) / muscle on the fluid-sensitive series
 
     def as_strings(self) -> dict[str, str]:

@@ -105,3 +105,44 @@ def check_fat_suppression(work: WorkingImages, loc: Localization, params: Analys
     fat_t1 = float(np.median(work.t1[subcut])) if (work.t1 is not None and subcut.sum() >= 50) else None
     peak = float(np.percentile(work.fluid[body], 99.9))
     return FatSatCheck(ratio=ratio, ok=ok, muscle_median=muscle_med, fat_t1_median=fat_t1, fluid_peak=peak)
+
+
+def ghost_ratios(work: WorkingImages, loc: Localization) -> dict[Side, float | None]:
+    """Motion/wrap-around ghosting over each hip, on the fluid-sensitive series.
+
+    Ghosts put structured signal into the air around the body; noise does not. Per hip the air
+    beside the body within 100 mm (left-right) of the head is smoothed and its 95th percentile divided by the
+    air's median (the noise floor): about 1-1.5 for noise alone, far higher with ghosts. None when
+    there is too little air, or the background is zero-filled.
+    """
+    out: dict[Side, float | None] = {"right": None, "left": None}
+    body = ndimage.binary_dilation(work.body, iterations=5)
+    support = ndimage.binary_erosion(work.fluid > 0, iterations=3)  # away from the stack's edges
+    # air = what lies outside the body and reaches the left or right edge of the field of view (dark
+    # structures inside the pelvis, cut open by a thin slab, are not air)
+    outside, n = ndimage.label(support & ~body)
+    cols = np.nonzero(support.any(axis=(0, 1)))[0]
+    if n == 0 or cols.size == 0:
+        return out
+    edge = np.zeros(support.shape[2], dtype=bool)
+    edge[max(cols[0], 0):cols[0] + 6] = True
+    edge[max(cols[-1] - 5, 0):cols[-1] + 1] = True
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[np.unique(outside[:, :, edge])] = True
+    keep[0] = False
+    air = keep[outside]
+    smooth = ndimage.gaussian_filter(work.fluid, 2.0)
+    xs = work.origin[0] + work.spacing * np.arange(body.shape[2])
+    for side, _ in SIDES:
+        femur = loc.femurs[side]
+        if femur is None:
+            continue
+        zone = air & (np.abs(xs - femur.centre[0]) <= 100.0)[None, None, :]
+        vals = work.fluid[zone]
+        if vals.size < 500:
+            continue
+        floor = float(np.median(vals))
+        if floor <= 0:
+            continue
+        out[side] = round(float(np.percentile(smooth[zone], 95)) / floor, 2)
+    return out
