@@ -20,8 +20,8 @@ from workers.pipeline import analyze_study_dir
 
 __all__ = ["analysed", "phantom_study"]  # session fixtures used below
 
-DICE_FLOOR_DIFFUSE = 0.80  # small phantoms (128 matrix, 5.5 mm slices); full size is higher (benchmark)
-VOLUME_ERROR_MAX = 0.15
+DICE_FLOOR_DIFFUSE = 0.85  # small phantoms (128 matrix, 5.5 mm slices); full size is higher (benchmark)
+VOLUME_ERROR_MAX = 0.12
 NORMAL_FALSE_ML_MAX = 1.0
 
 
