@@ -5,8 +5,8 @@ Each finding is one tracking UID (identifier and UID shared by its groups). Per 
 
 - the side's oedema ("Left hip BME (head and neck)", or "Right hip: no BME detected"):
   a *planar* group (TID 1410) with a polygon on the fluid-sensitive source image where
-  the oedema is largest (with no oedema: the femoral head outline where the head is
-  largest) and the qualitative evaluations (oedema, effusion, pattern, subchondral band);
+  the oedema is largest (with no oedema: the outline of its analysed proximal femur where
+  that is largest) and the qualitative evaluations (oedema, effusion, pattern, subchondral band);
   plus, when the SEG has the side's oedema segment, a *volumetric* group (TID 1411)
   referencing it, with the side totals (oedema volume, signal ratios, effusion volume).
   Without that segment the totals go in the planar group;
@@ -77,17 +77,30 @@ def _largest(frames: list[FrameMaps], side: Side, region: RegionName | None, hin
     return frames[int(np.argmax(areas))]
 
 
+def _proximal_femur(fm: FrameMaps, side: Side) -> NDArray[np.bool_]:
+    """The side's analysed regions (head, neck, intertrochanteric) together on one frame."""
+    masks = [segment_mask(fm, side, region) for region in ("head", "neck", "intertrochanteric")]
+    return np.asarray(np.logical_or.reduce(masks), dtype=np.bool_)
+
+
 def roi_frame(frames: list[FrameMaps], side: SideResult) -> FrameMaps:
-    """The slice of the side's polygon: its oedema where largest, else its femoral head where largest."""
+    """The slice of the side's polygon: its oedema where largest, else its proximal femur where largest."""
     if side.present:
         return _largest(frames, side.side, None, side.largest_slice_index)
-    return _largest(frames, side.side, "head", None)
+    areas = [int(_proximal_femur(f, side.side).sum()) for f in frames]
+    if max(areas, default=0) == 0:
+        raise RegionOutlineError(f"no proximal femur voxels on the {side.side} side")
+    return frames[int(np.argmax(areas))]
 
 
 def image_region(frames: list[FrameMaps], side: SideResult) -> hd.sr.ImageRegion:
-    """The side's polygon (oedema outline, or femoral head outline when there is no oedema)."""
+    """The side's polygon: its oedema outline, or without oedema the outline of its analysed proximal femur.
+
+    Not the femoral head alone: that is the head region's own polygon, and OHIF would print both
+    findings' numbers on top of each other.
+    """
     fm = roi_frame(frames, side)
-    mask = segment_mask(fm, side.side, None if side.present else "head")
+    mask = segment_mask(fm, side.side, None) if side.present else _proximal_femur(fm, side.side)
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
                              graphic_data=outline_polygon(mask), source_image=_source_for_region(fm))
 
@@ -277,7 +290,8 @@ def build_report(result: AnalysisResult, frames: list[FrameMaps], seg: BuiltSeg 
             if side is not None and side.localized:
                 groups.extend(_side_groups(side, frames, seg, uids, algorithm))
         if result.comparison is not None:
-            groups.extend(comparison_groups(result.comparison, result.study_date, uids, algorithm))
+            regions = {name: image_region(frames, side) for name, side in result.sides.items() if side.localized}
+            groups.extend(comparison_groups(result.comparison, result.study_date, regions, uids, algorithm))
     if not groups:
         groups.append(_not_analysed_group(result, uids, algorithm))
     observer = hd.sr.ObserverContext(

@@ -1,17 +1,28 @@
 """The follow-up comparison in the TID 1500 SR: two measurement groups per hip.
 
-For each hip, a TID 1501 group at the *baseline* time point (Time Point Context, type
-Baseline, order 1) with the prior study's values (oedema volume, % head / neck, effusion
-volume, oedema and effusion present/absent), and a group at the *follow-up* time point
-(order 2) with the current values, the change (mL and %) and the change status as a coded
-qualitative evaluation. The prior study's reference goes in as observation
-context (Study Instance UID, Study Date, Accession Number) on the baseline group, and a
-local "prior study compared with" UID item on the follow-up group. A hip that could not be
-compared gets one follow-up group with status "not compared" and the reason as text.
-Every number is a field of ``result.comparison`` (so the SR equals result.json).
+For each hip, a TID 1410 group at the *follow-up* time point (Time Point Context, order 2)
+with the hip's polygon on the current study's source slice (the one the side's own finding
+is drawn on), the current values, the change (mL and %) and the change status as a coded
+qualitative evaluation; then a TID 1501 group at the *baseline* time point (type Baseline,
+order 1) with the prior study's values (oedema volume, % head / neck, effusion volume,
+oedema and effusion present/absent). Both share one tracking UID (the same finding at two
+time points). The prior study's reference goes in as observation context (Study Instance
+UID, Study Date, Accession Number) on the baseline group, and a local "prior study compared
+with" UID item on the follow-up group. A hip that could not be compared gets only the
+follow-up group, with status "not compared" and the reason as text.
+
+Why: OHIF v3 (3.13.2) merges groups by tracking UID and crashes on a merged finding without
+a 2-D image region, so the baseline values ride on the follow-up finding (its polygon), and
+the follow-up group comes first so that OHIF, which draws the first few numbers of a merged
+finding, draws today's values and the change, never the prior values as if they were today's.
+A hip without a polygon (not localised now) gets no comparison groups; the findings text
+carries its comparison. Every number is a field of ``result.comparison`` (so the SR equals
+result.json).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import highdicom as hd
 from highdicom.sr import CodedConcept
@@ -22,6 +33,8 @@ from workers.dicom_out import codes
 from workers.dicom_out.uids import UidDeriver
 from workers.followup.model import ComparedSide, Comparison, ComparisonStatus, SideComparison
 from workers.followup.text import STATUS_WORD, fmt_date
+
+ComparisonGroup = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
 
 _STATUS_CODES: dict[ComparisonStatus, tuple[str, str]] = {
     "resolved": ("BMERESOLVED", "Resolved since prior study"),
@@ -109,7 +122,7 @@ def _baseline_group(c: SideComparison, comparison: Comparison, uids: UidDeriver,
     ]
     evaluations = [*_presence(codes.edema(), c.present_prior), *_presence(codes.effusion(), c.effusion_prior)]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.uid(f"sr.tracking.{c.side}.prior"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=_tracking_uid(c, uids),
                                                      identifier=f"{c.side.capitalize()} hip BME at prior MRI {date}"),
         time_point_context=_time_point(f"Prior MRI {date}", baseline=True),
         finding_type=codes.edema(), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
@@ -117,8 +130,14 @@ def _baseline_group(c: SideComparison, comparison: Comparison, uids: UidDeriver,
         algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations or None)
 
 
-def _followup_group(c: SideComparison, comparison: Comparison, current_date: str, uids: UidDeriver,
-                    algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _tracking_uid(c: SideComparison, uids: UidDeriver) -> str:
+    """One tracking UID for the hip's comparison (its baseline and follow-up groups)."""
+    return str(uids.uid(f"sr.tracking.{c.side}.change"))
+
+
+def _followup_group(c: SideComparison, comparison: Comparison, current_date: str, region: hd.sr.ImageRegion,
+                    uids: UidDeriver, algorithm: hd.sr.AlgorithmIdentification,
+                    ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     prior_date = fmt_date(comparison.prior.study_date)
     measurements = [
         *_num(codes.volume(), c.volume_ml_current, codes.unit_cm3()),
@@ -130,33 +149,41 @@ def _followup_group(c: SideComparison, comparison: Comparison, current_date: str
     ]
     evaluations = [hd.sr.QualitativeEvaluation(change_status_concept(), change_status_value(c.status)),
                    *_presence(codes.edema(), c.present_current), *_presence(codes.effusion(), c.effusion_current)]
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=uids.uid(f"sr.tracking.{c.side}.change"),
+            uid=_tracking_uid(c, uids),
             identifier=f"{c.side.capitalize()} hip BME since {prior_date}: {STATUS_WORD[c.status]}"),
-        time_point_context=_time_point(f"Follow-up MRI {fmt_date(current_date)}", baseline=False),
+        referenced_region=region, time_point_context=_time_point(f"Follow-up MRI {fmt_date(current_date)}", baseline=False),
         finding_type=codes.edema(), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
                                                                      laterality=codes.laterality(c.side))],
         algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations)
 
 
-def comparison_groups(comparison: Comparison, current_date: str, uids: UidDeriver,
-                      algorithm: hd.sr.AlgorithmIdentification) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
-    """The baseline and follow-up groups of every hip (right, then left), with the prior study's reference."""
-    groups = []
-    for side in ("right", "left"):
+def comparison_groups(comparison: Comparison, current_date: str, regions: Mapping[ComparedSide, hd.sr.ImageRegion],
+                      uids: UidDeriver, algorithm: hd.sr.AlgorithmIdentification,
+                      ) -> list[ComparisonGroup]:
+    """The follow-up and baseline groups of every hip (right, then left), with the prior study's reference.
+
+    ``regions`` = the polygon of each hip on the current study's source slice; a hip without
+    one gets no groups.
+    """
+    groups: list[ComparisonGroup] = []
+    order: tuple[ComparedSide, ...] = ("right", "left")
+    for side in order:
         c = comparison.sides.get(side)
-        if c is None:
+        region = regions.get(side)
+        if c is None or region is None:
             continue
-        pair = [] if c.status == "not_compared" else [_baseline_group(c, comparison, uids, algorithm)]
-        follow = _followup_group(c, comparison, current_date, uids, algorithm)
+        follow = _followup_group(c, comparison, current_date, region, uids, algorithm)
         if c.reason:
             follow[0].ContentSequence.append(hd.sr.TextContentItem(
                 name=comparison_reason(), value=c.reason, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
         follow[0].ContentSequence.append(hd.sr.UIDRefContentItem(
             name=prior_study_uid_concept(), value=comparison.prior.study_instance_uid,
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
-        if pair:
-            pair[0][0].ContentSequence.extend(_prior_reference(comparison))
-        groups.extend([*pair, follow])
+        groups.append(follow)
+        if c.status != "not_compared":
+            baseline = _baseline_group(c, comparison, uids, algorithm)
+            baseline[0].ContentSequence.extend(_prior_reference(comparison))
+            groups.append(baseline)
     return groups
