@@ -23,6 +23,7 @@ from marrowmap.settings import Settings
 from workers.analysis.analyze import SeriesAnalysis, StageTimer, analyze_images
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.params import AnalysisParameters
+from workers.analysis.quality import phase_encoding_direction
 from workers.analysis.result import Algorithm, AnalysisResult, SeriesReport, SeriesUsed
 from workers.dicom_out import build_outputs, draft_findings
 from workers.followup.compare import ComparisonError, compare_results
@@ -177,7 +178,8 @@ def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: Analysi
         return _Outcome(AnalysisResult(status="not_applicable", reason=other, series_used=used,
                                        timings_s=timer.timings, **base), fluid=fluid, sources=all_headers)
     analysis = analyze_images(fluid.image, t1.image if t1 is not None else None, params, timer=timer,
-                              fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1")
+                              fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1",
+                              phase_encoding=phase_encoding_direction(fluid.datasets))
     if not any(s.localized for s in analysis.sides.values()):
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in analysis.sides.items())
         return _Outcome(AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,

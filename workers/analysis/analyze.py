@@ -49,7 +49,13 @@ from workers.analysis.preparation import (
     sub_image,
     voxel_volume_ml,
 )
-from workers.analysis.quality import FatSatCheck, check_fat_suppression, ghost_ratios
+from workers.analysis.quality import (
+    FatSatCheck,
+    PhaseEncodeCheck,
+    check_fat_suppression,
+    check_phase_encode_artefacts,
+    ghost_ratios,
+)
 from workers.analysis.regions import (
     REGION_NAMES,
     FemurFrame,
@@ -290,8 +296,12 @@ def analyze_images(
     timer: StageTimer | None = None,
     fluid_label: str = "fluid-sensitive series",
     t1_label: str = "T1",
+    phase_encoding: str | None = None,
 ) -> SeriesAnalysis:
-    """Map oedema in both hips. Geometry in LPS; the maps are on ``fluid_image``'s grid."""
+    """Map oedema in both hips. Geometry in LPS; the maps are on ``fluid_image``'s grid.
+
+    ``phase_encoding``: the fluid-sensitive series' InPlanePhaseEncodingDirection ("ROW"/"COL"), which
+    the wrap-around check needs; motion ghosts are looked for along both image axes."""
     params = params or AnalysisParameters()
     timer = timer or StageTimer()
     warnings: list[str] = []
@@ -302,6 +312,8 @@ def analyze_images(
     with timer.stage("quality", "checking fat suppression and motion/wrap-around ghosts"):
         fatsat = check_fat_suppression(work, loc, params)
         ghosts = ghost_ratios(work, loc)
+        phase = check_phase_encode_artefacts(fluid_image, t1_image if t1_bias is not None else None, loc,
+                                             phase_encoding, params)
 
     shape = tuple(reversed(fluid_image.GetSize()))
     score_full = np.zeros(shape, dtype=np.float32)
@@ -316,7 +328,9 @@ def analyze_images(
     references: dict[Side, str] = {}
     if found:
         with timer.stage("score", "scoring marrow signal against the reference"):
-            data = {s: _side_data(f, fluid_bias, t1_bias, fluid_image, fatsat, params) for s, f in found.items()}
+            every = {s: _side_data(f, fluid_bias, t1_bias, fluid_image, fatsat, params) for s, f in found.items()}
+            # a hip corrupted by motion or wrap-around is neither measured nor the other hip's reference
+            data = {s: d for s, d in every.items() if s not in phase.corrupted}
             affected = _affected(data, params)
             muscle = _muscle_stats(fatsat)
             masks: dict[Side, BoolArray] = {}
@@ -331,7 +345,15 @@ def analyze_images(
                 references[side] = ref.description
         with timer.stage("measure", "measuring oedema, effusion and pattern"):
             maps_full = (score_full, oedema_full, effusion_full)
-            for side, d in data.items():
+            for side, d in every.items():
+                sub = regions_full[d.block.slices]  # the anatomy is drawn even where numbers are withheld
+                for name in REGION_NAMES:
+                    sub[d.regions[name] & (sub == 0)] = REGION_LABELS[(side, name)]
+                if side in phase.corrupted:
+                    msg = _phase_artefact_message(side, phase)
+                    warnings.append(msg)
+                    sides[side] = _withheld(d.femur, msg)
+                    continue
                 ghost = ghosts.get(side)
                 if ghost is not None and ghost > params.ghost_ratio_max:
                     msg = (f"motion or wrap-around ghosts over the {side} hip (ghost ratio {ghost:.1f} > "
@@ -341,9 +363,6 @@ def analyze_images(
                     continue
                 sides[side] = _measure_side(side, d, masks.get(side), refs[side], fatsat, fluid_image, params,
                                             warnings, maps_full)
-                sub = regions_full[d.block.slices]
-                for name in REGION_NAMES:
-                    sub[d.regions[name] & (sub == 0)] = REGION_LABELS[(side, name)]
     t1_used = t1_bias is not None
     quality = _quality(sides, fatsat, loc, references, warnings, fluid_label, t1_label, t1_used)
     maps = AnalysisMaps(
@@ -353,6 +372,11 @@ def analyze_images(
         effusion=like(effusion_full, fluid_image),
     )
     return SeriesAnalysis(sides=sides, quality=quality, maps=maps, localization=loc, t1_used=t1_used)
+
+
+def _phase_artefact_message(side: Side, phase: PhaseEncodeCheck) -> str:
+    kind = "wrap-around" if phase.corrupted[side].startswith("wrap") else "motion"
+    return f"{kind} artefact: {phase.corrupted[side]}; {side} result withheld (no oedema can be measured through it)"
 
 
 def _measure_side(

@@ -60,6 +60,7 @@ class AnalysisParameters:
     band_fraction_min: float = 0.3
     # quality guards
     ghost_ratio_max: float = 3.0  # smoothed air signal (95th pct) / noise floor over a hip: more = motion/wrap
+    ghost_prominence_min: float = 0.15  # autocorrelation peak of periodic replicas along an image axis: motion
     fat_sat_ratio_max: float = 1.0  # fat around the hip (75th percentile) / muscle on the fluid-sensitive series
 
     def as_strings(self) -> dict[str, str]:

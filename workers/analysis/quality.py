@@ -1,24 +1,34 @@
+# mypy: disallow-untyped-calls=False
 """Quality guards against the classic mimics of marrow oedema.
 
 Failed or inhomogeneous fat suppression leaves fat bright on the fluid-sensitive series, which
 makes fatty marrow look oedematous. It is measured per hip as the fluid-sensitive signal of the
 fat around it (bright on T1) relative to deep muscle (intermediate on T1): a working STIR/FS
 sequence shows fat much darker than muscle.
+
+Motion ghosts and wrap-around live along the phase-encode direction: periodic replicas of the
+anatomy (found by autocorrelation along each image axis) and anatomy cut by the phase-encode edges
+of the field of view that folds back over the opposite side. A femoral head they corrupt is
+withheld (``check_phase_encode_artefacts``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
 from scipy import ndimage
 
-from workers.analysis.anatomy import SIDES, Localization, WorkingImages
+from workers.analysis.anatomy import SIDES, FemurGeometry, Localization, WorkingImages, body_mask
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Side
 
 BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float32]
 
 FAT_ZONE_MM = (40.0, 110.0)  # fat checked this far from the head centre
 
@@ -146,3 +156,194 @@ def ghost_ratios(work: WorkingImages, loc: Localization) -> dict[Side, float | N
             continue
         out[side] = round(float(np.percentile(smooth[zone], 95)) / floor, 2)
     return out
+
+
+# --- motion ghosts and wrap-around along the phase-encode direction -----------------------------
+
+PHASE_AXES: dict[str, int] = {"COL": 1, "ROW": 2}  # numpy axis of a (slices, rows, cols) stack
+GHOST_MIN_LAG_PX = 6  # replicas closer than this are not told apart from the anatomy's own texture
+GHOST_SHARE_MAX = 0.15  # predicted ghost signal over a head / the head's signal: more = corrupted
+WRAP_MARGIN_MM = 5.0  # folded tissue this close to a head counts as over it
+WRAP_EDGE_MIN = 0.15  # a field-of-view edge cuts the body when this fraction of the voxels along it is body
+
+
+@dataclass(frozen=True)
+class PhaseEncodeCheck:
+    """Motion ghosting and wrap-around found on the fluid-sensitive series, and which hips they corrupt."""
+
+    ghost_axis: str | None  # "ROW" | "COL": along which image axis replicas were found
+    ghost_lag_mm: float | None
+    ghost_prominence: dict[str, float]  # per image axis: autocorrelation peak above its surroundings
+    ghost_share: dict[Side, float | None]  # predicted ghost signal over each head / the head's signal
+    wrap_depth_mm: tuple[float, float] | None  # anatomy beyond the low/high phase-encode edges of the FOV
+    corrupted: dict[Side, str]  # side -> why it is withheld
+
+
+def phase_encoding_direction(datasets: Sequence[Dataset]) -> str | None:
+    """InPlanePhaseEncodingDirection ("ROW"/"COL") of a series, classic or Enhanced MR; None if absent."""
+    for ds in datasets[:1]:
+        value = ds.get("InPlanePhaseEncodingDirection")
+        if value is None:
+            for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+                items = ds.get(group) or []
+                fov = items[0].get("MRFOVGeometrySequence") if items else None
+                if fov:
+                    value = fov[0].get("InPlanePhaseEncodingDirection")
+                    break
+        if value is not None and str(value).strip().upper() in PHASE_AXES:
+            return str(value).strip().upper()
+    return None
+
+
+def _autocorrelation_peak(high: FloatArray, axis: int) -> tuple[int, float]:
+    """(lag, prominence) of the strongest replica of the high-passed stack along ``axis``: the
+    normalised autocorrelation at the lag minus the mean at lags 3-5 pixels either side."""
+    n = high.shape[axis]
+    den = float(np.sum(high * high))
+    if den <= 0 or n < 4 * GHOST_MIN_LAG_PX:
+        return 0, 0.0
+    spectrum = np.fft.rfft(high, axis=axis)
+    power = (spectrum * np.conj(spectrum)).real
+    other = tuple(a for a in range(high.ndim) if a != axis)
+    corr = np.fft.irfft(power.sum(axis=other), n=n) / den  # circular, like np.roll
+    best_lag, best = 0, 0.0
+    for lag in range(GHOST_MIN_LAG_PX, n // 2 + 1):
+        around = [corr[lag + d] for d in (-5, -4, -3, 3, 4, 5) if GHOST_MIN_LAG_PX - 3 <= lag + d < corr.size]
+        prominence = float(corr[lag] - np.mean(around))
+        if prominence > best:
+            best_lag, best = lag, prominence
+    return best_lag, best
+
+
+def _head_voxels(image: sitk.Image, femur: FemurGeometry, shape: tuple[int, ...]) -> BoolArray:
+    """Voxels of ``image`` within 0.8 x the head radius of the head centre."""
+    idx = np.asarray(image.TransformPhysicalPointToContinuousIndex(femur.centre))
+    spacing = np.asarray(image.GetSpacing())
+    r_px = 0.8 * femur.radius_mm / spacing
+    k, r, c = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    d2 = ((c - idx[0]) / r_px[0]) ** 2 + ((r - idx[1]) / r_px[1]) ** 2 + ((k - idx[2]) / r_px[2]) ** 2
+    out: BoolArray = d2 <= 1.0
+    return out
+
+
+@dataclass(frozen=True)
+class _Extent:
+    """The body of an image projected on a direction (LPS mm), and how much of each FOV edge it fills."""
+
+    body_lo: float
+    body_hi: float
+    fov_lo: float
+    fov_hi: float
+    edge_lo: float  # fraction of the voxels within two pixels of the low edge that are body
+    edge_hi: float
+
+
+def _extent(image: sitk.Image, direction: FloatArray) -> _Extent:
+    """Where the body of ``image`` lies along ``direction``, and whether the field of view cuts it."""
+    arr = sitk.GetArrayFromImage(image).astype(np.float32)
+    body = body_mask(arr)[:, ::2, ::2]
+    k, r, c = np.indices(body.shape)
+    pts = np.stack([c.ravel() * 2, r.ravel() * 2, k.ravel()], axis=1).astype(np.float64)
+    mat = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())[None, :]
+    u = (np.asarray(image.GetOrigin()) + pts @ mat.T) @ direction
+    inside = body.ravel()
+    size = np.asarray(image.GetSize(), dtype=np.float64)
+    corners = np.array([[i, j, m] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
+                        for m in (-0.5, size[2] - 0.5)])
+    cu = (np.asarray(image.GetOrigin()) + corners @ mat.T) @ direction
+    lo, hi = float(cu.min()), float(cu.max())
+    band = 2.0 * float(np.abs(mat.T @ direction).max())
+    near_lo, near_hi = u <= lo + band, u >= hi - band
+    if not inside.any():
+        return _Extent(0.0, 0.0, lo, hi, 0.0, 0.0)
+    return _Extent(body_lo=float(np.percentile(u[inside], 0.1)), body_hi=float(np.percentile(u[inside], 99.9)),
+                   fov_lo=lo, fov_hi=hi, edge_lo=float(inside[near_lo].mean()) if near_lo.any() else 0.0,
+                   edge_hi=float(inside[near_hi].mean()) if near_hi.any() else 0.0)
+
+
+def check_phase_encode_artefacts(fluid_image: sitk.Image, t1_image: sitk.Image | None, loc: Localization,
+                                 phase_encoding: str | None, params: AnalysisParameters) -> PhaseEncodeCheck:
+    """Motion ghosts (periodic replicas along an image axis) and wrap-around (anatomy beyond the
+    phase-encode edges of the field of view) on the fluid-sensitive series, per femoral head.
+
+    Ghosts: the stack is band-passed and autocorrelated along each in-plane axis; natural anatomy
+    decorrelates smoothly, ghosts give a sharp peak at their spacing. The ghost amplitude (about
+    half the peak) times the image shifted by that lag predicts the ghost signal over each head;
+    a head where it is a sizeable share of the head's own signal is corrupted.
+    Wrap: with the phase-encode direction known from the header, the anatomy beyond each edge of
+    the field of view is measured on the T1 (when it covers more); it folds in from the opposite
+    edge, and a head it reaches is corrupted. Without a T1 to measure it, a body cut by both
+    phase-encode edges corrupts both heads.
+    """
+    arr = sitk.GetArrayFromImage(fluid_image).astype(np.float32)
+    high = ndimage.gaussian_filter(arr, (0, 1, 1)) - ndimage.gaussian_filter(arr, (0, 6, 6))
+    prominence: dict[str, float] = {}
+    lags: dict[str, int] = {}
+    for name, axis in PHASE_AXES.items():
+        lags[name], prominence[name] = _autocorrelation_peak(high, axis)
+    corrupted: dict[Side, str] = {}
+    share: dict[Side, float | None] = {"right": None, "left": None}
+    strongest = max(prominence, key=lambda a: prominence[a])
+    ghost_axis: str | None = None
+    ghost_lag_mm: float | None = None
+    if prominence[strongest] >= params.ghost_prominence_min:
+        ghost_axis = strongest
+        axis = PHASE_AXES[ghost_axis]
+        lag = lags[ghost_axis]
+        ghost_lag_mm = round(lag * float(fluid_image.GetSpacing()[2 - axis]), 1)
+        amplitude = prominence[ghost_axis] / 2.0
+        smooth = ndimage.gaussian_filter(arr, 1.0)
+        ghost = amplitude * (np.roll(smooth, lag, axis=axis) + np.roll(smooth, -lag, axis=axis))
+        for side, _ in SIDES:
+            femur = loc.femurs[side]
+            if femur is None:
+                continue
+            head = _head_voxels(fluid_image, femur, arr.shape)
+            if head.sum() < 5:
+                continue
+            value = round(float(ghost[head].mean() / max(float(smooth[head].mean()), 1e-6)), 2)
+            share[side] = value
+            if value > GHOST_SHARE_MAX:
+                corrupted[side] = (f"motion ghosts along the image {ghost_axis.lower()}s (replicas every "
+                                   f"{ghost_lag_mm:.0f} mm, about {100 * amplitude:.0f}% of the source) over "
+                                   f"the {side} femoral head")
+    depth = _wrap(fluid_image, t1_image, loc, phase_encoding, corrupted)
+    return PhaseEncodeCheck(ghost_axis=ghost_axis, ghost_lag_mm=ghost_lag_mm,
+                            ghost_prominence={k: round(v, 3) for k, v in prominence.items()},
+                            ghost_share=share, wrap_depth_mm=depth, corrupted=corrupted)
+
+
+def _wrap(fluid_image: sitk.Image, t1_image: sitk.Image | None, loc: Localization, phase_encoding: str | None,
+          corrupted: dict[Side, str]) -> tuple[float, float] | None:
+    """Anatomy beyond the (low, high) phase-encode edges of the fluid-sensitive FOV, in mm; marks the
+    heads it folds over in ``corrupted``. None when the phase-encode direction is unknown."""
+    if phase_encoding not in PHASE_AXES:
+        return None
+    d = np.asarray(fluid_image.GetDirection()).reshape(3, 3)
+    direction = d[:, 0] if phase_encoding == "ROW" else d[:, 1]
+    fluid = _extent(fluid_image, direction)
+    fov_lo, fov_hi = fluid.fov_lo, fluid.fov_hi
+    if min(fluid.edge_lo, fluid.edge_hi) < WRAP_EDGE_MIN:
+        return (0.0, 0.0)
+    beyond_lo = beyond_hi = float("inf")
+    if t1_image is not None:
+        t1 = _extent(t1_image, direction)
+        if t1.edge_lo < WRAP_EDGE_MIN:
+            beyond_lo = max(fov_lo - t1.body_lo, 0.0)
+        if t1.edge_hi < WRAP_EDGE_MIN:
+            beyond_hi = max(t1.body_hi - fov_hi, 0.0)
+    for side, _ in SIDES:
+        femur = loc.femurs[side]
+        if femur is None or side in corrupted:
+            continue
+        u = float(np.asarray(femur.centre) @ direction)
+        lo, hi = u - femur.radius_mm - WRAP_MARGIN_MM, u + femur.radius_mm + WRAP_MARGIN_MM
+        # beyond the low edge folds in at the high edge, and the other way round
+        over = (beyond_lo > 0 and hi >= fov_hi - beyond_lo) or (beyond_hi > 0 and lo <= fov_lo + beyond_hi)
+        if over:
+            how = ("the anatomy cut off by the field of view could not be measured (no T1 covering it)"
+                   if np.isinf(beyond_lo) or np.isinf(beyond_hi) else
+                   f"{beyond_lo:.0f} mm and {beyond_hi:.0f} mm of anatomy beyond the two edges")
+            corrupted[side] = (f"wrap-around along phase encode ({phase_encoding}, field of view "
+                               f"{fov_hi - fov_lo:.0f} mm): folded anatomy over the {side} femoral head; {how}")
+    return (round(min(beyond_lo, 1e4), 1), round(min(beyond_hi, 1e4), 1))

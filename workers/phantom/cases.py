@@ -19,11 +19,13 @@ VARIANTS: tuple[str, ...] = (
     "axial_only", "oblique", "feet_first", "mismatched_grids", "enhanced_stir",
     "jpeg2000", "jpegls", "rle", "siemens", "ge", "philips", "low_res", "noisy",
     "fat_sat_failure", "nonascii_name", "nonascii_utf8", "other_patient", "localizer",
+    "motion", "wrap",
 )
 
 _EXCLUSIVE = (
     ("jpeg2000", "jpegls", "rle"),
     ("siemens", "ge", "philips"),
+    ("motion", "wrap"),
 )
 
 
@@ -89,6 +91,10 @@ def check_request(case: str, variants: Sequence[str]) -> tuple[str, ...]:
     if "axial_only" in chosen and ("oblique" in chosen or "mismatched_grids" in chosen
                                    or "enhanced_stir" in chosen):
         raise PhantomError("axial_only has no coronal series to tilt, mismatch or enhance")
+    if "axial_only" in chosen and ("motion" in chosen or "wrap" in chosen):
+        raise PhantomError("motion and wrap corrupt the coronal fluid-sensitive series; axial_only has none")
+    if "wrap" in chosen and "mismatched_grids" in chosen:
+        raise PhantomError("wrap sets its own (too small) field of view; it cannot be combined with mismatched_grids")
     return chosen
 
 

@@ -128,13 +128,16 @@ def _mr_acquisition(ds: Dataset, proto: Protocol, geo: SeriesGeometry, coil: str
     ds.SliceThickness = _ds(geo.thickness)
     ds.SpacingBetweenSlices = _ds(geo.spacing)
     ds.PercentSampling = "100"
-    ds.PercentPhaseFieldOfView = "100"
+    ds.PercentPhaseFieldOfView = _ds(proto.percent_phase_fov)
     ds.PixelBandwidth = _ds(proto.pixel_bandwidth)
     ds.FlipAngle = _ds(proto.flip_angle)
     acq_rows = min(geo.rows, 320)
     acq_cols = min(geo.cols, 320)
-    ds.AcquisitionMatrix = [0, acq_cols, int(acq_rows * 0.8), 0]
-    ds.InPlanePhaseEncodingDirection = "ROW"
+    if proto.phase_encoding == "ROW":  # frequency rows\frequency columns\phase rows\phase columns
+        ds.AcquisitionMatrix = [0, acq_cols, int(acq_rows * 0.8), 0]
+    else:
+        ds.AcquisitionMatrix = [acq_rows, 0, 0, int(acq_cols * 0.8)]
+    ds.InPlanePhaseEncodingDirection = proto.phase_encoding
     ds.ReceiveCoilName = coil
     ds.TransmitCoilName = "BODY"
     ds.SAR = "1.2"
@@ -321,9 +324,9 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
                                                    SpecificAbsorptionRateValue=1.2),
         OperatingModeSequence=DicomSequence([_mode(kind) for kind in ("STATIC FIELD", "RF", "GRADIENT")]))
     shared.MRFOVGeometrySequence = _frame_item(
-        InPlanePhaseEncodingDirection="ROW", MRAcquisitionFrequencyEncodingSteps=min(geo.cols, 320),
+        InPlanePhaseEncodingDirection=proto.phase_encoding, MRAcquisitionFrequencyEncodingSteps=min(geo.cols, 320),
         MRAcquisitionPhaseEncodingStepsInPlane=int(min(geo.rows, 320) * 0.8),
-        PercentSampling=100.0, PercentPhaseFieldOfView=100.0)
+        PercentSampling=100.0, PercentPhaseFieldOfView=proto.percent_phase_fov)
     shared.MREchoSequence = _frame_item(EffectiveEchoTime=t.te_ms)
     shared.MRModifierSequence = _frame_item(
         InversionRecovery="YES" if t.kind == "stir" else "NO",

@@ -31,6 +31,8 @@ class Protocol:
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "OTHER")
     rescale: tuple[float, float] | None = None  # (slope, intercept) written by Philips
     extra: dict[str, str] = field(default_factory=dict)
+    phase_encoding: str = "ROW"  # InPlanePhaseEncodingDirection
+    percent_phase_fov: float = 100.0  # phase field of view / frequency field of view, percent
 
 
 @dataclass(frozen=True)

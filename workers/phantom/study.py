@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +15,18 @@ from numpy.typing import NDArray
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from workers.phantom.anatomy import Anatomy
+from workers.phantom.artefacts import (
+    CORRUPTION_MIN,
+    MOTION_GHOSTS,
+    MOTION_PERIOD_N,
+    WRAP_PHASE_FOV,
+    Artefact,
+    fold,
+    head_corruption,
+    lps_axis,
+    motion_ghosts,
+    widen,
+)
 from workers.phantom.cases import (
     BASELINE,
     VISITS,
@@ -119,12 +131,21 @@ def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift
         stir_geo = plan("coronal", (cor_centre[0] + 4.0, cor_centre[1] + 2.2, cor_centre[2] - 6.0),
                         (340.0, 340.0), (ms2, ms2), n - 2, th + 0.5, sp + 0.6, tilt_deg=tilt,
                         feet_first=ff)
+    elif "wrap" in variants:
+        # phase (right-left) field of view set too small: the hips' lateral soft tissue folds over
+        pe_cols = int(round(ms * WRAP_PHASE_FOV / 2.0)) * 2
+        stir_geo = plan("coronal", cor_centre, (fov, fov * pe_cols / ms), (ms, pe_cols), n, th, sp,
+                        tilt_deg=tilt, feet_first=ff)
     else:
         stir_geo = plan("coronal", cor_centre, (fov, fov), (ms, ms), n, th, sp, tilt_deg=tilt,
                         feet_first=ff)
+    stir = protocol("stir", "coronal", vendor, 4)
+    if "wrap" in variants:
+        stir = replace(stir, phase_encoding="ROW",
+                       percent_phase_fov=round(100.0 * stir_geo.cols * stir_geo.col_spacing
+                                               / (stir_geo.rows * stir_geo.row_spacing), 2))
     plans.append(SeriesPlan(protocol("t1", "coronal", vendor, 3), t1_geo, reverse_numbering=ff))
-    plans.append(SeriesPlan(protocol("stir", "coronal", vendor, 4), stir_geo,
-                            enhanced="enhanced_stir" in variants, reverse_numbering=ff))
+    plans.append(SeriesPlan(stir, stir_geo, enhanced="enhanced_stir" in variants, reverse_numbering=ff))
     ma, na = int(sz["ax"]), int(sz["ax_n"])
     plans.append(SeriesPlan(protocol("t2fs", "axial", vendor, 5),
                             plan("axial", ax_centre, (fov, fov), (ma, ma), na, sz["ax_th"],
@@ -150,9 +171,21 @@ def _reference_signal(timing: SequenceTiming) -> float:
     return tissue_signal(TISSUES[tissue], timing)
 
 
-def _pixels(model: Model, sp: SeriesPlan, volume: F32, seed: int, noise_key: int,
-            noisy: bool) -> NDArray[np.uint16]:
+def _clean(model: Model, sp: SeriesPlan, volume: F32, seed: int, artefact: str | None) -> tuple[F32, F32]:
+    """(noise-free image as acquired, noise-free image without the artefact) of one series."""
     clean = render_slices(volume, model.canvas, sp.geo) * _bias(sp.geo, seed)
+    pe = sp.proto.phase_encoding
+    if artefact == "motion":
+        return motion_ghosts(clean, pe), clean
+    if artefact == "wrap":
+        wide = widen(sp.geo, pe)
+        folded = fold(render_slices(volume, model.canvas, wide) * _bias(wide, seed),
+                      sp.geo.cols if pe == "ROW" else sp.geo.rows, pe)
+        return folded, clean
+    return clean, clean
+
+
+def _pixels(clean: F32, sp: SeriesPlan, seed: int, noise_key: int, noisy: bool) -> NDArray[np.uint16]:
     ref = _reference_signal(sp.proto.timing)
     snr = sp.proto.snr / (2.5 if noisy else 1.0)
     rng = np.random.default_rng([seed, sp.proto.series_number, noise_key])
@@ -208,6 +241,8 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     noise_key = zlib.crc32(",".join([case, str(seed), *acquisition, str(small)]).encode())
     volumes: dict[str, F32] = {}
     series_truth: list[SeriesTruth] = []
+    artefact_kind = next((v for v in ("motion", "wrap") if v in chosen), None)
+    artefact: Artefact | None = None
     for sp in plans:
         key = sp.proto.contrast
         if key not in volumes:
@@ -218,7 +253,11 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
         files = []
         for i, geo in enumerate((sp.geo, *sp.extra_pieces)):
             piece = replace(sp, geo=geo)
-            pixels = _pixels(model, piece, volumes[key], seed, noise_key + i, "noisy" in chosen)
+            hit = artefact_kind if (i == 0 and sp.proto.contrast == "stir" and sp.proto.series_number != 1) else None
+            acquired, clean = _clean(model, piece, volumes[key], seed, hit)
+            if hit is not None:
+                artefact = _artefact_truth(hit, piece, clean, acquired, anat)
+            pixels = _pixels(acquired, piece, seed, noise_key + i, "noisy" in chosen)
             if sp.enhanced:
                 files += write_enhanced_series(folder, meta, sp.proto, geo, pixels, series_uid, ts)
             else:
@@ -249,7 +288,8 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
         sides_truth[name] = side_truth(anat, name, sides[name],
                                        float(np.count_nonzero(oed == label)) * vox_ml,
                                        float(np.count_nonzero(eff == label)) * vox_ml,
-                                       fail_side == name)
+                                       fail_side == name,
+                                       artefact is not None and name in artefact.corrupted_sides)
     truth = GroundTruth(
         case=case, seed=seed, variants=list(chosen), small=small,
         patient_id=ident.patient_id, issuer_of_patient_id=ident.issuer,
@@ -262,9 +302,31 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
                  for name, c in anat.markers],
         mask_grid={"series_instance_uid": primary_uid, **geometry_dict(primary.geo)},
         files={"oedema": "truth/oedema.nii.gz", "effusion": "truth/effusion.nii.gz"},
+        artefact=asdict(artefact) if artefact is not None else None,
     )
     (truth_dir / "truth.json").write_text(truth.to_json() + "\n", encoding="utf-8")
     return truth
+
+
+def _artefact_truth(kind: str, sp: SeriesPlan, clean: F32, acquired: F32, anat: Anatomy) -> Artefact:
+    """What the motion or wrap artefact did to the fluid-sensitive series, per hip."""
+    pe = sp.proto.phase_encoding
+    ratio = head_corruption(clean, acquired, sp.geo, anat)
+    corrupted = [side for side in ("right", "left") if ratio[side] >= CORRUPTION_MIN]
+    phase_fov = sp.geo.cols * sp.geo.col_spacing if pe == "ROW" else sp.geo.rows * sp.geo.row_spacing
+    axis = lps_axis(sp.geo, pe)
+    if kind == "motion":
+        spacing = phase_fov / MOTION_PERIOD_N
+        return Artefact(kind=kind, phase_encoding_direction=pe, phase_encoding_lps_axis=axis,
+                        description=(f"motion ghosts: replicas of the anatomy every {spacing:.0f} mm along "
+                                     f"phase encode ({axis}), anatomy smeared along it; no oedema"),
+                        corrupted_sides=corrupted, artefact_to_head_signal=ratio,
+                        ghost_spacing_mm=round(spacing, 2), ghost_amplitudes=[a for _, a in MOTION_GHOSTS],
+                        phase_fov_mm=round(phase_fov, 2))
+    return Artefact(kind=kind, phase_encoding_direction=pe, phase_encoding_lps_axis=axis,
+                    description=(f"wrap-around: phase field of view {phase_fov:.0f} mm ({axis}) smaller than "
+                                 "the body; anatomy outside it folds over the opposite side; no oedema"),
+                    corrupted_sides=corrupted, artefact_to_head_signal=ratio, phase_fov_mm=round(phase_fov, 2))
 
 
 def head_pixel(truth: GroundTruth, side: str) -> tuple[int, int, int]:

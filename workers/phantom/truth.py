@@ -48,6 +48,7 @@ class SideTruth:
     neck_axis: dict[str, Any]
     avn_lesion: dict[str, Any] | None = None
     fat_sat_failure: bool = False
+    artefact_corrupted: bool = False  # motion ghosts or wrap-around over this head (variants motion, wrap)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class GroundTruth:
     markers: list[dict[str, Any]]
     mask_grid: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
+    artefact: dict[str, Any] | None = None  # motion/wrap variants: kind, phase-encode direction, corrupted sides
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
@@ -198,7 +200,7 @@ def geometry_dict(geo: SeriesGeometry) -> dict[str, Any]:
 
 
 def side_truth(anat: Anatomy, side_name: str, side: SidePathology, mask_ml: float,
-               eff_mask_ml: float, fat_fail: bool) -> SideTruth:
+               eff_mask_ml: float, fat_fail: bool, artefact_corrupted: bool = False) -> SideTruth:
     fem = anat.femur(side_name)
     regions, eff_ml, avn_ml = _fine_volumes(anat, fem, side)
     regions = dict(regions)
@@ -236,4 +238,5 @@ def side_truth(anat: Anatomy, side_name: str, side: SidePathology, mask_ml: floa
         },
         avn_lesion=lesion,
         fat_sat_failure=fat_fail,
+        artefact_corrupted=artefact_corrupted,
     )

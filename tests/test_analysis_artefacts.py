@@ -1,0 +1,117 @@
+# mypy: disallow-untyped-calls=False
+"""Motion ghosts and wrap-around on the fluid-sensitive series: the phantom makes them, the analysis
+catches them and withholds the corrupted hips instead of reporting false oedema (small phantoms,
+fixed seeds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from tests.analysis_fixtures import AnalysedFactory, analysed
+from tests.phantom_fixtures import StudyFactory, phantom_study, series_files
+from workers.analysis.quality import phase_encoding_direction
+from workers.analysis.result import AnalysisResult
+from workers.phantom import GroundTruth, generate_study
+
+__all__ = ["analysed", "phantom_study"]  # session fixtures used below
+
+FALSE_ML_MAX = 1.0
+
+
+def _stir_header(study: Path, truth: GroundTruth) -> pydicom.Dataset:
+    folder = next(s.folder for s in truth.series if s.series_instance_uid == truth.fluid_sensitive_series_uid)
+    return pydicom.dcmread(series_files(study, folder)[0], stop_before_pixels=True)
+
+
+def _artefact_warnings(result: AnalysisResult) -> list[str]:
+    assert result.quality is not None
+    return [w for w in result.quality.warnings if "motion" in w or "wrap" in w]
+
+
+@pytest.mark.parametrize(("variant", "seed"), [("motion", 3), ("wrap", 4)])
+def test_phantom_records_the_artefact(phantom_study: StudyFactory, variant: str, seed: int) -> None:
+    """truth.json names the artefact, its phase-encode direction (as in the header) and the corrupted hips;
+    the artefact creates no oedema."""
+    study, truth = phantom_study("normal", variant, seed=seed)
+    art = truth.artefact
+    assert art is not None and art["kind"] == variant
+    header = _stir_header(study, truth)
+    assert header.InPlanePhaseEncodingDirection == art["phase_encoding_direction"] == "ROW"
+    assert art["phase_encoding_lps_axis"] == "R-L"
+    assert art["corrupted_sides"], art
+    for side in ("right", "left"):
+        assert truth.sides[side].present is False
+        assert truth.sides[side].artefact_corrupted == (side in art["corrupted_sides"])
+    if variant == "wrap":
+        assert float(header.PercentPhaseFieldOfView) < 70.0
+        assert art["phase_fov_mm"] < 250.0
+    else:
+        assert art["ghost_spacing_mm"] == pytest.approx(art["phase_fov_mm"] / 4)
+    reloaded = GroundTruth.load(study / "truth" / "truth.json")
+    assert reloaded.artefact == art
+
+
+def test_wrap_variant_is_deterministic(tmp_path: Path) -> None:
+    a = generate_study(tmp_path / "a", "normal", 4, variants=["wrap"], small=True)
+    b = generate_study(tmp_path / "b", "normal", 4, variants=["wrap"], small=True)
+    assert a.artefact == b.artefact
+    folder = next(s.folder for s in a.series if s.series_instance_uid == a.fluid_sensitive_series_uid)
+    for fa, fb in zip(series_files(tmp_path / "a", folder), series_files(tmp_path / "b", folder), strict=True):
+        assert fa.read_bytes() == fb.read_bytes()
+
+
+@pytest.mark.parametrize(("variant", "seed"), [("motion", 3), ("wrap", 4)])
+def test_artefact_gives_no_false_oedema(analysed: AnalysedFactory, variant: str, seed: int) -> None:
+    """A normal study with motion ghosts or wrap-around: no oedema reported, the corrupted hips withheld,
+    and a warning naming the artefact."""
+    a = analysed("normal", variant, seed=seed)
+    assert a.result.status == "analyzed", a.result.reason
+    for side in ("right", "left"):
+        reported = a.result.sides[side]
+        assert reported.present is not True, (side, reported)
+        assert (reported.oedema_volume_ml or 0.0) < FALSE_ML_MAX
+        if a.truth.sides[side].artefact_corrupted:
+            assert reported.present is None and variant in reported.reason, (side, reported)
+    warnings = _artefact_warnings(a.result)
+    assert any(variant in w for w in warnings), a.result.quality
+    assert a.result.quality is not None and a.result.quality.confidence in ("reduced", "withheld")
+
+
+def test_itoh_left_with_motion_never_invents_a_right_finding(analysed: AnalysedFactory) -> None:
+    a = analysed("itoh_left", "motion", seed=2)
+    right, left = a.result.sides["right"], a.result.sides["left"]
+    assert right.present is not True, right
+    assert left.present is None or left.present is True, left  # withheld, or the real oedema
+    assert any("motion" in w for w in _artefact_warnings(a.result))
+
+
+@pytest.mark.parametrize(("case", "variants", "seed"), [
+    ("normal", (), 3), ("itoh_left", (), 2), ("itoh_left", ("mismatched_grids",), 0),
+])
+def test_no_artefact_warning_without_artefact(analysed: AnalysedFactory, case: str, variants: tuple[str, ...],
+                                              seed: int) -> None:
+    a = analysed(case, *variants, seed=seed)
+    assert a.result.status == "analyzed"
+    assert _artefact_warnings(a.result) == []
+    for side in ("right", "left"):
+        assert a.result.sides[side].present == a.truth.sides[side].present
+
+
+def test_phase_encoding_direction_classic_and_enhanced() -> None:
+    classic = Dataset()
+    classic.InPlanePhaseEncodingDirection = "COL"
+    assert phase_encoding_direction([classic]) == "COL"
+    fov = Dataset()
+    fov.InPlanePhaseEncodingDirection = "ROW"
+    shared = Dataset()
+    shared.MRFOVGeometrySequence = DicomSequence([fov])
+    enhanced = Dataset()
+    enhanced.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    assert phase_encoding_direction([enhanced]) == "ROW"
+    assert phase_encoding_direction([Dataset()]) is None
+    assert phase_encoding_direction([]) is None
