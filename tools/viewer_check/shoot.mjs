@@ -29,7 +29,7 @@ const { chromium } = require(path.resolve(args.playwright));
 const inv = JSON.parse(fs.readFileSync(args.inventory, 'utf8'));
 const VIEWPORT = { width: 1600, height: 900 };
 let srDrawn = false;
-const report = { study_uid: inv.study_uid, shots: [], problems: [], console_errors: [] };
+const report = { study_uid: inv.study_uid, shots: [], problems: [], notes: [], console_errors: [] };
 
 const THUMB = '[data-cy="study-browser-thumbnail"], [data-cy="study-browser-thumbnail-no-image"]';
 
@@ -277,7 +277,8 @@ async function shootSr(context, sr) {
     const yes = page.locator('[data-cy="yes-hydrate-btn"]');
     const offered = await yes.first().waitFor({ timeout: 8000 }).then(() => true, () => false);
     if (!offered) {
-      problem(`ohif_sr_tracked.png: OHIF offers no "track measurements" prompt for the SR (badge: "${badgeTooltip}")`);
+      // not a display problem: OHIF offers tracking only for SRs written by its own tools (see README)
+      report.notes.push(`ohif_sr_tracked.png: not taken, OHIF offers no "track measurements" prompt for the SR (badge: "${badgeTooltip}")`);
       return;
     }
     await yes.first().click();
