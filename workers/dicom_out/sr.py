@@ -11,7 +11,9 @@ Each finding is one tracking UID (identifier and UID shared by its groups). Per 
   referencing it, with the side totals (oedema volume, signal ratios, effusion volume).
   Without that segment the totals go in the planar group;
 - each analysed region ("Left femoral head BME 71%"): a planar group with the region's
-  outline and oedema present/absent, and a volumetric group referencing the region's SEG
+  outline (where its oedema is largest, on a slice no other finding of the hip is drawn on
+  where possible: OHIF prints each finding's numbers at its outline's right edge, so two on
+  one slice overlap) and oedema present/absent, and a volumetric group referencing the region's SEG
   segment with region volume, oedema volume in it, % involvement and signal ratios.
 
 Why: OHIF v3 merges groups by tracking UID, shows only findings with a 2-D image region
@@ -100,7 +102,7 @@ def image_region(frames: list[FrameMaps], side: SideResult) -> hd.sr.ImageRegion
     findings' numbers on top of each other.
     """
     fm = roi_frame(frames, side)
-    mask = segment_mask(fm, side.side, None) if side.present else _proximal_femur(fm, side.side)
+    mask = _side_outline_mask(fm, side)
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
                              graphic_data=outline_polygon(mask), source_image=_source_for_region(fm))
 
@@ -198,27 +200,59 @@ def _tracking(uids: UidDeriver, key: str, label: str) -> hd.sr.TrackingIdentifie
     return hd.sr.TrackingIdentifier(uid=uids.uid(f"sr.tracking.{key}"), identifier=label)
 
 
-def _region_outline(frames: list[FrameMaps], side: Side, region: RegionName) -> hd.sr.ImageRegion:
-    """The region's outline on the slice where its oedema (else the region itself) is largest."""
-    oedema = [int((segment_mask(f, side, region) & segment_mask(f, side, None)).sum()) for f in frames]
-    fm = frames[int(np.argmax(oedema))] if max(oedema, default=0) > 0 else _largest(frames, side, region, None)
+def _pick_slice(areas: list[tuple[int, int]], used: set[int], what: str) -> int:
+    """The frame with the largest ``areas`` (compared in order; the last one must be > 0), preferring
+    frames no other finding of the hip is drawn on (OHIF prints every finding's numbers at its
+    outline's right edge, so two findings of one hip on one slice print on top of each other)."""
+    ranked = sorted((i for i, a in enumerate(areas) if a[-1] > 0), key=lambda i: areas[i], reverse=True)
+    if not ranked:
+        raise RegionOutlineError(f"no {what} voxels")
+    index = next((i for i in ranked if i not in used), ranked[0])
+    used.add(index)
+    return index
+
+
+def _region_outline(frames: list[FrameMaps], side: Side, region: RegionName, used: set[int]) -> hd.sr.ImageRegion:
+    """The region's outline where its oedema (else the region itself) is largest, on a slice of its own."""
+    areas = []
+    for f in frames:
+        mask = segment_mask(f, side, region)
+        areas.append((int((mask & segment_mask(f, side, None)).sum()), int(mask.sum())))
+    fm = frames[_pick_slice(areas, used, f"{side} {region}")]
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
                              graphic_data=outline_polygon(segment_mask(fm, side, region)),
                              source_image=_source_for_region(fm))
 
 
+def _side_outline_mask(fm: FrameMaps, side: SideResult) -> NDArray[np.bool_]:
+    return segment_mask(fm, side.side, None) if side.present else _proximal_femur(fm, side.side)
+
+
+def comparison_outline(frames: list[FrameMaps], side: SideResult, used: set[int]) -> hd.sr.ImageRegion:
+    """The side's outline (as for its own finding) for its follow-up comparison, on a slice of its own."""
+    areas = [(0, int(_side_outline_mask(f, side).sum())) for f in frames]
+    fm = frames[_pick_slice(areas, used, f"{side.side} outline")]
+    return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                             graphic_data=outline_polygon(_side_outline_mask(fm, side)),
+                             source_image=_source_for_region(fm))
+
+
 def _side_groups(side: SideResult, frames: list[FrameMaps], seg: BuiltSeg | None, uids: UidDeriver,
-                 algorithm: hd.sr.AlgorithmIdentification) -> list[object]:
+                 algorithm: hd.sr.AlgorithmIdentification, used: set[int]) -> list[object]:
     """The groups of one localised hip.
 
     Every finding (the side's oedema, each region) is one tracking UID with a planar group
     (polygon, qualitative evaluations) and, when the SEG has its segment, a volumetric group
     (segment reference, measurements). OHIF merges groups by tracking UID and needs an image
     region in each merged finding (OHIF 3.13 crashes on a finding without one), so the numbers
-    sit once in the volumetric group and the polygon in the planar one.
+    sit once in the volumetric group and the polygon in the planar one. ``used`` collects the
+    frames (indices) the hip's polygons sit on, so that each finding gets a slice of its own
+    where possible.
     """
     title = side_title(side)
     tracking = _tracking(uids, f"{side.side}.planar", title)
+    fm = roi_frame(frames, side)
+    used.add(next(i for i, f in enumerate(frames) if f is fm))
     site = _site(codes.proximal_femur(), side.side)
     bme = seg.segment(side.side, None) if seg is not None else None
     groups: list[object] = [hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -243,7 +277,7 @@ def _side_groups(side: SideResult, frames: list[FrameMaps], seg: BuiltSeg | None
         label = f"{side.side.capitalize()} {REGION_TEXT[region_name]} BME {m.involvement_pct:.0f}%"
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=_tracking(uids, f"{side.side}.{region_name}", label),
-            referenced_region=_region_outline(frames, side.side, region_name),
+            referenced_region=_region_outline(frames, side.side, region_name, used),
             finding_type=codes.edema(), finding_category=codes.abnormal_structure(),
             finding_sites=[_site(codes.region_site(region_name), side.side)], algorithm_id=algorithm,
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.edema(),
@@ -285,13 +319,17 @@ def build_report(result: AnalysisResult, frames: list[FrameMaps], seg: BuiltSeg 
                                               parameters=[f"{k}={v}" for k, v in sorted(result.algorithm.parameters.items())] or None)
     groups: list[object] = []
     if result.status == "analyzed":
+        comparison_regions = {}
         for side_name in SIDES:
             side = result.sides.get(side_name)
             if side is not None and side.localized:
-                groups.extend(_side_groups(side, frames, seg, uids, algorithm))
+                used: set[int] = set()
+                groups.extend(_side_groups(side, frames, seg, uids, algorithm, used))
+                if result.comparison is not None:
+                    comparison_regions[side_name] = comparison_outline(frames, side, used)
         if result.comparison is not None:
-            regions = {name: image_region(frames, side) for name, side in result.sides.items() if side.localized}
-            groups.extend(comparison_groups(result.comparison, result.study_date, regions, uids, algorithm))
+            groups.extend(comparison_groups(result.comparison, result.study_date, comparison_regions, uids,
+                                            algorithm))
     if not groups:
         groups.append(_not_analysed_group(result, uids, algorithm))
     observer = hd.sr.ObserverContext(

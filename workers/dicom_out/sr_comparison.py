@@ -1,8 +1,8 @@
 """The follow-up comparison in the TID 1500 SR: two measurement groups per hip.
 
 For each hip, a TID 1410 group at the *follow-up* time point (Time Point Context, order 2)
-with the hip's polygon on the current study's source slice (the one the side's own finding
-is drawn on), the current values, the change (mL and %) and the change status as a coded
+with the hip's polygon on a source slice of the current study (the hip's own outline, on a
+slice no other finding of the hip is drawn on where possible), the current values, the change (mL and %) and the change status as a coded
 qualitative evaluation; then a TID 1501 group at the *baseline* time point (type Baseline,
 order 1) with the prior study's values (oedema volume, % head / neck, effusion volume,
 oedema and effusion present/absent). Both share one tracking UID (the same finding at two
