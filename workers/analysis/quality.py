@@ -163,6 +163,7 @@ def ghost_ratios(work: WorkingImages, loc: Localization) -> dict[Side, float | N
 PHASE_AXES: dict[str, int] = {"COL": 1, "ROW": 2}  # numpy axis of a (slices, rows, cols) stack
 GHOST_MIN_LAG_PX = 6  # replicas closer than this are not told apart from the anatomy's own texture
 GHOST_SHARE_MAX = 0.15  # predicted ghost signal over a head / the head's signal: more = corrupted
+ARTEFACT_PIXEL_MM = 3.0  # the checks run on the fluid-sensitive series binned in plane to about this
 WRAP_MARGIN_MM = 5.0  # folded tissue this close to a head counts as over it
 WRAP_EDGE_MIN = 0.15  # a field-of-view edge cuts the body when this fraction of the voxels along it is body
 
@@ -238,12 +239,22 @@ class _Extent:
     edge_hi: float
 
 
+def _coarse(image: sitk.Image) -> sitk.Image:
+    """``image`` binned in plane to about ``ARTEFACT_PIXEL_MM`` pixels (geometry kept), for speed."""
+    spacing = image.GetSpacing()
+    factors = [max(1, int(round(ARTEFACT_PIXEL_MM / float(spacing[i])))) for i in (0, 1)]
+    if factors == [1, 1]:
+        return image
+    binned: sitk.Image = sitk.BinShrink(image, [factors[0], factors[1], 1])
+    return binned
+
+
 def _extent(image: sitk.Image, direction: FloatArray) -> _Extent:
     """Where the body of ``image`` lies along ``direction``, and whether the field of view cuts it."""
-    arr = sitk.GetArrayFromImage(image).astype(np.float32)
-    body = body_mask(arr)[:, ::2, ::2]
+    image = _coarse(image)
+    body = body_mask(sitk.GetArrayFromImage(image).astype(np.float32))
     k, r, c = np.indices(body.shape)
-    pts = np.stack([c.ravel() * 2, r.ravel() * 2, k.ravel()], axis=1).astype(np.float64)
+    pts = np.stack([c.ravel(), r.ravel(), k.ravel()], axis=1).astype(np.float64)
     mat = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())[None, :]
     u = (np.asarray(image.GetOrigin()) + pts @ mat.T) @ direction
     inside = body.ravel()
@@ -275,7 +286,8 @@ def check_phase_encode_artefacts(fluid_image: sitk.Image, t1_image: sitk.Image |
     edge, and a head it reaches is corrupted. Without a T1 to measure it, a body cut by both
     phase-encode edges corrupts both heads.
     """
-    arr = sitk.GetArrayFromImage(fluid_image).astype(np.float32)
+    coarse = _coarse(fluid_image)
+    arr = sitk.GetArrayFromImage(coarse).astype(np.float32)
     high = ndimage.gaussian_filter(arr, (0, 1, 1)) - ndimage.gaussian_filter(arr, (0, 6, 6))
     prominence: dict[str, float] = {}
     lags: dict[str, int] = {}
@@ -290,7 +302,7 @@ def check_phase_encode_artefacts(fluid_image: sitk.Image, t1_image: sitk.Image |
         ghost_axis = strongest
         axis = PHASE_AXES[ghost_axis]
         lag = lags[ghost_axis]
-        ghost_lag_mm = round(lag * float(fluid_image.GetSpacing()[2 - axis]), 1)
+        ghost_lag_mm = round(lag * float(coarse.GetSpacing()[2 - axis]), 1)
         amplitude = prominence[ghost_axis] / 2.0
         smooth = ndimage.gaussian_filter(arr, 1.0)
         ghost = amplitude * (np.roll(smooth, lag, axis=axis) + np.roll(smooth, -lag, axis=axis))
@@ -298,7 +310,7 @@ def check_phase_encode_artefacts(fluid_image: sitk.Image, t1_image: sitk.Image |
             femur = loc.femurs[side]
             if femur is None:
                 continue
-            head = _head_voxels(fluid_image, femur, arr.shape)
+            head = _head_voxels(coarse, femur, arr.shape)
             if head.sum() < 5:
                 continue
             value = round(float(ghost[head].mean() / max(float(smooth[head].mean()), 1e-6)), 2)
