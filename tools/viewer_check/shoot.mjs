@@ -226,17 +226,19 @@ async function shootSeg(context, seg) {
 
 /** The SR viewport steps through its measurement groups with the arrows top right (fresh page:
  * on the first page the arrow would dismiss OHIF's "track measurements?" prompt). */
-async function shootSrNext(context, sr) {
+async function shootSrNext(context, sr, direction = 'right') {
   const page = await openViewer(context);
   try {
     await openSeries(page, sr);
     await waitForAnnotations(page, 15000);
-    const next = page.locator('[data-cy="viewport-action-arrows-right"]');
+    const next = page.locator(`[data-cy="viewport-action-arrows-${direction}"]`);
     if (!(await next.count())) return;
     await next.first().click();
     await settle(page, 2000);
-    await shot(page, 'ohif_sr_next.png', {
-      what: 'SR viewport, next measurement group', series: sr.description,
+    const right = direction === 'right';
+    await shot(page, right ? 'ohif_sr_next.png' : 'ohif_sr_prev.png', {
+      what: right ? 'SR viewport, next measurement group' : 'SR viewport, previous (wraps to the last) measurement group',
+      series: sr.description,
       image: await imagePosition(page), annotation_text: await annotationText(page),
     });
   } finally {
@@ -321,6 +323,7 @@ try {
   if (inv.sr.length) {
     steps.push(() => shootSr(context, inv.sr[0]));
     steps.push(() => (srDrawn ? shootSrNext(context, inv.sr[0]) : null));
+    steps.push(() => (srDrawn ? shootSrNext(context, inv.sr[0], 'left') : null));
   }
   else problem('no SR series in the study');
   for (const step of steps) {
