@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from tests.analysis_fixtures import AnalysedFactory, analysed
 from tests.phantom_fixtures import StudyFactory, phantom_study, series_files
-from workers.analysis.quality import phase_encoding_direction
-from workers.analysis.result import AnalysisResult
+from workers.analysis.anatomy import FemurGeometry, Localization
+from workers.analysis.params import AnalysisParameters
+from workers.analysis.quality import check_phase_encode_artefacts, phase_encoding_direction
+from workers.analysis.result import AnalysisResult, Side
 from workers.phantom import GroundTruth, generate_study
 
 __all__ = ["analysed", "phantom_study"]  # session fixtures used below
@@ -115,3 +119,48 @@ def test_phase_encoding_direction_classic_and_enhanced() -> None:
     assert phase_encoding_direction([enhanced]) == "ROW"
     assert phase_encoding_direction([Dataset()]) is None
     assert phase_encoding_direction([]) is None
+
+
+def _coronal(values: np.ndarray, x0: float, spacing: float) -> sitk.Image:
+    """A coronal stack (slices, rows, cols): columns along +x (patient left), rows downwards (-z)."""
+    img = sitk.GetImageFromArray(values.astype(np.float32))
+    img.SetSpacing((spacing, spacing, 5.0))
+    img.SetOrigin((x0, -30.0, 100.0))
+    img.SetDirection((1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0))
+    return img
+
+
+def _femur(side: Side, x: float) -> FemurGeometry:
+    return FemurGeometry(side=side, centre=(x, -15.0, 0.0), radius_mm=22.0, neck_axis=(0.0, 0.0, -1.0),
+                         neck_radius_mm=14.0, neck_length_mm=50.0, edge_coherence=0.9, shaft_found=True)
+
+
+def test_wrap_withholds_only_the_hip_the_folded_anatomy_reaches() -> None:
+    """Body from x=-130 to x=+180 mm, fluid-sensitive FOV -120..+120 mm (phase encode along the rows):
+    60 mm beyond the left edge fold in over the right hip (x=-80), 10 mm beyond the right edge stay
+    clear of the left hip (x=+80). The T1 (FOV -200..+200) measures how much lies beyond."""
+    rng = np.random.default_rng(0)
+
+    def body(x0: float, n: int) -> np.ndarray:
+        xs = x0 + 3.0 * np.arange(n)
+        inside = ((xs >= -130.0) & (xs <= 180.0)).astype(np.float32)
+        vol = np.broadcast_to(inside[None, None, :] * 400.0, (6, 80, n)).copy()
+        vol[:, :8] = 0.0  # air above the body
+        return vol + rng.normal(10.0, 3.0, vol.shape).astype(np.float32)
+
+    fluid = _coronal(body(-118.5, 80), -118.5, 3.0)
+    t1 = _coronal(body(-198.5, 134), -198.5, 3.0)
+    loc = Localization(femurs={"right": _femur("right", -80.0), "left": _femur("left", 80.0)},
+                       reasons={}, body_centre_x_mm=25.0)
+    check = check_phase_encode_artefacts(fluid, t1, loc, "ROW", AnalysisParameters())
+    assert check.ghost_axis is None
+    assert check.wrap_depth_mm is not None
+    assert check.wrap_depth_mm[0] == pytest.approx(10.0, abs=4.0)
+    assert check.wrap_depth_mm[1] == pytest.approx(60.0, abs=4.0)
+    assert set(check.corrupted) == {"right"}, check.corrupted
+    assert "wrap-around" in check.corrupted["right"]
+    # phase encode along the columns (head-foot): the left-right cut is no wrap-around
+    assert check_phase_encode_artefacts(fluid, t1, loc, "COL", AnalysisParameters()).corrupted == {}
+    # no T1 to measure the cut-off anatomy: both hips withheld
+    assert set(check_phase_encode_artefacts(fluid, None, loc, "ROW", AnalysisParameters()).corrupted) == {
+        "right", "left"}
