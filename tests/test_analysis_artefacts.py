@@ -146,7 +146,8 @@ def test_wrap_withholds_only_the_hip_the_folded_anatomy_reaches() -> None:
         inside = ((xs >= -130.0) & (xs <= 180.0)).astype(np.float32)
         vol = np.broadcast_to(inside[None, None, :] * 400.0, (6, 80, n)).copy()
         vol[:, :8] = 0.0  # air above the body
-        out: np.ndarray = vol + rng.normal(10.0, 3.0, size=vol.shape).astype(np.float32)
+        noise = np.asarray(rng.normal(10.0, 3.0, size=vol.shape), dtype=np.float32)
+        out: np.ndarray = vol + noise
         return out
 
     fluid = _coronal(body(-118.5, 80), -118.5, 3.0)
