@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Side
@@ -113,7 +114,7 @@ def body_mask(image: FloatArray) -> npt.NDArray[np.bool_]:
     positive = smooth[smooth > 0]
     if positive.size == 0:
         return np.zeros(image.shape, dtype=bool)
-    level = _otsu(positive) * 0.5
+    level = float(threshold_otsu(positive, nbins=256)) * 0.5
     mask: npt.NDArray[np.bool_] = smooth > level
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -125,17 +126,6 @@ def body_mask(image: FloatArray) -> npt.NDArray[np.bool_]:
     filled: npt.NDArray[np.bool_] = ndimage.binary_fill_holes(mask, structure=in_plane)
     return filled
 
-
-def _otsu(values: npt.NDArray[np.float32]) -> float:
-    hist, edges = np.histogram(values, bins=256)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(centres[int(np.argmax(between))])
 
 
 def _gradient(image: FloatArray, body: npt.NDArray[np.bool_], spacing: float, signed: bool) -> _Gradient:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 from workers.analysis.anatomy import SIDES, FemurGeometry, Localization, WorkingImages, body_mask
 from workers.analysis.params import AnalysisParameters
@@ -48,15 +49,6 @@ class FatSatCheck:
         vals = [v for v in self.ok.values() if v is not None]
         return all(vals) if vals else None
 
-
-def _otsu(values: npt.NDArray[np.float32]) -> float:
-    hist, edges = np.histogram(values, bins=256)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    between = w0 * w1 * (m0 / np.maximum(w0, 1) - (m0[-1] - m0) / np.maximum(w1, 1)) ** 2
-    return float(centres[int(np.argmax(between))])
 
 
 def _near(work: WorkingImages, centre: tuple[float, float, float], lo_mm: float, hi_mm: float) -> BoolArray:
@@ -85,12 +77,12 @@ def check_fat_suppression(work: WorkingImages, loc: Localization, params: Analys
     # in-plane (axial) depth under the skin
     depth = np.stack([ndimage.distance_transform_edt(b, sampling=work.spacing) for b in body]).astype(np.float32)
     if work.t1 is not None:
-        level = _otsu(work.t1[body])
+        level = float(threshold_otsu(work.t1[body], nbins=256))
         fat = body & (work.t1 >= level)
         subcut = fat & (depth <= 25.0) & (depth >= 3.0)
         muscle = body & (depth > 30.0) & (work.t1 < level) & (work.t1 > 0.35 * level)
     else:
-        level = _otsu(work.fluid[body])
+        level = float(threshold_otsu(work.fluid[body], nbins=256))
         fat = subcut = body & (depth <= 12.0) & (depth >= 3.0)
         muscle = body & (depth > 30.0) & (work.fluid < level)
     xs = work.origin[0] + work.spacing * np.arange(body.shape[2])
