@@ -141,7 +141,7 @@ def run_listener(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     listener.start()
     try:
-        while not stop.wait(1.0):
-            pass
+        while not stop.wait(1.0):  # short waits: the main thread runs the signal handlers between them
+            continue
     finally:
         listener.stop()

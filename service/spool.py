@@ -45,15 +45,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, chunks: tuple[bytes, ...] | list[bytes], tmp_dir: Path) -> None:
-    """Write ``chunks`` to ``path`` atomically: temp file, fsync, rename, fsync of the directory."""
-    tmp = tmp_dir / f"{path.name}.{uuid.uuid4().hex}.part"
+def write_synced_temp(chunks: tuple[bytes, ...] | list[bytes], tmp_dir: Path, stem: str) -> Path:
+    """Write ``chunks`` to a new temp file in ``tmp_dir`` and fsync it; the caller renames it into place."""
+    tmp = tmp_dir / f"{stem}.{uuid.uuid4().hex}.part"
     try:
         with open(tmp, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_durably(path: Path, chunks: tuple[bytes, ...] | list[bytes], tmp_dir: Path) -> None:
+    """Write ``chunks`` to ``path`` atomically: temp file, fsync, rename, fsync of the directory."""
+    tmp = write_synced_temp(chunks, tmp_dir, path.name)
+    try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -124,13 +134,8 @@ class Spool:
     # --- receiving --------------------------------------------------------------------------
     def store_instance(self, study: str, series: str, sop: str, chunks: tuple[bytes, ...]) -> StoredInstance:
         """Durably store one instance in ``incoming``; return its path (UIDs already validated)."""
-        tmp = self.tmp / f"{sop}.{uuid.uuid4().hex}.part"
+        tmp = write_synced_temp(chunks, self.tmp, sop)
         try:
-            with open(tmp, "wb") as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
             with self._lock:
                 series_dir = self.incoming / study / series
                 if not series_dir.is_dir():

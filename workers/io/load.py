@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,8 +374,8 @@ def _strip_pixels(ds: Dataset) -> None:
     for keyword in _PIXEL_KEYWORDS:
         if keyword in ds:
             delattr(ds, keyword)
-    for _ in ds.elements():  # reads deferred (top-level only) values without converting the rest
-        pass
+    # Iterating reads deferred (top-level) values without converting the rest; nothing else to do.
+    deque(ds.elements(), maxlen=0)
 
 
 def _volume(stack: list[_Slice]) -> NDArray[np.float32]:
