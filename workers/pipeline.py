@@ -23,7 +23,6 @@ from marrowmap.settings import Settings
 from workers.analysis.analyze import SeriesAnalysis, StageTimer, analyze_images
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.params import AnalysisParameters
-from workers.analysis.quality import phase_encoding_direction
 from workers.analysis.result import Algorithm, AnalysisResult, SeriesReport, SeriesUsed
 from workers.dicom_out import build_outputs, draft_findings
 from workers.followup.compare import ComparisonError, compare_results
@@ -41,6 +40,7 @@ MAP_FILES = {
     "score": "score.nii.gz",
     "regions": "regions.nii.gz",
     "effusion": "effusion.nii.gz",
+    "marrow": "marrow.nii.gz",
 }
 RESULT_FILE = "result.json"
 MIN_SLICES = 3
@@ -126,7 +126,8 @@ def _label(series: LoadedSeries) -> str:
 
 def _write_maps(analysis: SeriesAnalysis, out_dir: Path) -> None:
     maps = analysis.maps
-    images = {"oedema": maps.oedema, "score": maps.score, "regions": maps.regions, "effusion": maps.effusion}
+    images = {"oedema": maps.oedema, "score": maps.score, "regions": maps.regions, "effusion": maps.effusion,
+              "marrow": maps.marrow}
     for key, name in MAP_FILES.items():
         sitk.WriteImage(images[key], str(out_dir / name), True)
 
@@ -178,8 +179,7 @@ def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: Analysi
         return _Outcome(AnalysisResult(status="not_applicable", reason=other, series_used=used,
                                        timings_s=timer.timings, **base), fluid=fluid, sources=all_headers)
     analysis = analyze_images(fluid.image, t1.image if t1 is not None else None, params, timer=timer,
-                              fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1",
-                              phase_encoding=phase_encoding_direction(fluid.datasets))
+                              fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1")
     if not any(s.localized for s in analysis.sides.values()):
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in analysis.sides.items())
         return _Outcome(AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,

@@ -1,148 +1,108 @@
-"""Reference marrow, per-voxel oedema score and the cleaned-up oedema mask.
+"""The oedema mask of one hip, inside its segmented marrow, on the study's own tissue scales.
 
-Reference (DOMAIN.md 1.3 step 4), in order of preference, recorded in the result:
-(a) the matching region of the contralateral hip when that hip is not affected;
-(b) ipsilateral subtrochanteric shaft marrow (far from head/neck lesions);
-(c) muscle: a marrow-to-muscle ratio on the fluid-sensitive series.
-Candidate oedema (Hepburn's robust rule): I >= max(Q3 + k*IQR, SIR_min * median) of the
-reference, not clearly fatty on T1. The lesion boundary is then placed at half the way from the
-reference to the lesion's robust peak (a half-maximum rule, so the outline does not depend on
-the noise level), and each connected component must be dark on T1 (mean T1 <= t1_ratio_max
-x reference, component mean) when a T1 is present.
+1. Core: marrow (one voxel in from its edge, also across slices) whose lightly smoothed fluid-sensitive signal is
+   clearly brighter than muscle (``u >= core_u_min`` on the fat-muscle scale of
+   ``tissues.TissueLevels``) and, with a T1, clearly less fatty than fat (``v <= core_v_max``).
+   Oedema is brighter than muscle on STIR/T2-FS and darker than fatty marrow on T1; muscle, red
+   marrow and suppressed fat are not both. Cores smaller than ``min_component_mm3`` are noise.
+2. Outline: the half-maximum level between fat (normal fatty marrow) and the lesion's local
+   plateau (the core signal averaged over ``plateau_mm`` by normalised convolution), grown from
+   the cores through the marrow only. The outline therefore does not depend on the noise level
+   or on how intense the lesion is.
+3. Clean-up: small holes are filled, specks dropped.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from workers.analysis.marrow import smoothed
 from workers.analysis.params import AnalysisParameters
-from workers.analysis.result import RegionName
+from workers.analysis.regions import connected_to
+from workers.analysis.tissues import TissueLevels
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float32]
-
-MIN_REFERENCE_VOXELS = 30
-
-
-@dataclass(frozen=True)
-class RobustStats:
-    """Robust statistics of reference marrow on the fluid-sensitive series (and T1)."""
-
-    median: float
-    q1: float
-    q3: float
-    t1_median: float | None
-    n: int
-
-    @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
+Spacing = tuple[float, float, float]  # (z, y, x) mm
 
 
-@dataclass(frozen=True)
-class Reference:
-    """The reference chosen for one side, with the region statistics it provides."""
-
-    kind: str  # "contralateral", "ipsilateral shaft", "muscle"
-    description: str
-    per_region: dict[RegionName, RobustStats]
-
-    def threshold(self, region: RegionName, params: AnalysisParameters) -> float:
-        """Fluid-sensitive intensity above which a voxel of ``region`` is an oedema candidate."""
-        s = self.per_region[region]
-        if self.kind == "muscle":
-            return params.muscle_sir_min * s.median
-        return max(s.q3 + params.iqr_k * s.iqr, params.sir_min * s.median)
+def min_voxels(voxel_mm3: float, params: AnalysisParameters) -> float:
+    """The smallest component kept, in voxels."""
+    return max(params.min_component_mm3 / voxel_mm3, float(params.min_component_voxels))
 
 
-def robust_stats(fluid: FloatArray, t1: FloatArray | None, mask: BoolArray) -> RobustStats | None:
-    """Quartiles of ``fluid`` (and T1 median) inside ``mask``; None when too few voxels."""
-    n = int(mask.sum())
-    if n < MIN_REFERENCE_VOXELS:
-        return None
-    q1, med, q3 = (float(v) for v in np.percentile(fluid[mask], [25, 50, 75]))
-    t1_med = float(np.median(t1[mask])) if t1 is not None else None
-    if med <= 0:
-        return None
-    return RobustStats(median=med, q1=q1, q3=q3, t1_median=t1_med, n=n)
+def oedema_core(fluid: FloatArray, t1: FloatArray | None, marrow: BoolArray, levels: TissueLevels,
+                spacing: Spacing, params: AnalysisParameters) -> BoolArray:
+    """Marrow voxels that are surely oedema (step 1 of the module text)."""
+    # one voxel in from the marrow's edge in every direction: across thick slices the outermost
+    # slice of a bone holds cortex, capsule and joint fluid in partial volume
+    inner = ndimage.binary_erosion(marrow, structure=ndimage.generate_binary_structure(3, 1))
+    fluid_s, t1_s = smoothed(fluid, t1, levels)
+    core: BoolArray = inner & (levels.u(fluid_s) >= np.float32(params.core_u_min))
+    v = levels.v(t1_s) if t1_s is not None else None
+    if v is not None:
+        core &= v <= np.float32(params.core_v_max)
+    voxel_mm3 = float(np.prod(spacing))
+    return drop_small(core, min_voxels(voxel_mm3, params))
 
 
-def excess_fraction(fluid: FloatArray, roi: BoolArray, stats: RobustStats, params: AnalysisParameters) -> float:
-    """Fraction of ``roi`` voxels above the robust threshold of ``stats`` (how "affected" a region looks)."""
-    n = int(roi.sum())
-    if n == 0:
-        return 0.0
-    thr = max(stats.q3 + params.iqr_k * stats.iqr, params.sir_min * stats.median)
-    return float((fluid[roi] >= thr).sum()) / n
-
-
-def candidate_mask(
-    fluid: FloatArray, t1: FloatArray | None, roi: BoolArray, reference: Reference, region: RegionName,
-    params: AnalysisParameters,
-) -> BoolArray:
-    """Voxels of ``roi`` that are fluid-bright against the reference and not clearly fatty on T1."""
-    cand = roi & (fluid >= reference.threshold(region, params))
-    stats = reference.per_region[region]
-    if t1 is not None and stats.t1_median is not None and reference.kind != "muscle":
-        cand &= t1 <= params.t1_fatty_min * stats.t1_median
-    return cand
-
-
-def lesion_boundary(fluid: FloatArray, candidates: BoolArray, reference_median: float,
-                    params: AnalysisParameters) -> float:
-    """Half-maximum boundary: the level halfway (``boundary_fraction``) from the reference to the
-    lesion's robust peak (``peak_percentile`` of the candidate voxels)."""
-    if not candidates.any():
-        return float("inf")
-    peak = float(np.percentile(fluid[candidates], params.peak_percentile))
-    return reference_median + params.boundary_fraction * (peak - reference_median)
-
-
-def confirm_by_t1(mask: BoolArray, t1: FloatArray | None, t1_reference: float | None,
-                  params: AnalysisParameters) -> BoolArray:
-    """Keep connected components whose mean T1 is low (<= t1_ratio_max x reference): oedema, not fat."""
-    if t1 is None or not t1_reference or not mask.any():
-        return mask
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    mean = ndimage.mean(t1, labels, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], np.asarray(mean) <= params.t1_ratio_max * t1_reference])
-    out: BoolArray = keep[labels]
+def local_plateau(fluid: FloatArray, core: BoolArray, spacing: Spacing, params: AnalysisParameters) -> FloatArray:
+    """The lesion's signal around each voxel: the core's mean signal within about ``plateau_mm``
+    (normalised convolution, so it extends a little beyond the core and ignores non-core voxels)."""
+    sigma = [params.plateau_mm / s for s in spacing]
+    weight = ndimage.gaussian_filter(core.astype(np.float32), sigma)
+    total = ndimage.gaussian_filter(np.where(core, fluid, np.float32(0.0)).astype(np.float32), sigma)
+    out: FloatArray = np.where(weight > 1e-3, total / np.maximum(weight, np.float32(1e-3)), np.float32(0.0)).astype(
+        np.float32)
     return out
 
 
-def _small_holes(mask: BoolArray, max_voxels: float) -> BoolArray:
-    """Background pockets fully enclosed by ``mask`` with fewer than ``max_voxels`` voxels."""
-    background, n = ndimage.label(~mask)
-    if n == 0:
-        return np.zeros_like(mask)
-    sizes = np.bincount(background.ravel(), minlength=n + 1)
-    border = np.unique(np.concatenate([
-        background[[0, -1], :, :].ravel(), background[:, [0, -1], :].ravel(), background[:, :, [0, -1]].ravel(),
-    ]))
-    small = sizes < max_voxels
-    small[0] = False
-    small[border] = False
-    out: BoolArray = small[background]
-    return out
+def oedema_mask(fluid: FloatArray, t1: FloatArray | None, marrow: BoolArray, levels: TissueLevels,
+                spacing: Spacing, params: AnalysisParameters) -> tuple[BoolArray, FloatArray]:
+    """(oedema mask, score) of one hip; the score is the fluid-sensitive signal on the fat (0) to
+    muscle (1) scale, kept where the mask is."""
+    core = oedema_core(fluid, t1, marrow, levels, spacing, params)
+    score = np.zeros(fluid.shape, dtype=np.float32)
+    if not core.any():
+        return core, score
+    plateau = local_plateau(fluid, core, spacing, params)
+    fat = np.float32(levels.fluid_fat)
+    level = fat + np.float32(params.outline_fraction) * (plateau - fat)
+    smooth, _ = smoothed(fluid, None, levels)
+    above = marrow & (plateau > 0) & (smooth >= level)
+    mask = connected_to(above, core) | core
+    voxel_mm3 = float(np.prod(spacing))
+    mask = fill_small_holes(mask, min_voxels(voxel_mm3, params)) & marrow
+    mask = drop_small(mask, min_voxels(voxel_mm3, params))
+    score[mask] = levels.u(fluid[mask])
+    return mask, score
 
 
-def clean_mask(mask: BoolArray, allowed: BoolArray, voxel_mm3: float, params: AnalysisParameters) -> BoolArray:
-    """Fill small holes (inside ``allowed``) and drop components smaller than ``min_component_mm3``."""
-    if not mask.any():
-        return mask
-    min_vox = max(params.min_component_mm3 / voxel_mm3, params.min_component_voxels)
-    mask = mask | (_small_holes(mask, min_vox) & allowed)
+def drop_small(mask: BoolArray, min_size: float) -> BoolArray:
+    """``mask`` without connected components smaller than ``min_size`` voxels."""
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= min_vox
+    keep = sizes >= min_size
     keep[0] = False
     out: BoolArray = keep[labels]
+    return out
+
+
+def fill_small_holes(mask: BoolArray, max_size: float) -> BoolArray:
+    """``mask`` with enclosed background pockets of fewer than ``max_size`` voxels filled."""
+    background, n = ndimage.label(~mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(background.ravel(), minlength=n + 1)
+    border = np.unique(np.concatenate([
+        background[[0, -1], :, :].ravel(), background[:, [0, -1], :].ravel(), background[:, :, [0, -1]].ravel(),
+    ]))
+    small = sizes < max_size
+    small[0] = False
+    small[border] = False
+    out: BoolArray = mask | small[background]
     return out

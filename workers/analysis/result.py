@@ -17,7 +17,7 @@ RESULT_SCHEMA_VERSION: Literal[1] = 1
 
 Status = Literal["analyzed", "not_applicable", "failed"]
 Side = Literal["left", "right"]
-Pattern = Literal["diffuse", "focal", "none"]
+Pattern = Literal["diffuse", "focal", "regional", "none"]
 RegionName = Literal["head", "neck", "intertrochanteric"]
 
 #: Label values of the region map written next to result.json (fluid-sensitive geometry).
@@ -68,6 +68,9 @@ class SideResult(_Model):
     medial_head_sparing: bool | None = None
     effusion: bool | None = None
     effusion_volume_ml: float | None = None
+    effusion_thickness_mm: float | None = Field(None, description="Thickest joint-fluid layer (capsule distension).")
+    fat_suppression_ratio: float | None = Field(
+        None, description="Fat / muscle signal on the fluid-sensitive series around this hip (< 1: suppression works).")
     reference: str | None = Field(None, description="Which marrow served as the reference, e.g. 'contralateral head'.")
     largest_slice_index: int | None = Field(
         None, description="Slice (z index of the fluid-sensitive volume) where this side's oedema is largest."
