@@ -30,7 +30,7 @@ from workers.analysis.anatomy import (
 )
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.marrow import femur_envelope, segment_marrow
-from workers.analysis.measure import MarrowReference, classify_pattern, effusion, measure_regions
+from workers.analysis.measure import MarrowReference, classify_pattern, effusion, fluid_level, measure_regions
 from workers.analysis.oedema import oedema_mask
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.preparation import (
@@ -261,7 +261,8 @@ def _segment(hip: _Hip, work: WorkingImages, fluid_image: sitk.Image, free: floa
     except TissueError as exc:
         hip.problem = f"tissue reference not found around the {hip.femur.side} hip: {exc}"
         return
-    hip.marrow = segment_marrow(hip.fluid, hip.t1, hip.levels, hip.femur, hip.frame, body, params)
+    hip.marrow = segment_marrow(hip.fluid, hip.t1, hip.levels, hip.femur, hip.frame, body,
+                                fluid_level(hip.levels, params), params)
     hip.regions = femur_regions(hip.femur, hip.frame, hip.marrow, params)
     label = SIDE_LABEL[hip.femur.side]
     maps.marrow[hip.block.slices][hip.marrow] = label

@@ -27,9 +27,14 @@ FloatArray = npt.NDArray[np.float32]
 
 SEED_FRACTION = 0.5  # the marrow seed: this fraction of the head and of the neck radius
 AXIS_SEED_MM = 4.0  # and this close to the shaft axis
+BONE_CORE_FRACTION = 0.7  # within this fraction of the fitted head and neck radii ...
+SHAFT_CORE_MM = 6.0  # ... and this close to the shaft axis, muscle-like signal is not taken as muscle
 ACETABULUM_MM = 20.0  # the acetabulum lies within this of the femoral head surface
+MAX_SWEEPS = 3
 CORE_FRACTION = 0.5  # a slice's marrow at least this fraction of its deepest point deep seeds the next slice
-MUSCLE_TOLERANCE = 0.3  # "at muscle level": within this of muscle (1 on u, 0 on v) on each tissue scale
+EDGE_SMOOTHING_MAX_PX = 1.0
+FLUID_T1_MAX = 0.8  # free fluid is at most this x muscle on T1
+MUSCLE_TOLERANCE = 0.25  # "at muscle level": within this of muscle (1 on u, 0 on v) on each tissue scale
 
 
 def brightness(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels) -> FloatArray:
@@ -73,6 +78,16 @@ def marrow_seed(femur: FemurGeometry, frame: FemurFrame, b: FloatArray, params: 
     return out
 
 
+def surely_bone(femur: FemurGeometry, frame: FemurFrame) -> BoolArray:
+    """The middle of the fitted head, neck and shaft, where no muscle can be."""
+    head = frame.dist_centre <= np.float32(BONE_CORE_FRACTION * femur.radius_mm)
+    neck = (frame.along >= 0) & (frame.along <= np.float32(femur.neck_length_mm)) & (
+        frame.radial <= np.float32(BONE_CORE_FRACTION * femur.neck_radius_mm))
+    shaft = (frame.shaft_radial <= np.float32(SHAFT_CORE_MM)) & (frame.shaft_below >= 0)
+    out: BoolArray = head | neck | shaft
+    return out
+
+
 def muscle_like(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels) -> BoolArray:
     """Voxels whose whole in-plane neighbourhood is at muscle level on every (smoothed) series:
     surely not marrow (oedematous marrow is brighter than muscle on the fluid-sensitive series, fatty
@@ -87,19 +102,34 @@ def muscle_like(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels) 
     return out
 
 
-def smoothed(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels) -> tuple[FloatArray, FloatArray | None]:
-    """Both series smoothed in plane just enough for their noise (``TissueLevels.*_smoothing_px``)."""
-    sf = levels.fluid_smoothing_px
+def smoothed(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels,
+             max_px: float | None = None) -> tuple[FloatArray, FloatArray | None]:
+    """Both series smoothed in plane just enough for their noise (``TissueLevels.*_smoothing_px``),
+    at most ``max_px`` (edges such as the thin cortex must survive where they are needed)."""
+    cap = max_px if max_px is not None else np.inf
+    sf = min(levels.fluid_smoothing_px, cap)
     fluid_s: FloatArray = ndimage.gaussian_filter(fluid, (0.0, sf, sf))
     if t1 is None:
         return fluid_s, None
-    st = levels.t1_smoothing_px
+    st = min(levels.t1_smoothing_px, cap)
     t1_s: FloatArray = ndimage.gaussian_filter(t1, (0.0, st, st))
     return fluid_s, t1_s
 
 
+def fluid_like(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels, fluid_threshold: float) -> BoolArray:
+    """Free fluid (joint effusion, bursae, slow-flow vessels): bright on the fluid-sensitive series
+    and clearly darker than muscle on T1 (oedematous marrow keeps some fat and is not). Nothing
+    without a T1: signal alone cannot tell intense oedema from fluid."""
+    if t1 is None or levels.t1_muscle is None:
+        return np.zeros(fluid.shape, dtype=bool)
+    out: BoolArray = (fluid >= np.float32(fluid_threshold)) & (
+        t1 <= np.float32(FLUID_T1_MAX * levels.t1_muscle))
+    return out
+
+
 def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels, femur: FemurGeometry,
-                   frame: FemurFrame, body: BoolArray, params: AnalysisParameters) -> BoolArray:
+                   frame: FemurFrame, body: BoolArray, fluid_threshold: float,
+                   params: AnalysisParameters) -> BoolArray:
     """The proximal femur's marrow on a block of the fluid-sensitive grid (see the module text).
 
     Slice by slice (the cortex is resolved in plane; across thick slices a bone surface is only
@@ -109,7 +139,8 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
     in plane, starting from the slice through the head centre and going outwards both ways.
     """
     fluid_s, t1_s = smoothed(fluid, t1, levels)
-    b = brightness(fluid_s, t1_s, levels)
+    # the flooding itself sees the cortex at (nearly) full resolution: markers carry the noise robustness
+    b = brightness(*smoothed(fluid, t1, levels, EDGE_SMOOTHING_MAX_PX), levels)
     elevation = -np.log(np.maximum(b, np.float32(0.02)))
     envelope = femur_envelope(femur, frame, params, params.envelope_margin_mm)
     head_cap = frame.dist_centre <= np.float32(femur.radius_mm + params.head_cap_margin_mm)
@@ -117,23 +148,31 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
     beyond_head = ~head_cap & (frame.dist_centre <= np.float32(femur.radius_mm + ACETABULUM_MM)) & (
         frame.along < np.float32(head_neck_junction(femur)))
     allowed = envelope & ~beyond_head & (b >= np.float32(params.cortex_brightness_max))
-    muscle = muscle_like(fluid_s, t1_s, levels)
-    background = ~body | beyond_head | muscle
+    # muscle- and fluid-like evidence is not trusted inside the fitted bone: oedematous marrow can be
+    # close to muscle on both series, or very bright, where partial volume with the cortex is large
+    soft = muscle_like(fluid_s, t1_s, levels) | fluid_like(fluid_s, t1_s, levels, fluid_threshold)
+    background = ~body | beyond_head | (soft & ~surely_bone(femur, frame))
     certain = marrow_seed(femur, frame, b, params) & allowed & ~background
     marrow = np.zeros(fluid.shape, dtype=bool)
-    counts = certain.sum(axis=(1, 2))
-    if not counts.any():
+    if not certain.any():
         return marrow
-    start = int(np.argmax(frame.dist_centre.min(axis=(1, 2)) <= frame.dist_centre.min()))
-    start = start if counts[start] else int(np.argmax(counts))
-    for order in (range(start, fluid.shape[0]), range(start - 1, -1, -1)):
-        previous: BoolArray | None = None
-        for k in order:
-            seeds = certain[k].copy()
-            if previous is not None and previous.any():
-                seeds |= _core(previous) & allowed[k] & ~background[k]
-            previous = _slice_marrow(elevation[k], seeds, background[k], allowed[k])
-            marrow[k] = previous
+    n = fluid.shape[0]
+    # sweep up and down until nothing changes: a slice is seeded by the certain marrow in it and by
+    # the middle of its neighbours' marrow, so the head, neck and shaft seeds reach every slice
+    for _ in range(MAX_SWEEPS):
+        changed = False
+        for order in (range(n), range(n - 1, -1, -1)):
+            for k in order:
+                seeds = certain[k].copy()
+                for j in (k - 1, k + 1):
+                    if 0 <= j < n and marrow[j].any():
+                        seeds |= _core(marrow[j]) & allowed[k] & ~background[k]
+                section = _slice_marrow(elevation[k], seeds, background[k], allowed[k])
+                if not np.array_equal(section, marrow[k]):
+                    marrow[k] = section
+                    changed = True
+        if not changed:
+            break
     return marrow
 
 
