@@ -38,10 +38,6 @@ class Analysed:
         b = sitk.GetArrayFromImage(truth_img) == LABELS[side]
         return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
 
-    def truth_mask_ml(self, side: str) -> float:
-        truth_img = sitk.ReadImage(str(self.study / "truth" / "oedema.nii.gz"))
-        n = int((sitk.GetArrayFromImage(truth_img) == LABELS[side]).sum())
-        return n * float(np.prod(truth_img.GetSpacing())) / 1000.0
 
 
 AnalysedFactory = Callable[..., Analysed]

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +93,13 @@ def phantom_b_available(script: Path = PHANTOM_B) -> bool:
     return script.is_file()
 
 
-def generate_phantom_b(folder: Path, case: str, seed: int, script: Path = PHANTOM_B) -> None:
+def generate_phantom_b(folder: Path, case: str, seed: int, script: Path = PHANTOM_B,
+                       extra: Sequence[str] = ()) -> None:
     """Generate one study into ``folder`` unless it is already there.
 
     The generator writes into a temporary sibling folder that is renamed into place when complete,
     so concurrent callers never see a partial study (the loser of a race discards its copy).
+    ``extra``: further generator options (``--pathology``, ``--patient-id``, ``--study-date``, ...).
     Raises ``PhantomBSkipped`` on exit status 3 and ``RuntimeError`` on any other failure.
     """
     if not (folder / "truth.json").is_file():
@@ -104,7 +107,7 @@ def generate_phantom_b(folder: Path, case: str, seed: int, script: Path = PHANTO
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             proc = subprocess.run(
-                [sys.executable, str(script), str(tmp), "--case", case, "--seed", str(seed), "--quiet"],
+                [sys.executable, str(script), str(tmp), "--case", case, "--seed", str(seed), "--quiet", *extra],
                 capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S, check=False,
             )
             if proc.returncode == SKIP_STATUS:

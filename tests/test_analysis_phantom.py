@@ -20,8 +20,8 @@ from workers.pipeline import analyze_study_dir
 
 __all__ = ["analysed", "phantom_study"]  # session fixtures used below
 
-DICE_FLOOR_DIFFUSE = 0.85  # small phantoms (128 matrix, 5.5 mm slices); full size is higher (benchmark)
-VOLUME_ERROR_MAX = 0.12
+DICE_FLOOR_DIFFUSE = 0.85  # small phantoms (2 mm pixels, 5.5 mm slices); full size is higher (benchmark)
+VOLUME_ERROR_MAX = 0.15  # against the model's continuous volume
 NORMAL_FALSE_ML_MAX = 1.0
 
 
@@ -52,7 +52,7 @@ def test_diffuse_oedema_side_dice_and_volume(analysed: AnalysedFactory, case: st
             continue
         assert reported.pattern == "diffuse"
         assert a.dice(side) >= DICE_FLOOR_DIFFUSE, (side, a.dice(side))
-        truth_ml = a.truth_mask_ml(side)
+        truth_ml = a.truth.sides[side].volume_ml
         assert reported.oedema_volume_ml is not None
         assert abs(reported.oedema_volume_ml - truth_ml) <= VOLUME_ERROR_MAX * truth_ml, (reported.oedema_volume_ml, truth_ml)
         assert reported.head_involvement_pct is not None and reported.head_involvement_pct > 40
@@ -67,7 +67,7 @@ def test_normal_hips_have_no_oedema_and_no_effusion(analysed: AnalysedFactory) -
         s = a.result.sides[side]
         assert s.present is False and s.pattern == "none" and s.effusion is False
         assert s.oedema_volume_ml is not None and s.oedema_volume_ml < NORMAL_FALSE_ML_MAX
-        assert s.reference is not None and "contralateral" in s.reference
+        assert s.reference is not None and "normal marrow of the same femur" in s.reference
 
 
 def test_avn_is_focal_not_diffuse(analysed: AnalysedFactory) -> None:

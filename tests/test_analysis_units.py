@@ -8,8 +8,10 @@ import pytest
 import SimpleITK as sitk
 
 from workers.analysis.analyze import StageTimer, analyze_images
-from workers.analysis.anatomy import WorkingImages, body_mask, locate_femurs
-from workers.analysis.oedema import RobustStats, clean_mask, confirm_by_t1, lesion_boundary
+from workers.analysis.anatomy import FemurGeometry, WorkingImages, body_mask, locate_femurs
+from workers.analysis.marrow import segment_marrow
+from workers.analysis.measure import effusion
+from workers.analysis.oedema import drop_small, fill_small_holes, oedema_mask
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.preparation import (
     Block,
@@ -18,6 +20,8 @@ from workers.analysis.preparation import (
     resample_onto,
     to_array,
 )
+from workers.analysis.regions import femur_frame
+from workers.analysis.tissues import TissueLevels, tissue_levels
 
 PARAMS = AnalysisParameters()
 HEAD_X = 90.0  # |x| of the head centres (LPS mm)
@@ -96,32 +100,104 @@ def test_resample_keeps_a_marker_at_its_patient_position() -> None:
     assert found == pytest.approx(point, abs=1.5)
 
 
-def test_clean_mask_drops_specks_and_fills_small_holes() -> None:
+def test_small_components_dropped_and_small_holes_filled() -> None:
     mask = np.zeros((10, 40, 40), dtype=bool)
     mask[2:8, 5:20, 5:20] = True
     mask[5, 10, 10] = False  # a one-voxel hole
     mask[5, 30, 30] = True  # a speck
-    out = clean_mask(mask, np.ones_like(mask), voxel_mm3=1.0, params=PARAMS)
+    out = drop_small(fill_small_holes(mask, 10), 10)
     assert out[5, 10, 10] and not out[5, 30, 30]
     assert out.sum() == 6 * 15 * 15
 
 
-def test_t1_confirmation_keeps_dark_components_only() -> None:
-    mask = np.zeros((4, 20, 20), dtype=bool)
-    mask[:, 2:8, 2:8] = True
-    mask[:, 12:18, 12:18] = True
-    t1 = np.full(mask.shape, 640.0, dtype=np.float32)
-    t1[:, 2:8, 2:8] = 380.0  # oedema: dark on T1; the other component stays fatty (failed fat suppression)
-    out = confirm_by_t1(mask, t1, 640.0, PARAMS)
-    assert out[:, 2:8, 2:8].all() and not out[:, 12:18, 12:18].any()
+def _tissue_block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fluid, t1, sample): muscle everywhere, a fat layer, a little fluid, arbitrary vendor scaling."""
+    shape = (6, 60, 60)
+    t1 = np.full(shape, 900.0)
+    fluid = np.full(shape, 410.0)
+    t1[:, :, :15] = 2300.0  # fat
+    fluid[:, :, :15] = 130.0
+    t1[:, 50:, 50:] = 300.0  # fluid: dark on T1, bright on STIR
+    fluid[:, 50:, 50:] = 1900.0
+    noisy = [(a + rng.normal(0.0, 0.03 * float(a.mean()), shape)).astype(np.float32) for a in (fluid, t1)]
+    return noisy[0], noisy[1], np.ones(shape, dtype=bool)
 
 
-def test_lesion_boundary_is_half_way_to_the_peak() -> None:
-    fluid = np.array([30.0, 300.0, 320.0, 330.0, 340.0], dtype=np.float32)
-    cand = np.array([False, True, True, True, True])
-    level = lesion_boundary(fluid, cand, RobustStats(30.0, 25.0, 35.0, None, 100).median, PARAMS)
-    peak = float(np.percentile(fluid[cand], PARAMS.peak_percentile))
-    assert level == pytest.approx(30.0 + 0.5 * (peak - 30.0))
+def test_tissue_levels_from_the_study_itself_whatever_the_scaling() -> None:
+    rng = np.random.default_rng(3)
+    fluid, t1, sample = _tissue_block(rng)
+    for scale in (1.0, 7.5):
+        levels = tissue_levels(fluid * scale, t1 * scale, sample, free_fluid=1900.0 * scale)
+        assert levels.t1_muscle == pytest.approx(900.0 * scale, rel=0.05)
+        assert levels.t1_fat == pytest.approx(2300.0 * scale, rel=0.05)
+        assert levels.fluid_muscle == pytest.approx(410.0 * scale, rel=0.05)
+        assert levels.fluid_fat == pytest.approx(130.0 * scale, rel=0.08)
+        assert levels.fat_suppression_ratio < 0.5
+        u = levels.u(np.array([130.0, 410.0, 690.0], dtype=np.float32) * scale)
+        assert u == pytest.approx([0.0, 1.0, 2.0], abs=0.1)
+    no_t1 = tissue_levels(fluid, None, sample, free_fluid=1900.0)
+    assert no_t1.fluid_muscle == pytest.approx(410.0, rel=0.05) and no_t1.t1_muscle is None
+
+
+def test_marrow_stops_at_the_cortex_when_muscle_is_as_bright() -> None:
+    """A head and neck (fatty on T1) inside a dark cortex, in muscle whose fluid-sensitive signal is as
+    high as the marrow's brightness on T1: the marrow never crosses the cortex."""
+    grid = _grid((80, 80, 12), (1.0, 1.0, 4.0), CORONAL)
+    block = Block(0, 12, 0, 80, 0, 80)
+    x, y, z = block_coordinates(grid, block)
+    femur = FemurGeometry(side="left", centre=(0.0, 0.0, 0.0), radius_mm=20.0, neck_axis=(0.7071, 0.0, -0.7071),
+                          neck_radius_mm=12.0, neck_length_mm=45.0, edge_coherence=1.0, shaft_found=False)
+    frame = femur_frame(femur, (x, y, z))
+    neck = (frame.along >= 0) & (frame.along <= 45.0) & (frame.radial <= 12.0)
+    bone = (frame.dist_centre <= 20.0) | neck
+    inner = (frame.dist_centre <= 18.0) | (neck & (frame.radial <= 10.0))
+    t1 = np.where(bone, 80.0, 900.0)  # cortex dark, muscle
+    t1 = np.where(inner, 2200.0, t1)  # fatty marrow
+    fluid = np.where(bone, 20.0, 410.0)
+    fluid = np.where(inner, 150.0, fluid)
+    rng = np.random.default_rng(5)
+    t1 = (t1 + rng.normal(0, 30.0, t1.shape)).astype(np.float32)
+    fluid = (fluid + rng.normal(0, 12.0, fluid.shape)).astype(np.float32)
+    levels = TissueLevels(fluid_fat=130.0, fluid_muscle=410.0, fluid_free=None, t1_fat=2300.0, t1_muscle=900.0,
+                          fat_voxels=1000, muscle_voxels=1000)
+    marrow = segment_marrow(fluid, t1, levels, femur, frame, np.ones(t1.shape, dtype=bool), 2000.0, PARAMS)
+    assert not (marrow & ~bone).any()  # never outside the cortex
+    assert (marrow & inner).sum() >= 0.9 * inner.sum()
+
+
+def test_oedema_outline_is_the_half_maximum_whatever_the_intensity() -> None:
+    """A lesion with a 4 mm ramp inside marrow: the outline sits at the ramp's middle, for a faint and
+    for an intense lesion alike (so noise or intensity do not change the volume)."""
+    levels = TissueLevels(fluid_fat=100.0, fluid_muscle=400.0, fluid_free=None, t1_fat=None, t1_muscle=None,
+                          fat_voxels=1000, muscle_voxels=1000, fluid_smoothing_px=0.5)
+    shape = (8, 40, 80)
+    xs = np.arange(shape[2], dtype=np.float32)[None, None, :]
+    ramp = np.clip((xs - 38.0) / 4.0, 0.0, 1.0)  # 0 at x<=38, 1 at x>=42: middle at x=40
+    marrow = np.ones(shape, dtype=bool)
+    for plateau_u in (2.0, 5.0):
+        plateau = levels.u_level(plateau_u)
+        fluid = np.broadcast_to(100.0 + ramp * (plateau - 100.0), shape).astype(np.float32)
+        mask, score = oedema_mask(fluid, None, marrow, levels, (4.0, 1.0, 1.0), PARAMS)
+        columns = np.nonzero(mask[4, 20])[0]
+        assert columns.min() == pytest.approx(40, abs=1)
+        assert score[mask].min() > 0
+
+
+def test_thin_joint_fluid_is_not_an_effusion_but_a_distended_capsule_is() -> None:
+    grid = _grid((80, 80, 12), (1.0, 1.0, 4.0), CORONAL)
+    x, y, z = block_coordinates(grid, Block(0, 12, 0, 80, 0, 80))
+    femur = FemurGeometry(side="right", centre=(0.0, 0.0, 0.0), radius_mm=20.0, neck_axis=(-0.7071, 0.0, -0.7071),
+                          neck_radius_mm=12.0, neck_length_mm=45.0, edge_coherence=1.0, shaft_found=False)
+    frame = femur_frame(femur, (x, y, z))
+    levels = TissueLevels(fluid_fat=100.0, fluid_muscle=400.0, fluid_free=2000.0, t1_fat=2000.0, t1_muscle=900.0,
+                          fat_voxels=1000, muscle_voxels=1000)
+    marrow = frame.dist_centre <= 18.0
+    for thickness, expected in ((1.5, False), (5.0, True)):
+        shell = (frame.dist_centre > 20.5) & (frame.dist_centre <= 20.5 + thickness) & (z > 0)
+        fluid = np.where(shell, 2000.0, 400.0).astype(np.float32)
+        t1 = np.where(shell, 300.0, 900.0).astype(np.float32)
+        eff = effusion(fluid, t1, levels, femur, frame, marrow, (4.0, 1.0, 1.0), PARAMS)
+        assert eff.present is expected, (thickness, eff)
 
 
 @pytest.mark.parametrize("direction", [CORONAL, CORONAL_FEET_FIRST], ids=["head_first", "feet_first"])

@@ -30,7 +30,13 @@ from workers.analysis.anatomy import (
 )
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.marrow import femur_envelope, segment_marrow
-from workers.analysis.measure import MarrowReference, classify_pattern, effusion, fluid_level, measure_regions
+from workers.analysis.measure import (
+    MarrowReference,
+    classify_pattern,
+    effusion,
+    fluid_level,
+    measure_regions,
+)
 from workers.analysis.oedema import oedema_mask
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.preparation import (
@@ -229,8 +235,8 @@ def analyze_images(
         fluid_bias, t1_bias, work = _prepare(fluid_image, t1_image, params, warnings)
     with timer.stage("anatomy", "locating femoral heads and necks"):
         loc = locate_femurs(work, params)
-    with timer.stage("quality", "checking for motion ghosts"):
-        phase = check_phase_encode_artefacts(fluid_image, loc, params)
+    with timer.stage("quality", "checking for motion ghosts and wrap-around"):
+        phase = check_phase_encode_artefacts(fluid_image, t1_image if t1_bias is not None else None, loc, params)
 
     maps = _Maps.empty(tuple(reversed(fluid_image.GetSize())))
     sides: dict[Side, SideResult] = {}
@@ -278,7 +284,7 @@ def _measure(side: Side, hip: _Hip, phase: PhaseEncodeCheck, params: AnalysisPar
         warnings.append(hip.problem)
         return _withheld(femur, hip.problem)
     if side in phase.corrupted:
-        msg = f"motion artefact: {phase.corrupted[side]}; {side} result withheld (no oedema can be measured through it)"
+        msg = f"{phase.corrupted[side]}; {side} result withheld (no oedema can be measured through it)"
         warnings.append(msg)
         return _withheld(femur, msg)
     levels = hip.levels

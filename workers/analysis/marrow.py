@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-calls=False
 """Femoral marrow of one hip, segmented from the images: the bone inside the dark cortex.
 
 The cortex is dark on every sequence; marrow is bright on T1 when fatty and bright on the
@@ -148,15 +149,20 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
     beyond_head = ~head_cap & (frame.dist_centre <= np.float32(femur.radius_mm + ACETABULUM_MM)) & (
         frame.along < np.float32(head_neck_junction(femur)))
     allowed = envelope & ~beyond_head & (b >= np.float32(params.cortex_brightness_max))
-    # muscle- and fluid-like evidence is not trusted inside the fitted bone: oedematous marrow can be
-    # close to muscle on both series, or very bright, where partial volume with the cortex is large
-    soft = muscle_like(fluid_s, t1_s, levels) | fluid_like(fluid_s, t1_s, levels, fluid_threshold)
-    background = ~body | beyond_head | (soft & ~surely_bone(femur, frame))
+    # muscle-like evidence is not trusted inside the fitted bone (oedematous marrow in partial volume
+    # with the cortex can be close to muscle on both series), fluid-like only inside the head (joint
+    # fluid lies against the neck within its fitted radius across thick slices)
+    muscle = muscle_like(fluid_s, t1_s, levels) & ~surely_bone(femur, frame)
+    head_core = frame.dist_centre <= np.float32(BONE_CORE_FRACTION * femur.radius_mm)
+    fluid_bg = fluid_like(fluid_s, t1_s, levels, fluid_threshold) & ~head_core
+    background = ~body | beyond_head | muscle | fluid_bg
     certain = marrow_seed(femur, frame, b, params) & allowed & ~background
     marrow = np.zeros(fluid.shape, dtype=bool)
     if not certain.any():
         return marrow
     n = fluid.shape[0]
+    used: list[BoolArray | None] = [None] * n  # the seeds each slice was last flooded from
+    cores = [np.zeros(fluid.shape[1:], dtype=bool) for _ in range(n)]  # _core of each slice's marrow
     # sweep up and down until nothing changes: a slice is seeded by the certain marrow in it and by
     # the middle of its neighbours' marrow, so the head, neck and shaft seeds reach every slice
     for _ in range(MAX_SWEEPS):
@@ -165,11 +171,16 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
             for k in order:
                 seeds = certain[k].copy()
                 for j in (k - 1, k + 1):
-                    if 0 <= j < n and marrow[j].any():
-                        seeds |= _core(marrow[j]) & allowed[k] & ~background[k]
+                    if 0 <= j < n:
+                        seeds |= cores[j] & allowed[k] & ~background[k]
+                last = used[k]
+                if last is not None and np.array_equal(seeds, last):
+                    continue
+                used[k] = seeds
                 section = _slice_marrow(elevation[k], seeds, background[k], allowed[k])
                 if not np.array_equal(section, marrow[k]):
                     marrow[k] = section
+                    cores[k] = _core(section)
                     changed = True
         if not changed:
             break
@@ -178,12 +189,15 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
 
 def _core(section: BoolArray) -> BoolArray:
     """The middle of each part of a cross-section: at least half its largest in-plane depth deep."""
-    depth = ndimage.distance_transform_edt(section)
     labels, n = ndimage.label(section)
     if n == 0:
         return section
-    deepest = np.asarray(ndimage.maximum(depth, labels, index=np.arange(1, n + 1)), dtype=np.float64)
-    need = np.concatenate([[np.inf], np.maximum(CORE_FRACTION * deepest, 1.0)])
+    depth = ndimage.distance_transform_edt(section)
+    deepest = np.zeros(n + 1, dtype=np.float64)
+    inside = labels > 0
+    np.maximum.at(deepest, labels[inside], depth[inside])
+    need = np.maximum(CORE_FRACTION * deepest, 1.0)
+    need[0] = np.inf
     out: BoolArray = section & (depth >= need[labels])
     return out
 

@@ -84,8 +84,9 @@ def effusion(
 
     Fluid: outside the femur (its marrow plus the cortex), within ``effusion_shell_mm`` of the head
     and neck, at least ``fluid_level`` on the fluid-sensitive series and darker than muscle on T1.
-    An effusion is a distended capsule: a fluid layer at least ``effusion_distension_mm`` thick
-    holding at least ``effusion_distended_min_ml``. A thin film of physiological fluid is not one.
+    An effusion is a distended capsule holding more than physiological fluid: a fluid layer at
+    least ``effusion_distension_mm`` thick and at least ``effusion_min_ml`` of fluid. A thin film of
+    physiological fluid is not one.
     """
     r = femur.radius_mm
     shell = params.effusion_shell_mm
@@ -102,12 +103,10 @@ def effusion(
     depth = np.zeros(cand.shape, dtype=np.float32)
     for k in np.nonzero(cand.any(axis=(1, 2)))[0]:
         depth[k] = ndimage.distance_transform_edt(cand[k], sampling=spacing[1:])
-    thickness = 2.0 * depth
-    distended = cand & (thickness >= np.float32(params.effusion_distension_mm))
+    thickness = float(2.0 * depth.max())
     vol = float(cand.sum()) * voxel_mm3 / 1000.0
-    distended_ml = float(distended.sum()) * voxel_mm3 / 1000.0
-    return Effusion(mask=cand, volume_ml=_r(vol), thickness_mm=_r(float(thickness.max()), 1),
-                    present=distended_ml >= params.effusion_distended_min_ml)
+    present = vol >= params.effusion_min_ml and thickness >= params.effusion_distension_mm
+    return Effusion(mask=cand, volume_ml=_r(vol), thickness_mm=_r(thickness, 1), present=present)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ class AnalysisParameters:
     head_cap_margin_mm: float = 1.0  # head marrow never lies further than this outside the fitted sphere
     cortex_brightness_max: float = 0.15  # darker than this x fat (T1) and x muscle (fluid) = cortex or air
     # oedema (oedema.py): positions on the study's own fat-muscle scales (tissues.py)
-    core_u_min: float = 1.5  # core: fluid-sensitive signal at least this on the fat (0) - muscle (1) scale
+    core_u_min: float = 1.3  # core: fluid-sensitive signal at least this on the fat (0) - muscle (1) scale
     core_v_max: float = 0.75  # and T1 at most this on the muscle (0) - fat (1) scale
     plateau_mm: float = 6.0  # the lesion's local plateau: core signal averaged over about this distance
     outline_fraction: float = 0.5  # outline: this far from fat to the local plateau (half maximum)
@@ -52,7 +52,7 @@ class AnalysisParameters:
     effusion_level_fraction: float = 0.5  # fluid: halfway from muscle to the study's free fluid
     effusion_muscle_multiple: float = 2.5  # or this x muscle when no free fluid is in view
     effusion_distension_mm: float = 3.0  # a distended capsule holds a fluid layer at least this thick
-    effusion_distended_min_ml: float = 0.5  # over at least this volume
+    effusion_min_ml: float = 3.0  # and holds at least this much fluid (physiological joint fluid is less)
     # pattern (measure.py)
     diffuse_head_pct_min: float = 20.0  # diffuse: head and neck involved ...
     diffuse_neck_pct_min: float = 10.0

@@ -1,15 +1,13 @@
 # mypy: disallow-untyped-calls=False
 """Quality guards against the classic mimics of marrow oedema.
 
-Failed or inhomogeneous fat suppression leaves fat bright on the fluid-sensitive series, which
-makes fatty marrow look oedematous. It is measured per hip as the fluid-sensitive signal of the
-fat around it (bright on T1) relative to deep muscle (intermediate on T1): a working STIR/FS
-sequence shows fat much darker than muscle.
+Failed fat suppression is judged per hip from the study's own tissues (``tissues.py``).
 
-Motion ghosts and wrap-around live along the phase-encode direction: periodic replicas of the
-anatomy (found by autocorrelation along each image axis) and anatomy cut by the phase-encode edges
-of the field of view that folds back over the opposite side. A femoral head they corrupt is
-withheld (``check_phase_encode_artefacts``).
+Motion ghosts and wrap-around live along the phase-encode direction and are judged from the
+image itself, never from header geometry (scanners oversample in phase, so anatomy reaching the
+edge of the field of view is normal): periodic replicas of the anatomy (autocorrelation along
+each image axis) and an image that continues across its own edges (aliased anatomy folds back
+over the opposite side). A femoral head they corrupt is withheld (``check_phase_encode_artefacts``).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
-from workers.analysis.anatomy import SIDES, FemurGeometry, Localization
+from workers.analysis.anatomy import SIDES, FemurGeometry, Localization, body_mask
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Side
 
@@ -36,6 +34,10 @@ PHASE_AXES: dict[str, int] = {"COL": 1, "ROW": 2}  # numpy axis of a (slices, ro
 GHOST_MIN_LAG_PX = 6  # replicas closer than this are not told apart from the anatomy's own texture
 GHOST_SHARE_MAX = 0.15  # predicted ghost signal over a head / the head's signal: more = corrupted
 ARTEFACT_PIXEL_MM = 3.0  # the checks run on the fluid-sensitive series binned in plane to about this
+SEAM_CONTINUITY_MIN = 0.75  # edge-to-edge over neighbour continuity at least this: wrapped (periodic) image
+WRAP_EDGE_MIN = 0.15  # and tissue fills at least this fraction of both edges
+WRAP_MARGIN_MM = 5.0  # folded tissue this close to a head counts as over it
+WRAP_DEFAULT_FRACTION = 1.0 / 3.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class PhaseEncodeCheck:
     ghost_lag_mm: float | None
     ghost_prominence: dict[str, float]  # per image axis: autocorrelation peak above its surroundings
     ghost_share: dict[Side, float | None]  # predicted ghost signal over each head / the head's signal
+    seam_correlation: dict[str, float]  # per image axis: edge-to-edge continuity / neighbour continuity
+    wrap_axis: str | None  # "ROW" | "COL": the axis along which the image is continuous across its edges
     corrupted: dict[Side, str]  # side -> why it is withheld
 
 
@@ -106,7 +110,7 @@ def _coarse(image: sitk.Image) -> sitk.Image:
     return binned
 
 
-def check_phase_encode_artefacts(fluid_image: sitk.Image, loc: Localization,
+def check_phase_encode_artefacts(fluid_image: sitk.Image, t1_image: sitk.Image | None, loc: Localization,
                                  params: AnalysisParameters) -> PhaseEncodeCheck:
     """Motion ghosts on the fluid-sensitive series, per femoral head: periodic replicas of the anatomy
     along an image axis.
@@ -149,6 +153,116 @@ def check_phase_encode_artefacts(fluid_image: sitk.Image, loc: Localization,
                 corrupted[side] = (f"motion ghosts along the image {ghost_axis.lower()}s (replicas every "
                                    f"{ghost_lag_mm:.0f} mm, about {100 * amplitude:.0f}% of the source) over "
                                    f"the {side} femoral head")
+    seam = {name: round(_seam_continuity(arr, axis), 2) for name, axis in PHASE_AXES.items()}
+    wrapped = [name for name, axis in PHASE_AXES.items()
+               if seam[name] >= SEAM_CONTINUITY_MIN and _edge_tissue(arr, axis) >= WRAP_EDGE_MIN]
+    wrap_axis = max(wrapped, key=lambda a: seam[a]) if wrapped else None
+    if wrap_axis is not None:
+        _mark_wrapped(fluid_image, t1_image, loc, wrap_axis, seam[wrap_axis], corrupted)
     return PhaseEncodeCheck(ghost_axis=ghost_axis, ghost_lag_mm=ghost_lag_mm,
                             ghost_prominence={k: round(v, 3) for k, v in prominence.items()},
-                            ghost_share=share, corrupted=corrupted)
+                            ghost_share=share, seam_correlation=seam, wrap_axis=wrap_axis, corrupted=corrupted)
+
+
+def _correlation(a: FloatArray, b: FloatArray) -> float:
+    a, b = a.ravel(), b.ravel()
+    if float(a.std()) == 0.0 or float(b.std()) == 0.0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _seam_continuity(arr: FloatArray, axis: int) -> float:
+    """How continuous the image is across its two edges along ``axis``, relative to neighbouring lines.
+
+    A phase-encoded image without oversampling is periodic: aliased (wrapped) anatomy makes the first
+    and last lines continue each other, as neighbouring lines do. With oversampling the edges are
+    unrelated. Structure is compared as the derivative along the edge (so the body's smooth outline
+    does not count), as the correlation of the two edge lines over the correlation of neighbouring
+    interior lines (about 1 for wrap, well below 1 otherwise, whatever the noise).
+    """
+    other = 2 if axis == 1 else 1
+    sigma = [0.0, 0.0, 0.0]
+    sigma[other] = 1.0
+    grad = np.gradient(ndimage.gaussian_filter(arr, sigma), axis=other).astype(np.float32)
+    n = grad.shape[axis]
+    if n < 8:
+        return 0.0
+    inner = float(np.mean([_correlation(np.take(grad, k, axis=axis), np.take(grad, k + 1, axis=axis))
+                           for k in (n // 4, n // 2, 3 * n // 4)]))
+    if inner <= 0.1:
+        return 0.0
+    return _correlation(np.take(grad, 0, axis=axis), np.take(grad, n - 1, axis=axis)) / inner
+
+
+def _edge_tissue(arr: FloatArray, axis: int) -> float:
+    """The smaller fraction of tissue (above a quarter of the bright level) along the two edges."""
+    level = 0.25 * float(np.percentile(arr, 95))
+    first = float((np.take(arr, 0, axis=axis) > level).mean())
+    last = float((np.take(arr, arr.shape[axis] - 1, axis=axis) > level).mean())
+    return min(first, last)
+
+
+@dataclass(frozen=True)
+class _Extent:
+    """The body of an image projected on a direction (LPS mm), and how much of each FOV edge it fills."""
+
+    body_lo: float
+    body_hi: float
+    fov_lo: float
+    fov_hi: float
+    edge_lo: float  # fraction of the voxels within two pixels of the low edge that are body
+    edge_hi: float
+
+
+def _extent(image: sitk.Image, direction: FloatArray) -> _Extent:
+    """Where the body of ``image`` lies along ``direction``, and whether the field of view cuts it."""
+    image = _coarse(image)
+    body = body_mask(sitk.GetArrayFromImage(image).astype(np.float32))
+    k, r, c = np.indices(body.shape)
+    pts = np.stack([c.ravel(), r.ravel(), k.ravel()], axis=1).astype(np.float64)
+    mat = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())[None, :]
+    u = (np.asarray(image.GetOrigin()) + pts @ mat.T) @ direction
+    inside = body.ravel()
+    size = np.asarray(image.GetSize(), dtype=np.float64)
+    corners = np.array([[i, j, m] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
+                        for m in (-0.5, size[2] - 0.5)])
+    cu = (np.asarray(image.GetOrigin()) + corners @ mat.T) @ direction
+    lo, hi = float(cu.min()), float(cu.max())
+    band = 2.0 * float(np.abs(mat.T @ direction).max())
+    near_lo, near_hi = u <= lo + band, u >= hi - band
+    if not inside.any():
+        return _Extent(0.0, 0.0, lo, hi, 0.0, 0.0)
+    return _Extent(body_lo=float(np.percentile(u[inside], 0.1)), body_hi=float(np.percentile(u[inside], 99.9)),
+                   fov_lo=lo, fov_hi=hi, edge_lo=float(inside[near_lo].mean()) if near_lo.any() else 0.0,
+                   edge_hi=float(inside[near_hi].mean()) if near_hi.any() else 0.0)
+
+
+def _mark_wrapped(fluid_image: sitk.Image, t1_image: sitk.Image | None, loc: Localization, axis_name: str,
+                  continuity: float, corrupted: dict[Side, str]) -> None:
+    """Mark the heads the folded anatomy reaches: it folds in from each edge as deep as the body runs
+    on beyond the opposite edge, measured on the T1 when the T1 covers more; otherwise
+    ``WRAP_DEFAULT_FRACTION`` of the field of view (stated in the reason)."""
+    d = np.asarray(fluid_image.GetDirection()).reshape(3, 3)
+    direction = d[:, 0] if axis_name == "ROW" else d[:, 1]
+    fluid = _extent(fluid_image, direction)
+    fov = fluid.fov_hi - fluid.fov_lo
+    depth_lo = depth_hi = WRAP_DEFAULT_FRACTION * fov  # folded in at the low / high edge
+    how = f"fold depth unknown, {100 * WRAP_DEFAULT_FRACTION:.0f}% of the field of view assumed"
+    if t1_image is not None:
+        t1 = _extent(t1_image, direction)
+        if t1.edge_lo < WRAP_EDGE_MIN and t1.edge_hi < WRAP_EDGE_MIN:
+            depth_lo = max(t1.body_hi - fluid.fov_hi, 0.0)  # beyond the high edge folds in at the low edge
+            depth_hi = max(fluid.fov_lo - t1.body_lo, 0.0)
+            how = f"{depth_hi:.0f} mm and {depth_lo:.0f} mm of anatomy beyond the two edges (on the T1)"
+    for side, _ in SIDES:
+        femur = loc.femurs[side]
+        if femur is None or side in corrupted:
+            continue
+        u = float(np.asarray(femur.centre) @ direction)
+        lo, hi = u - femur.radius_mm - WRAP_MARGIN_MM, u + femur.radius_mm + WRAP_MARGIN_MM
+        if lo <= fluid.fov_lo + depth_lo or hi >= fluid.fov_hi - depth_hi:
+            edges = "left and right" if axis_name == "ROW" else "top and bottom"
+            corrupted[side] = (f"wrap-around: the image continues across its {edges} edges "
+                               f"(edge-to-edge continuity {continuity:.2f}), folded anatomy reaches the "
+                               f"{side} femoral head ({how})")
+

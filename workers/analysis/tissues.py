@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-calls=False
 """Signal levels of the study's own tissues around one hip: fat, muscle and free fluid.
 
 Contrast differs by vendor, field strength, inversion time, fat-suppression method and coil, so

@@ -79,7 +79,7 @@ def _size(small: bool, low_res: bool) -> dict[str, float]:
     if small:
         return ({"t1": 96, "stir": 96, "ax": 96, "cor_n": 14, "cor_th": 7.0, "cor_sp": 7.7,
                  "ax_n": 12, "ax_th": 8.0, "ax_sp": 8.8} if low_res else
-                {"t1": 128, "stir": 128, "ax": 128, "cor_n": 18, "cor_th": 5.0, "cor_sp": 5.5,
+                {"t1": 192, "stir": 192, "ax": 192, "cor_n": 18, "cor_th": 5.0, "cor_sp": 5.5,
                  "ax_n": 16, "ax_th": 6.0, "ax_sp": 6.6})
     return ({"t1": 256, "stir": 256, "ax": 256, "cor_n": 20, "cor_th": 6.0, "cor_sp": 6.6,
              "ax_n": 22, "ax_th": 7.0, "ax_sp": 7.7} if low_res else
@@ -91,7 +91,7 @@ def _size(small: bool, low_res: bool) -> dict[str, float]:
 def _small_model(seed: int, case: str, fail_side: str | None) -> Model:
     """The small-mode model, kept for the next study of the same patient and case (tests)."""
     anat = Anatomy.from_seed(seed)
-    return rasterise(anat, pathology(case, anat, seed), 2.5, fail_side)
+    return rasterise(anat, pathology(case, anat, seed), 1.5, fail_side)
 
 
 def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift: Vec) -> list[SeriesPlan]:
@@ -220,7 +220,7 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
         ident = replace(ident, patient_id=f"{ident.patient_id}-{_CASE_CODE[case]}")
     shift: Vec = (0.0, 0.0, 0.0) if visit is BASELINE else (3.0, -2.5, 6.0)
     fail_side = fat_sat_failure_side(sides) if "fat_sat_failure" in chosen else None
-    h = 2.5 if small else 1.0
+    h = 1.5 if small else 1.0
     model = _small_model(seed, case, fail_side) if small else rasterise(anat, sides, h, fail_side)
     uid_parts = ("study", case, str(seed), *chosen, "small" if small else "full")
     vendor = next((v for v in ("siemens", "ge", "philips") if v in chosen), "generic")
