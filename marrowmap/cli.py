@@ -58,9 +58,13 @@ _ = Path
 @click.pass_context
 def listen(ctx: click.Context) -> None:
     """Run the DICOM listener (C-STORE/C-ECHO SCP) and its sealer until Ctrl-C / SIGTERM."""
-    from service.listener import run_listener
+    from service.listener import ListenerStartError, run_listener
 
-    run_listener(_settings(ctx))
+    try:
+        run_listener(_settings(ctx))
+    except ListenerStartError as exc:
+        click.echo(f"marrowmap: listener not started: {exc}", err=True)
+        sys.exit(2)
 
 
 # --- analyze --------------------------------------------------------------------------------
