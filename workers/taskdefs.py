@@ -21,11 +21,13 @@ from typing import Any, TypeVar
 
 from celery import Celery, Task
 
+from marrowmap.audit import AuditTrail
 from marrowmap.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 SETTINGS_KEY = "marrowmap_settings"
+AUDIT_KEY = "marrowmap_audit"
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ def house_task(name: str, *, queue: str) -> Callable[[F], F]:
 
 
 def register_tasks(app: Celery, settings: Settings) -> dict[str, Task]:
-    """Bind every declared task to ``app`` with the house delivery policy."""
+    """Bind every declared task to ``app`` with the house delivery policy (and the audit trail)."""
     app.conf[SETTINGS_KEY] = settings
+    app.conf[AUDIT_KEY] = AuditTrail(settings)
     tasks: dict[str, Task] = {}
     for spec in _DECLARED.values():
         tasks[spec.name] = app.task(
@@ -76,3 +79,11 @@ def task_settings(task: Task) -> Settings:
     if not isinstance(settings, Settings):
         raise RuntimeError("Celery app was not built by workers.celery_app.make_celery")
     return settings
+
+
+def task_audit(task: Task) -> AuditTrail:
+    """The audit trail of the task's app."""
+    audit = task.app.conf.get(AUDIT_KEY)
+    if not isinstance(audit, AuditTrail):
+        raise RuntimeError("Celery app was not built by workers.celery_app.make_celery")
+    return audit
