@@ -26,6 +26,7 @@ from service.enqueue import JobQueue
 from service.gate import Gate, GatedServer
 from service.handlers import StoreHandler
 from service.peers import AllowList, AllowListError
+from service.retention import Retention
 from service.sealer import Sealer
 from service.spool import Spool
 
@@ -83,6 +84,7 @@ class Listener:
         self.sealer = Sealer(self.spool, settings, self.queue)
         self.audit = AuditTrail(settings)
         self.handler = StoreHandler(self.spool, settings, self.audit)
+        self.retention = Retention(self.spool, self.queue.jobs, settings, self.audit)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -100,6 +102,7 @@ class Listener:
                         note="MARROWMAP_ALLOWED_CALLING_AETS is empty: ANY calling AE title may send studies")
         self.sealer.recover()
         self.sealer.start()
+        self.retention.start()
         ae = build_ae(self.settings)
         self._server = ae.make_server(
             (self.settings.host, self.settings.port),
@@ -130,6 +133,7 @@ class Listener:
             self._server.shutdown()
             self._server.server_close()
         self.sealer.stop()
+        self.retention.stop()
         self.queue.close()
         self.audit.application(started=False, component="listener")
         self.audit.close()
