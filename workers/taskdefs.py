@@ -55,9 +55,8 @@ def house_task(name: str, *, queue: str) -> Callable[[F], F]:
 
 
 def register_tasks(app: Celery, settings: Settings) -> dict[str, Task]:
-    """Bind every declared task to ``app`` with the house delivery policy (and the audit trail)."""
+    """Bind every declared task to ``app`` with the house delivery policy."""
     app.conf[SETTINGS_KEY] = settings
-    app.conf[AUDIT_KEY] = AuditTrail(settings)
     tasks: dict[str, Task] = {}
     for spec in _DECLARED.values():
         tasks[spec.name] = app.task(
@@ -82,8 +81,8 @@ def task_settings(task: Task) -> Settings:
 
 
 def task_audit(task: Task) -> AuditTrail:
-    """The audit trail of the task's app."""
+    """The audit trail of the task's app, opened by the first task that needs it (in the pool process)."""
     audit = task.app.conf.get(AUDIT_KEY)
     if not isinstance(audit, AuditTrail):
-        raise RuntimeError("Celery app was not built by workers.celery_app.make_celery")
+        audit = task.app.conf[AUDIT_KEY] = AuditTrail(task_settings(task))
     return audit
