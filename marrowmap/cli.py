@@ -58,9 +58,13 @@ _ = Path
 @click.pass_context
 def listen(ctx: click.Context) -> None:
     """Run the DICOM listener (C-STORE/C-ECHO SCP) and its sealer until Ctrl-C / SIGTERM."""
-    from service.listener import run_listener
+    from service.listener import ListenerStartError, run_listener
 
-    run_listener(_settings(ctx))
+    try:
+        run_listener(_settings(ctx))
+    except ListenerStartError as exc:
+        click.echo(f"marrowmap: listener not started: {exc}", err=True)
+        sys.exit(2)
 
 
 # --- analyze --------------------------------------------------------------------------------
@@ -126,10 +130,11 @@ def worker(ctx: click.Context, queues: str, concurrency: int | None, pool: str) 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) -> None:
-    """List recent jobs and their states, or show one job in full."""
+    """List recent jobs and their states (and the spool's disk use), or show one job in full."""
     import json
 
     from marrowmap.jobstore import JobStore, JobStoreError
+    from service.retention import disk_use
 
     settings = _settings(ctx)
     store = JobStore.from_url(settings.jobs_url, settings.job_store_prefix)
@@ -148,6 +153,12 @@ def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) ->
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json", exclude={"message", "history"}) for r in records], indent=2))
         return
+    if settings.spool_dir.is_dir():
+        cap = f", at most {settings.retention_max_spool_mb} MB" if settings.retention_max_spool_mb else ""
+        click.echo(f"spool {settings.spool_dir}: {disk_use(settings.spool_dir).describe()}; "
+                   f"sent jobs' data kept {settings.retention_days:g} days{cap}")
+    else:
+        click.echo(f"spool {settings.spool_dir}: not found on this host")
     if not records:
         click.echo("no jobs")
         return

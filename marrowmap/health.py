@@ -23,16 +23,23 @@ class Health:
 
 
 def check_listener(settings: Settings, timeout: float = 5.0) -> Health:
-    """C-ECHO to our own listener (on loopback when it binds to every address)."""
+    """C-ECHO to our own listener (on loopback when it binds to every address; over TLS when it
+    requires TLS, presenting our own certificate)."""
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    from marrowmap.tls import TlsConfigError, client_context
 
     host = _LOCAL if settings.host in ("0.0.0.0", "::", "") else settings.host
     ae = AE(ae_title=settings.health_calling_ae)
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
-    assoc = ae.associate(host, settings.port, ae_title=settings.ae_title)
+    try:
+        tls = (client_context(settings, verify_server=False), host) if settings.listener_tls else None
+    except TlsConfigError as exc:
+        return Health(False, str(exc))
+    assoc = ae.associate(host, settings.port, ae_title=settings.ae_title, tls_args=tls)
     if not assoc.is_established:
         how = "rejected" if assoc.is_rejected else "not established"
         return Health(False, f"association to {settings.ae_title}@{host}:{settings.port} {how}")

@@ -199,6 +199,24 @@ class JobStore:
         records = [self.get(i.decode()) for i in ids]
         return [r for r in records if r is not None]
 
+    def created_before(self, timestamp: float) -> list[str]:
+        """Ids of the jobs created before ``timestamp`` (seconds since the epoch), oldest first."""
+        try:
+            ids = self._r.zrangebyscore(self._index_key, "-inf", f"({timestamp}")
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while listing jobs: {exc}") from exc
+        return [i.decode() for i in ids]
+
+    def expire(self, job_id: str) -> None:
+        """Forget a job: its record, history, queueing claim and place in the index."""
+        try:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.delete(self._job_key(job_id), self._history_key(job_id), self._queued_key(job_id))
+            pipe.zrem(self._index_key, job_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while expiring {job_id}: {exc}") from exc
+
     def ping(self) -> bool:
         """True when Redis answers."""
         try:

@@ -2,16 +2,22 @@
 
 One Redis hash per patient, ``<prefix>:patient:<patient key>``, field = Study Instance UID,
 value = the study's entry (JSON: study UID, StudyDate/StudyTime, accession, job id, path
-of its result.json, analysis status). The patient key is the SHA-256 of (PatientID,
-IssuerOfPatientID or ""): the raw ID is never stored or logged, and the name is never
-used (two patients with the same name are different keys). A study analysed again
-replaces its own entry.
+of its result.json, analysis status). The patient key is the HMAC-SHA-256 of (PatientID,
+IssuerOfPatientID or "") under the site secret (``site_secret_path``, outside Redis), so
+that whoever reads Redis cannot test guesses of low-entropy IDs: the raw ID is never stored
+or logged, and the name is never used (two patients with the same name are different keys).
+A study analysed again replaces its own entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
+import secrets
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,14 +25,44 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from marrowmap.jobstore import JobStoreError
 
 ANALYZED = "analyzed"
+_SECRET_MIN_CHARS = 32
 
 
-def patient_key(patient_id: str, issuer: str = "") -> str:
-    """SHA-256 (hex) of PatientID and IssuerOfPatientID, the only form in which a patient is stored."""
+class SiteSecretError(ValueError):
+    """The site secret file exists but cannot serve as a key."""
+
+
+def site_secret(path: Path) -> bytes:
+    """The site's secret key; created (256 random bits, hex, mode 0600) when missing.
+
+    Several workers may start at once: each writes a complete temp file and links it into
+    place (atomic, fails when another one won), then everyone reads the same file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    secret = path.read_text().strip()
+    if len(secret) < _SECRET_MIN_CHARS:
+        raise SiteSecretError(f"site secret {path} is shorter than {_SECRET_MIN_CHARS} characters")
+    return secret.encode()
+
+
+def patient_key(patient_id: str, issuer: str = "", *, secret: bytes) -> str:
+    """HMAC-SHA-256 (hex) of PatientID and IssuerOfPatientID: the only form in which a patient is stored."""
     pid = patient_id.strip()
     if not pid:
         raise ValueError("an empty PatientID identifies no patient")
-    return hashlib.sha256(f"{pid}\x1f{issuer.strip()}".encode()).hexdigest()
+    return hmac.new(secret, f"{pid}\x1f{issuer.strip()}".encode(), hashlib.sha256).hexdigest()
 
 
 def study_moment(study_date: str, study_time: str) -> tuple[str, str] | None:

@@ -8,6 +8,7 @@ value stops the start with a message that names the setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -58,6 +59,28 @@ def _check_ae(value: str, name: str) -> str:
     return value.strip()
 
 
+_HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+
+
+def split_allow_entry(entry: str) -> tuple[str, str]:
+    """``AE`` or ``AE@host`` (host: address, CIDR network or DNS name) -> (AE, host or "")."""
+    ae, sep, host = entry.strip().rpartition("@")
+    return (ae.strip(), host.strip()) if sep else (entry.strip(), "")
+
+
+def _check_allow_entry(entry: str) -> str:
+    ae, host = split_allow_entry(entry)
+    ae = _check_ae(ae, "allowed_calling_aets")
+    if not host:
+        return ae
+    try:
+        ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        if not _HOST_NAME_RE.match(host):
+            raise ValueError(f"allowed_calling_aets: {host!r} is no address, CIDR network or host name") from None
+    return f"{ae}@{host}"
+
+
 class Settings(BaseSettings):
     """All MarrowMap settings (listener, workers, sender). Frozen after load."""
 
@@ -78,7 +101,11 @@ class Settings(BaseSettings):
     )
     allowed_calling_aets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Calling AE titles allowed to associate (comma list); empty = any caller.",
+        description="Who may associate (comma list): `AE` (from any address) or `AE@host`, host = address, "
+                    "CIDR network or DNS name (resolved at start); empty = any caller.",
+    )
+    require_allow_list: bool = Field(
+        False, description="Refuse to start the listener while allowed_calling_aets is empty."
     )
     min_free_disk_mb: int = Field(
         1024, ge=0, description="Below this much free space in the spool, C-STORE answers Out of Resources."
@@ -88,7 +115,73 @@ class Settings(BaseSettings):
 
     health_calling_ae: str = Field(
         "MM-HEALTH",
-        description="Calling AE of `marrowmap health listener`; always let in for C-ECHO, never allowed to store.",
+        description="Calling AE of `marrowmap health listener`; let in for C-ECHO from this host only, never allowed to store.",
+    )
+
+    # --- who may connect, and for how long before the association request is complete ----------
+    association_request_timeout_seconds: float = Field(
+        5.0, gt=0, le=120,
+        description="A connection (TLS handshake included) must deliver its whole A-ASSOCIATE-RQ within this time.",
+    )
+    max_connections_per_peer: int = Field(
+        4, ge=1, le=1000, description="Concurrent connections from one peer address; more are closed at once."
+    )
+    max_rejected_connections: int = Field(
+        4, ge=1, le=1000,
+        description="Connections held only to answer them with a rejection (address on no allow-list entry, or "
+                    "max_associations reached); they never use max_associations; more are closed at once.",
+    )
+
+    # --- DICOM TLS ---------------------------------------------------------------------------
+    listener_tls: bool = Field(
+        False, description="The listener speaks DICOM TLS only (needs tls_cert_file, tls_key_file); plain TCP is refused."
+    )
+    listener_tls_client_cert: bool = Field(
+        False, description="With listener_tls: peers must present a certificate issued by tls_ca_file (mutual TLS)."
+    )
+    pacs_tls: bool = Field(
+        False, description="Send results to the PACS over TLS; its certificate must chain to tls_ca_file "
+                           "(or the system trust store when unset)."
+    )
+    pacs_tls_check_hostname: bool = Field(
+        True, description="With pacs_tls: the PACS certificate must name pacs_host."
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) of MarrowMap: the listener's, and the sender's client certificate."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file (unencrypted).")
+    tls_ca_file: Path | None = Field(
+        None, description="PEM CA certificate(s) that peers' certificates (PACS, senders) must chain to."
+    )
+
+    # --- audit trail ---------------------------------------------------------------------------
+    audit_file: Path | None = Field(
+        None, description="Append-only audit trail (JSON lines, DICOM audit message fields); default "
+                          "<spool_dir>/audit/audit.jsonl."
+    )
+    audit_max_mb: int = Field(50, ge=1, description="Size (MB) at which the audit file is rotated.")
+    audit_backups: int = Field(
+        20, ge=1, description="Rotated audit files kept (older ones are deleted: keep them longer via syslog)."
+    )
+    audit_syslog_host: str = Field(
+        "", description="Also send each audit event to this syslog server (RFC 5424 over UDP); empty = off."
+    )
+    audit_syslog_port: int = Field(514, ge=1, le=65535, description="UDP port of audit_syslog_host.")
+
+    # --- retention -----------------------------------------------------------------------------
+    retention_days: float = Field(
+        7.0, gt=0,
+        description="Sealed batches and results of a sent job are removed this long after it was sent "
+                    "(result.json and key_image.png stay for follow-up comparisons).",
+    )
+    retention_max_spool_mb: int = Field(
+        0, ge=0, description="Above this spool size, sent jobs' data are removed early, oldest first; 0 = no cap."
+    )
+    job_record_days: float = Field(
+        90.0, gt=0, description="Finished job records whose spool data are gone expire after this long."
+    )
+    retention_interval_seconds: float = Field(
+        600.0, gt=0, description="How often the listener applies the retention policy."
     )
 
     # --- routing: which studies become analysis jobs ----------------------------------------
@@ -133,6 +226,12 @@ class Settings(BaseSettings):
     send_backoff_seconds: float = Field(5.0, gt=0, description="First retry delay; doubles each retry.")
     send_backoff_cap_seconds: float = Field(300.0, gt=0, description="Longest delay between retries.")
 
+    # --- follow-up --------------------------------------------------------------------------------
+    site_secret_file: Path | None = Field(
+        None, description="Secret key of the prior-study index (HMAC of PatientID); generated when missing; "
+                          "default <spool_dir>/secrets/site_secret."
+    )
+
     # --- outputs -------------------------------------------------------------------------------
     uid_prefix: str = Field(
         "1.2.826.0.1.3680043.8.498.",
@@ -160,7 +259,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_calling_aets")
     @classmethod
     def _aes(cls, value: list[str]) -> list[str]:
-        return [_check_ae(v, "allowed_calling_aets") for v in value]
+        return [_check_allow_entry(v) for v in value]
 
     @field_validator("uid_prefix")
     @classmethod
@@ -168,6 +267,16 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"([1-9][0-9]*|0)(\.([1-9][0-9]*|0))*\.", value) or len(value) > 40:
             raise ValueError("uid_prefix must be a dotted numeric UID root ending in '.', at most 40 characters")
         return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> Settings:
+        if self.listener_tls and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("listener_tls needs tls_cert_file and tls_key_file")
+        if self.listener_tls_client_cert and (not self.listener_tls or self.tls_ca_file is None):
+            raise ValueError("listener_tls_client_cert needs listener_tls and tls_ca_file")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
 
     @model_validator(mode="after")
     def _backoff(self) -> Settings:
@@ -197,6 +306,16 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # --- derived values ----------------------------------------------------------------------
+    @property
+    def audit_path(self) -> Path:
+        """Where the audit trail is written."""
+        return self.audit_file or self.spool_dir / "audit" / "audit.jsonl"
+
+    @property
+    def site_secret_path(self) -> Path:
+        """Where the site secret of the prior-study index is kept."""
+        return self.site_secret_file or self.spool_dir / "secrets" / "site_secret"
+
     @property
     def jobs_url(self) -> str:
         """Redis URL of the job store."""

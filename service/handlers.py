@@ -7,8 +7,10 @@ instance only at DEBUG. No patient names or IDs are logged.
 from __future__ import annotations
 
 import errno
+import ssl
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,7 @@ from pynetdicom import evt
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.events import EventHandlerType
 
+from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from service.dataset_check import (
@@ -40,6 +43,7 @@ class AssociationStats:
 
     calling_ae: str = ""
     peer: str = ""
+    tls: bool = False
     started: float = field(default_factory=time.perf_counter)
     accepted: bool = False
     outcome: str = "closed"
@@ -48,7 +52,7 @@ class AssociationStats:
     failed: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     store_seconds: float = 0.0
-    studies: set[str] = field(default_factory=set)
+    studies: Counter[str] = field(default_factory=Counter)  # instances stored per Study Instance UID
 
     def fail(self, status: StoreStatus) -> StoreStatus:
         self.failed[status.name] = self.failed.get(status.name, 0) + 1
@@ -58,9 +62,10 @@ class AssociationStats:
 class StoreHandler:
     """The listener's event handlers, bound to one spool and the settings."""
 
-    def __init__(self, spool: Spool, settings: Settings) -> None:
+    def __init__(self, spool: Spool, settings: Settings, audit: AuditTrail) -> None:
         self._spool = spool
         self._settings = settings
+        self._audit = audit
         self._stats: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
 
@@ -91,6 +96,7 @@ class StoreHandler:
         stats = self._stats_for(event)
         address = event.address
         stats.peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        stats.tls = isinstance(event.assoc.dul.socket.socket, ssl.SSLSocket)
 
     def on_accepted(self, event: Any) -> None:
         """The association was accepted."""
@@ -129,9 +135,10 @@ class StoreHandler:
             "store_s": round(stats.store_seconds, 3),
             "instances_per_s": round(stats.stored / duration, 1) if duration > 0 and stats.stored else 0.0,
         }
-        if stats.outcome == "rejected":
-            log.warning("association.rejected", reason="calling AE not allowed or no acceptable context", **fields)
-        elif stats.failed or stats.outcome == "aborted":
+        for study, instances in sorted(stats.studies.items()):
+            self._audit.study_received(study_uid=study, instances=instances, peer=stats.peer.rpartition(":")[0],
+                                       calling_ae=stats.calling_ae, tls=stats.tls)
+        if stats.failed or stats.outcome == "aborted":  # (a rejection was logged with its reason by the gate)
             log.warning("association.closed", **fields)
         else:
             log.info("association.closed", **fields)
@@ -206,7 +213,7 @@ class StoreHandler:
             return stats.fail(StoreStatus.OUT_OF_RESOURCES)
         stats.stored += 1
         stats.bytes += len(encoded)
-        stats.studies.add(keys.study_instance_uid)
+        stats.studies[keys.study_instance_uid] += 1
         if stored.replaced:
             stats.replaced += 1
             log.debug("store.replaced_existing", sop_instance_uid=sop_uid,

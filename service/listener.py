@@ -1,15 +1,14 @@
 """``marrowmap listen``: the DICOM C-STORE/C-ECHO listener with its sealer.
 
 Accepts every storage SOP class in every transfer syntax pynetdicom knows (stored as
-received; decoding is the worker's business) plus Verification. TCP_NODELAY on every
-accepted connection. An optional calling-AE allow-list rejects unknown callers at
-association time.
+received; decoding is the worker's business) plus Verification. Who may connect and
+associate, DICOM TLS and the time allowed for an association request are the gate's
+business (:mod:`service.gate`); every association is audited (:mod:`marrowmap.audit`).
 """
 
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 from types import FrameType
 from typing import Any
@@ -18,25 +17,23 @@ from pydicom.uid import UID
 from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
+from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
+from marrowmap.tls import TlsConfigError, listener_context
 from service.enqueue import JobQueue
+from service.gate import Gate, GatedServer
 from service.handlers import StoreHandler
+from service.peers import AllowList, AllowListError
+from service.retention import Retention
 from service.sealer import Sealer
 from service.spool import Spool
 
 log = get_logger(__name__)
 
-
-class NoDelayServer(ThreadedAssociationServer):
-    """The association server with Nagle's algorithm off on each accepted socket."""
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        client, address = super().get_request()
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return client, address
+#: Why the listener may refuse to start (the message says what to change).
+ListenerStartError = (AllowListError, TlsConfigError)
 
 
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -68,9 +65,8 @@ def build_ae(settings: Settings) -> AE:
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(str(cx.abstract_syntax), syntaxes)
     ae.add_supported_context(Verification, syntaxes)
-    if settings.allowed_calling_aets:  # the health check may always echo (its stores are refused)
-        ae.require_calling_aet = [*settings.allowed_calling_aets, settings.health_calling_ae]
-    ae.maximum_associations = settings.max_associations
+    # The gate admits at most this many connections, and checks the AE titles itself.
+    ae.maximum_associations = settings.max_associations + settings.max_rejected_connections
     ae.network_timeout = settings.network_timeout_seconds
     ae.acse_timeout = min(30.0, settings.network_timeout_seconds)
     ae.dimse_timeout = settings.network_timeout_seconds
@@ -86,23 +82,33 @@ class Listener:
         self.spool = Spool(settings.spool_dir)
         self.queue = JobQueue(settings)
         self.sealer = Sealer(self.spool, settings, self.queue)
-        self.handler = StoreHandler(self.spool, settings)
+        self.audit = AuditTrail(settings)
+        self.handler = StoreHandler(self.spool, settings, self.audit)
+        self.retention = Retention(self.spool, self.queue.jobs, settings, self.audit)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Recover the spool, start sealing and serving (non-blocking)."""
+        """Recover the spool, start sealing and serving (non-blocking); ListenerStartError says why not."""
+        try:
+            allow_list = AllowList.from_settings(self.settings)
+            gate = Gate(self.settings, allow_list, self.audit, listener_context(self.settings))
+        except ListenerStartError as exc:
+            log.error("listener.start_refused", reason=str(exc))
+            raise
         self.spool.ensure_layout()
         if not self.settings.allowed_calling_aets:
             log.warning("listener.open_to_any_caller",
                         note="MARROWMAP_ALLOWED_CALLING_AETS is empty: ANY calling AE title may send studies")
         self.sealer.recover()
         self.sealer.start()
+        self.retention.start()
         ae = build_ae(self.settings)
         self._server = ae.make_server(
             (self.settings.host, self.settings.port),
             evt_handlers=self.handler.handlers(),
-            server_class=NoDelayServer,
+            server_class=GatedServer,
+            gate=gate,
         )
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() removes it
         self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
@@ -115,8 +121,11 @@ class Listener:
             spool_dir=str(self.settings.spool_dir),
             quiet_seconds=self.settings.quiet_seconds,
             allowed_calling_aets=list(self.settings.allowed_calling_aets) or "ANY",
+            tls=self.settings.listener_tls,
+            tls_client_cert=self.settings.listener_tls_client_cert,
             min_free_disk_mb=self.settings.min_free_disk_mb,
         )
+        self.audit.application(started=True, component="listener")
 
     def stop(self) -> None:
         """Stop accepting, let the sealer finish its step, close the broker connection."""
@@ -124,7 +133,10 @@ class Listener:
             self._server.shutdown()
             self._server.server_close()
         self.sealer.stop()
+        self.retention.stop()
         self.queue.close()
+        self.audit.application(started=False, component="listener")
+        self.audit.close()
         log.info("listener.stopped")
 
 

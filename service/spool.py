@@ -210,6 +210,17 @@ class Spool:
             if study_dir.is_dir():
                 yield from self.batches(study_dir.name)
 
+    def remove_batch(self, study: str, batch_dir: Path) -> bool:
+        """Delete a ready batch (retention) unless the study is being received or sealed; False then."""
+        with self._lock:  # store_instance and begin_seal take it too: the check cannot go stale
+            if (self.incoming / study).exists() or any(self.sealing.glob(f"{study}{_SEP}*")):
+                return False
+            shutil.rmtree(batch_dir)
+            study_dir = batch_dir.parent
+            if not any(study_dir.iterdir()):
+                study_dir.rmdir()
+        return True
+
     def relative(self, path: Path) -> str:
         """Path relative to the spool root, as carried by the job message."""
         return path.relative_to(self.root).as_posix()

@@ -5,6 +5,7 @@ and small but valid SR / SC / SEG result files built with highdicom.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -60,10 +61,11 @@ def running_test_pacs(
     require_calling_aet: list[str] | None = None,
     delay_seconds: float = 0.0,
     maximum_associations: int = 10,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[TestPacs]:
     """Run a storage SCP on 127.0.0.1 accepting only ``sop_classes``; every C-STORE answers
     ``status`` after ``delay_seconds`` (an instance is kept only when the status is Success or
-    a warning)."""
+    a warning). With ``ssl_context`` it speaks DICOM TLS only."""
     port = free_port()
     pacs = TestPacs(ae_title=ae_title, port=port)
 
@@ -85,7 +87,7 @@ def running_test_pacs(
     ae.add_supported_context(VERIFICATION)
     if require_calling_aet:
         ae.require_calling_aet = require_calling_aet
-    server = ae.start_server(("127.0.0.1", port), block=False,
+    server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=ssl_context,
                              evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert server is not None
     try:

@@ -11,8 +11,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 MARROWMAP_SERVICES = ("listener", "worker", "worker-send", "flower")
+PASSWORD = "compose-test-password"  # what an operator puts in .env
 
 pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None,
                                 reason="Debian package docker-compose is not installed")
@@ -42,7 +45,7 @@ def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 @cache
 def _resolved() -> dict[str, Any]:
-    run = _compose("config")
+    run = _compose("config", env={"MARROWMAP_REDIS_PASSWORD": PASSWORD})
     assert run.returncode == 0, run.stderr
     loaded = yaml.safe_load(run.stdout)
     assert isinstance(loaded, dict)
@@ -60,6 +63,12 @@ def _marrowmap(args: list[str], env: dict[str, str] | None = None) -> subprocess
     clean.update(env or {})
     return subprocess.run([sys.executable, "-c", "from marrowmap.cli import main; main()", *args], cwd=ROOT, env=clean,
                           capture_output=True, text=True, timeout=60, check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
@@ -81,7 +90,7 @@ def test_compose_file_validates() -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout == ""
     profiles = _compose("config", "--profiles")
-    assert profiles.stdout.split() == ["dev"]
+    assert profiles.stdout.split() == ["dev", "monitor"]
 
 
 def test_expected_services_restart_and_healthchecks() -> None:
@@ -92,6 +101,7 @@ def test_expected_services_restart_and_healthchecks() -> None:
         if name != "orthanc":
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     assert services["orthanc"]["profiles"] == ["dev"]
+    assert services["flower"]["profiles"] == ["monitor"]  # not started by a plain `up`
 
 
 @pytest.mark.parametrize("name", ["listener", "worker", "worker-send"])
@@ -105,13 +115,65 @@ def test_commands_and_healthchecks_are_real_subcommands(name: str) -> None:
         assert run.returncode == 0, f"`{' '.join(command)} --help` failed: {run.stderr}"
 
 
-def test_flower_command_runs_with_the_installed_celery() -> None:
-    command = _service("flower")["command"]
-    assert command[0] == "celery"
-    run = subprocess.run([sys.executable, "-m", "celery", *command[1:], "--help"], cwd=ROOT,
+def _run_shell_command(service: str, env: dict[str, str], stub: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run a service's ``sh -c`` command here, with ``stub`` (the program it execs) replaced by a script
+    that prints its arguments."""
+    command = _service(service)["command"]
+    assert command[:2] == ["sh", "-c"]
+    (tmp_path / stub).write_text('#!/bin/sh\necho "$0 $*"\n')
+    (tmp_path / stub).chmod(0o755)
+    script = command[2].replace("$$", "$")  # compose's escape of a literal $
+    return subprocess.run(["sh", "-c", script], env={"PATH": f"{tmp_path}:/usr/bin:/bin", **env},
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_flower_needs_a_password_and_runs_with_the_installed_celery(tmp_path: Path) -> None:
+    flower = _service("flower")
+    assert flower["ports"] == ["127.0.0.1:5555:5555/tcp"]  # this host only
+    refused = _run_shell_command("flower", {}, "celery", tmp_path)
+    assert refused.returncode == 1 and "set MARROWMAP_FLOWER_BASIC_AUTH" in refused.stderr
+    started = _run_shell_command("flower", {"FLOWER_BASIC_AUTH": "ops:secret"}, "celery", tmp_path)
+    assert started.returncode == 0 and started.stdout.split()[1:] == ["flower", "--port=5555"]
+    env = _environment(flower)
+    assert env["FLOWER_BASIC_AUTH"] == ""  # filled from MARROWMAP_FLOWER_BASIC_AUTH, never written here
+    assert env["CELERY_BROKER_URL"] == f"redis://:{PASSWORD}@redis:6379/0"
+    run = subprocess.run([sys.executable, "-m", "celery", "flower", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
-    assert "/healthcheck" in _service("flower")["healthcheck"]["test"][-1]
+    assert "/healthcheck" in flower["healthcheck"]["test"][-1]
+
+
+def test_redis_needs_a_password_and_every_url_carries_it(tmp_path: Path) -> None:
+    refused = _run_shell_command("redis", {}, "redis-server", tmp_path)
+    assert refused.returncode == 1 and "set MARROWMAP_REDIS_PASSWORD" in refused.stderr
+    started = _run_shell_command("redis", {"REDIS_PASSWORD": PASSWORD}, "redis-server", tmp_path)
+    assert started.stdout.split()[1:] == ["--appendonly", "yes", "--requirepass", PASSWORD]
+    assert _environment(_service("redis"))["REDIS_PASSWORD"] == PASSWORD
+    assert "REDISCLI_AUTH" in _service("redis")["healthcheck"]["test"][1]
+    for name in MARROWMAP_SERVICES:
+        assert _environment(_service(name))[f"{ENV_PREFIX}BROKER_URL"] == f"redis://:{PASSWORD}@redis:6379/0"
+
+
+def test_a_redis_with_requirepass_takes_only_urls_with_the_password(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--requirepass", PASSWORD], stdout=subprocess.DEVNULL)
+    try:
+        env = {f"{ENV_PREFIX}SPOOL_DIR": str(tmp_path), f"{ENV_PREFIX}CONFIG": str(ROOT / "config" / "marrowmap.toml")}
+        deadline = time.monotonic() + 10
+        while True:
+            good = _marrowmap(["health", "worker"], {**env, f"{ENV_PREFIX}BROKER_URL":
+                                                     f"redis://:{PASSWORD}@127.0.0.1:{port}/0"})
+            if good.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        bad = _marrowmap(["health", "worker"], {**env, f"{ENV_PREFIX}BROKER_URL": f"redis://127.0.0.1:{port}/0"})
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert bad.returncode == 1 and "unhealthy: broker" in bad.stdout and "authenticated" in bad.stdout
+    assert PASSWORD not in good.stdout  # the health line redacts the URL
 
 
 def test_environment_names_are_settings_and_values_load() -> None:
@@ -127,7 +189,7 @@ def test_environment_names_are_settings_and_values_load() -> None:
         run = _marrowmap(["config"], values)
         assert run.returncode == 0, f"{name}: {run.stderr}"
         effective = json.loads(run.stdout)
-        assert effective["broker_url"] == "redis://redis:6379/0"
+        assert effective["broker_url"] == f"redis://:{PASSWORD}@redis:6379/0"
         assert effective["spool_dir"] == env[f"{ENV_PREFIX}SPOOL_DIR"]
 
 

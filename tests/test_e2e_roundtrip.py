@@ -9,9 +9,11 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from tests.e2e_pipeline import (
     SEG_CLASS,
@@ -96,6 +98,9 @@ def test_round_trip_through_orthanc(harness: Harness, orthanc: Orthanc, phantom:
         if side["oedema_volume_ml"] is not None:
             assert close_to_any(side["oedema_volume_ml"], in_sr)
 
+    # the audit trail says who sent the study, and what went where; it never names the patient
+    _check_audit(harness, study_uid, orthanc.aet, len(inputs), set(expected), dcmread(dicom_files(phantom)[0]))
+
     # the same study pushed again: one more job (the listener seals a second batch), whose
     # outputs have the same UIDs, so the PACS gains nothing
     before = orthanc.statistics()["CountInstances"]
@@ -103,6 +108,28 @@ def test_round_trip_through_orthanc(harness: Harness, orthanc: Orthanc, phantom:
     jobs = mm.wait_final(study_uid, count=2, timeout=180)
     assert len(jobs) == 2 and {j.state.value for j in jobs} == {"sent"}, [j.reason for j in jobs]
     assert orthanc.statistics()["CountInstances"] == before
+
+
+def _check_audit(harness: Harness, study_uid: str, orthanc_aet: str, instances: int,  # noqa: F811
+                 outputs: set[str], source: Dataset) -> None:
+    text = (harness.spool / "audit" / "audit.jsonl").read_text()
+    events = [json.loads(line) for line in text.splitlines()]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_kind.setdefault(event["EventIdentification"]["EventID"]["originalText"], []).append(event)
+    logins = [e["ActiveParticipant"][0]["UserID"] for e in by_kind["User Authentication"]]
+    assert orthanc_aet in logins  # association accepted: Orthanc as the calling AE
+    received = [e for e in by_kind["DICOM Instances Transferred"]
+                if e["ParticipantObjectIdentification"][0]["ParticipantObjectID"] == study_uid]
+    assert sum(e["ParticipantObjectIdentification"][0]["ParticipantObjectDetail"]["instances"]
+               for e in received) == instances
+    [export] = [e for e in by_kind["Export"] if e["EventIdentification"]["EventOutcomeIndicator"] == 0]
+    exported = export["ParticipantObjectIdentification"][0]
+    assert exported["ParticipantObjectID"] == study_uid
+    assert {uid for c in exported["SOPClass"] for uid in c["Instance"]} == outputs
+    assert export["ActiveParticipant"][1]["UserID"] == orthanc_aet
+    for identity in (str(source.PatientName), str(source.PatientName).replace("^", " "), str(source.PatientID)):
+        assert identity not in text, "the audit trail names the patient"
 
 
 def test_results_arrive_after_orthanc_comes_back(harness: Harness, orthanc: Orthanc,  # noqa: F811

@@ -21,11 +21,13 @@ from typing import Any, TypeVar
 
 from celery import Celery, Task
 
+from marrowmap.audit import AuditTrail
 from marrowmap.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 SETTINGS_KEY = "marrowmap_settings"
+AUDIT_KEY = "marrowmap_audit"
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,11 @@ def task_settings(task: Task) -> Settings:
     if not isinstance(settings, Settings):
         raise RuntimeError("Celery app was not built by workers.celery_app.make_celery")
     return settings
+
+
+def task_audit(task: Task) -> AuditTrail:
+    """The audit trail of the task's app, opened by the first task that needs it (in the pool process)."""
+    audit = task.app.conf.get(AUDIT_KEY)
+    if not isinstance(audit, AuditTrail):
+        audit = task.app.conf[AUDIT_KEY] = AuditTrail(task_settings(task))
+    return audit

@@ -12,17 +12,18 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 
+from marrowmap.audit import Outcome as AuditOutcome
 from marrowmap.contract import QUEUE_ANALYSIS, QUEUE_SEND, TASK_ANALYZE, TASK_SEND, JobMessage
 from marrowmap.jobstore import JobState, JobStore
 from marrowmap.logs import get_logger
-from marrowmap.priors import PriorIndex
+from marrowmap.priors import PriorIndex, site_secret
 from marrowmap.settings import Settings
 from workers.analysis.result import AnalysisResult
 from workers.followup.lookup import find_prior_study, read_study_identity, register_study
-from workers.pacs.store_scu import SendReport, backoff_seconds, send_instances
+from workers.pacs.store_scu import Outcome, SendReport, backoff_seconds, send_instances
 from workers.pipeline import analyze_study_dir
 from workers.spool_check import SpoolMismatch, study_folder, verify_study_folder
-from workers.taskdefs import house_task, task_settings
+from workers.taskdefs import house_task, task_audit, task_settings
 
 log = get_logger(__name__)
 
@@ -34,6 +35,8 @@ ANALYSIS_DONE = frozenset({
 #: States after which send_results has nothing left to do (``resend`` resets them).
 SEND_DONE = frozenset({JobState.SENT, JobState.PARTIALLY_SENT})
 RESULT_NAME = "result.json"
+#: Audit outcome of a send attempt by its state (success, minor failure, serious failure).
+_EXPORT_OUTCOME: dict[str, AuditOutcome] = {"sent": 0, "partially_sent": 4, "send_failed": 8}
 
 
 def job_store(settings: Settings) -> JobStore:
@@ -57,6 +60,7 @@ def analyze_study(task: Task, *, job: dict[str, Any]) -> str:
         job_id = str(job.get("job_id", "")) if isinstance(job, dict) else ""
         reason = f"invalid job message: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
         log.error("job.invalid_message", job_id=job_id, reason=reason)
+        task_audit(task).job_failed(job_id=job_id, study_uid=str(job.get("study_instance_uid", "")), reason=reason)
         if job_id:
             store.record(job_id, JobState.FAILED, reason=reason)
         return JobState.FAILED.value
@@ -70,6 +74,8 @@ def analyze_study(task: Task, *, job: dict[str, Any]) -> str:
         log.error("job.spool_mismatch", job_id=message.job_id, reason=str(exc))
         store.record(message.job_id, JobState.FAILED, reason=f"spool check failed: {exc}",
                      study_instance_uid=message.study_instance_uid)
+        task_audit(task).job_failed(job_id=message.job_id, study_uid=message.study_instance_uid,
+                                    reason=f"spool check failed: {exc}")
         return JobState.FAILED.value
     series = [s.model_dump(mode="json", exclude={"files"}) for s in manifest.series]
     store.record(
@@ -125,7 +131,7 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     store.record(message.job_id, JobState.ANALYSING, reason=f"analysis started, outputs in results/{message.job_id}")
     folder = study_folder(settings.spool_dir, message)
     priors = PriorIndex.from_url(settings.jobs_url, settings.job_store_prefix)
-    identity = read_study_identity(folder)
+    identity = read_study_identity(folder, secret=site_secret(settings.site_secret_path))
     result = analyze_study_dir(folder, out_dir, settings=settings, prior=find_prior_study(priors, identity))
     register_study(priors, identity, message.job_id, result, out_dir / RESULT_NAME)
     state = _STATE_OF_RESULT[result.status]
@@ -133,6 +139,9 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
                  result=result_summary(result))
     log.info("job.analysed", job_id=message.job_id, state=state.value, reason=result.reason,
              outputs=len(result.outputs), seconds=result.timings_s.get("total"))
+    if state is JobState.FAILED:
+        task_audit(task).job_failed(job_id=message.job_id, study_uid=message.study_instance_uid,
+                                    reason=result.reason or "analysis failed")
     if result.outputs and state is not JobState.FAILED:
         store.record(message.job_id, JobState.SENDING, reason=f"{len(result.outputs)} object(s) queued for sending")
         task.app.send_task(TASK_SEND, kwargs={"job_id": message.job_id},
@@ -170,6 +179,11 @@ def send_results(task: Task, *, job_id: str, paths: list[str] | None = None) -> 
     store.record(job_id, JobState.SENDING, reason=f"attempt {attempt + 1}: {len(todo)} object(s) to "
                  f"{settings.pacs_ae_title}@{settings.pacs_host}:{settings.pacs_port}")
     report = send_instances(todo, settings=settings)
+    task_audit(task).results_exported(
+        job_id=job_id, study_uid=current.study_instance_uid, outcome=_EXPORT_OUTCOME[report.state],
+        summary=report.summary,
+        instances=[(i.sop_class_uid, i.sop_instance_uid, i.outcome is Outcome.SENT) for i in report.instances],
+    )
     if paths is not None and current.send.get("report"):
         report = SendReport.model_validate(current.send["report"]).merged(report)
     if report.transient and attempt < settings.send_max_retries:

@@ -1,7 +1,7 @@
 """Find a study's prior in the prior index, and register an analysed study there (worker side).
 
 The patient is identified by PatientID + IssuerOfPatientID read from the study's own
-headers, hashed (``marrowmap.priors.patient_key``); never by name. A study whose files
+headers, keyed with the site secret (``marrowmap.priors.patient_key``); never by name. A study whose files
 disagree on the patient, or that has no PatientID, is neither compared nor registered.
 """
 
@@ -36,8 +36,9 @@ class StudyIdentity:
     problem: str = ""
 
 
-def read_study_identity(folder: Path) -> StudyIdentity:
-    """The identity of the study in ``folder`` from the first file of each series (``<series>/*.dcm``)."""
+def read_study_identity(folder: Path, *, secret: bytes) -> StudyIdentity:
+    """The identity of the study in ``folder`` from the first file of each series (``<series>/*.dcm``);
+    the patient key is made with the site ``secret``."""
     firsts = [files[0] for d in sorted(p for p in folder.iterdir() if p.is_dir())
               if (files := sorted(d.glob("*.dcm")))]
     seen: set[tuple[str, str]] = set()
@@ -60,7 +61,7 @@ def read_study_identity(folder: Path) -> StudyIdentity:
     pid, issuer = seen.pop()
     if not pid:
         return StudyIdentity(None, problem="no PatientID", **study)
-    return StudyIdentity(patient_key(pid, issuer), **study)
+    return StudyIdentity(patient_key(pid, issuer, secret=secret), **study)
 
 
 def find_prior_study(index: PriorIndex, identity: StudyIdentity) -> PriorStudy | None:

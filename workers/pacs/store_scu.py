@@ -29,6 +29,7 @@ from pynetdicom.events import EventHandlerType
 
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
+from marrowmap.tls import TlsConfigError, client_context
 from workers.pacs.statuses import (
     RejectResult,
     StatusCategory,
@@ -245,7 +246,7 @@ def _transfer_syntaxes(items: Sequence[_Item]) -> dict[str, list[str]]:
     return contexts
 
 
-def _association_failure(assoc: Any, watch: _AssociationWatch) -> tuple[str, bool]:
+def _association_failure(assoc: Any, watch: _AssociationWatch, tls: bool) -> tuple[str, bool]:
     """Why the association was not established, and whether that is transient."""
     if assoc.is_rejected:
         rsp = assoc.acceptor.primitive
@@ -254,7 +255,8 @@ def _association_failure(assoc: Any, watch: _AssociationWatch) -> tuple[str, boo
         kind = "rejected" if permanent else "rejected (transient)"
         return f"association {kind}: {why}", not permanent
     if not watch.connected:
-        return "connection refused or unreachable", True
+        return ("connection refused, unreachable or TLS handshake failed" if tls
+                else "connection refused or unreachable"), True
     if watch.negotiated:
         return "association aborted after negotiation", True
     if assoc.is_aborted:
@@ -298,11 +300,15 @@ def _send(items: dict[int, _Item], settings: Settings) -> dict[int, InstanceOutc
     ae.network_timeout = settings.network_timeout_seconds
     for sop_class, syntaxes in _transfer_syntaxes(list(items.values())).items():
         ae.add_requested_context(sop_class, syntaxes)
+    try:
+        tls = (client_context(settings), settings.pacs_host) if settings.pacs_tls else None
+    except TlsConfigError as exc:  # a configuration error: no retry will cure it
+        return {index: _outcome(item, Outcome.REFUSED, f"TLS not usable: {exc}") for index, item in items.items()}
 
     watch = _AssociationWatch()
     assoc = ae.associate(
         settings.pacs_host, settings.pacs_port, ae_title=settings.pacs_ae_title,
-        evt_handlers=watch.handlers,
+        evt_handlers=watch.handlers, tls_args=tls,
     )
     rejected = {str(cx.abstract_syntax): cx.result for cx in assoc.rejected_contexts}
     if not assoc.is_established:
@@ -313,7 +319,7 @@ def _send(items: dict[int, _Item], settings: Settings) -> dict[int, InstanceOutc
                                 context_rejection_reason(rejected.get(str(item.dataset.SOPClassUID))))
                 for index, item in items.items()
             }
-        reason, transient = _association_failure(assoc, watch)
+        reason, transient = _association_failure(assoc, watch, tls is not None)
         log.warning("association failed", pacs_ae=settings.pacs_ae_title, reason=reason,
                     transient=transient)
         outcome = Outcome.FAILED if transient else Outcome.REFUSED
@@ -323,7 +329,7 @@ def _send(items: dict[int, _Item], settings: Settings) -> dict[int, InstanceOutc
     accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
     log.info("association established", pacs_ae=settings.pacs_ae_title,
              accepted_sop_classes=len(accepted), refused_sop_classes=len(rejected),
-             tcp_nodelay=watch.nodelay)
+             tcp_nodelay=watch.nodelay, tls=tls is not None)
     results: dict[int, InstanceOutcome] = {}
     try:
         for index, item in items.items():
