@@ -41,6 +41,10 @@ class DatasetDecodeError(ValueError):
     """The bytes are not a complete, well-formed DICOM data set."""
 
 
+class DatasetTooLargeError(ValueError):
+    """A deflated data set inflates to more than the allowed size (a deflate bomb, or a huge element)."""
+
+
 class MissingAttributeError(ValueError):
     """A UID the listener needs is missing or not a valid UID."""
 
@@ -61,24 +65,36 @@ def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and _UID_RE.match(value) is not None
 
 
-def check_dataset(encoded: bytes, transfer_syntax: str) -> InstanceKeys:
+def inflate(encoded: bytes, max_bytes: int) -> bytes:
+    """Inflate a deflated data set, stopping past ``max_bytes`` (memory stays bounded by it).
+
+    Raises DatasetTooLargeError beyond ``max_bytes`` and DatasetDecodeError for broken or
+    truncated deflate streams.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(encoded, max_bytes + 1)
+        if len(data) > max_bytes or inflater.unconsumed_tail:
+            raise DatasetTooLargeError(f"deflated data set inflates to more than {max_bytes} bytes")
+        data += inflater.flush()
+    except zlib.error as exc:
+        raise DatasetDecodeError(f"deflated data set does not inflate: {exc}") from None
+    if not inflater.eof:
+        raise DatasetDecodeError("deflated data set is truncated")
+    return data
+
+
+def check_dataset(encoded: bytes, transfer_syntax: str, max_inflated_bytes: int = 256 * 1024 * 1024) -> InstanceKeys:
     """Walk the whole encoded data set; return its placing UIDs and whether it has pixel data.
 
     A cut exactly between two top-level elements leaves a well-formed smaller data set; for
     images the caller detects it by the missing pixel data (the last element).
 
-    Raises DatasetDecodeError for malformed or truncated bytes and MissingAttributeError
-    when a placing UID is absent or invalid.
+    Raises DatasetDecodeError for malformed or truncated bytes, DatasetTooLargeError when a
+    deflated data set inflates past ``max_inflated_bytes``, and MissingAttributeError when a
+    placing UID is absent or invalid.
     """
-    data = encoded
-    if transfer_syntax == _DEFLATED:
-        try:
-            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            data = inflater.decompress(encoded) + inflater.flush()
-        except zlib.error as exc:
-            raise DatasetDecodeError(f"deflated data set does not inflate: {exc}") from None
-        if not inflater.eof:
-            raise DatasetDecodeError("deflated data set is truncated")
+    data = inflate(encoded, max_inflated_bytes) if transfer_syntax == _DEFLATED else encoded
     implicit = transfer_syntax == _IMPLICIT_LE
     little = transfer_syntax != _EXPLICIT_BE
     walker = _Walker(data, little)

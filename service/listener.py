@@ -24,6 +24,7 @@ from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from service.enqueue import JobQueue
 from service.handlers import StoreHandler
+from service.limits import LimitedRequestHandler, ReceiveLimits
 from service.sealer import Sealer
 from service.spool import Spool
 
@@ -74,7 +75,7 @@ def build_ae(settings: Settings) -> AE:
     ae.network_timeout = settings.network_timeout_seconds
     ae.acse_timeout = min(30.0, settings.network_timeout_seconds)
     ae.dimse_timeout = settings.network_timeout_seconds
-    ae.maximum_pdu_size = 0  # no limit: the peer's PDUs are as large as it likes (fewer, faster)
+    ae.maximum_pdu_size = settings.max_pdu_bytes  # large PDUs (fewer, faster), bounded (service.limits)
     return ae
 
 
@@ -103,7 +104,9 @@ class Listener:
             (self.settings.host, self.settings.port),
             evt_handlers=self.handler.handlers(),
             server_class=NoDelayServer,
+            request_handler=LimitedRequestHandler,
         )
+        self._server.receive_limits = ReceiveLimits.from_settings(self.settings)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() removes it
         self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
         self._thread.start()
@@ -116,6 +119,10 @@ class Listener:
             quiet_seconds=self.settings.quiet_seconds,
             allowed_calling_aets=list(self.settings.allowed_calling_aets) or "ANY",
             min_free_disk_mb=self.settings.min_free_disk_mb,
+            limits={"max_pdu_bytes": self.settings.max_pdu_bytes, "max_instance_mb": self.settings.max_instance_mb,
+                    "max_inflated_mb": self.settings.max_inflated_mb,
+                    "max_instances_per_study": self.settings.max_instances_per_study,
+                    "pdu_timeout_seconds": self.settings.pdu_timeout_seconds},
         )
 
     def stop(self) -> None:
