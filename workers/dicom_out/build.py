@@ -39,6 +39,7 @@ from pydicom.dataset import Dataset
 from marrowmap.settings import Settings
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.result import AnalysisResult, OutputFile
+from workers.dicom_out.demographics import with_valid_demographics
 from workers.dicom_out.findings import draft_findings, fluid_sequence_name, fmt_ml
 from workers.dicom_out.geometry import patient_orientation
 from workers.dicom_out.provenance import (
@@ -50,6 +51,7 @@ from workers.dicom_out.provenance import (
 from workers.dicom_out.render import (
     PANEL_WIDTH,
     DisplayScale,
+    clean_text,
     key_image,
     overlay_frame,
     summary_image,
@@ -165,7 +167,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
     sequence = fluid_sequence_name(result)
     shown = overlay_frames(frames)
     for index, fm in enumerate(shown, start=1):
-        caption = (f"{sequence} series {fluid.series_number or '-'} \u201c{fluid.series_description}\u201d"
+        caption = (f"{sequence} series {fluid.series_number or '-'} \u201c{clean_text(fluid.series_description, 64)}\u201d"
                    f"  |  {_source_image_name(fm)}  |  slice {fm.frame.z + 1}/{len(frames)}"
                    f"  |  overlay {index}/{len(shown)}")
         pixels = overlay_frame(fm, scale, version=version, caption=caption, side_lines=lines)
@@ -218,9 +220,10 @@ def build_outputs(result: AnalysisResult, fluid: LoadedSeries | None, maps: Anal
     the UID derivation, and for a study that was not analysed they supply the patient/study modules.
     ``prior_key_image``: the prior study's key slice, shown beside this one on a follow-up's summary.
     """
-    source_datasets = [with_type2_attributes(ds) for ds in source_datasets]
+    source_datasets = [with_type2_attributes(ds) for ds in with_valid_demographics(source_datasets)]
     if fluid is not None:
-        fluid = dataclasses.replace(fluid, datasets=tuple(with_type2_attributes(ds) for ds in fluid.datasets))
+        fluid = dataclasses.replace(
+            fluid, datasets=tuple(with_type2_attributes(ds) for ds in with_valid_demographics(fluid.datasets)))
     if result.status == "analyzed":
         if fluid is None or maps is None:
             raise OutputInputError("an analysed result needs the fluid-sensitive series and the analysis maps")
