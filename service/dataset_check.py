@@ -35,6 +35,7 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _MAX_DEPTH = 32
+_INFLATE_STEP = 16 * 1024 * 1024
 
 
 class DatasetDecodeError(ValueError):
@@ -65,23 +66,28 @@ def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and _UID_RE.match(value) is not None
 
 
-def inflate(encoded: bytes, max_bytes: int) -> bytes:
+def inflate(encoded: bytes, max_bytes: int) -> bytearray:
     """Inflate a deflated data set, stopping past ``max_bytes`` (memory stays bounded by it).
 
-    Raises DatasetTooLargeError beyond ``max_bytes`` and DatasetDecodeError for broken or
-    truncated deflate streams.
+    Inflates in 16 MiB steps into one growing buffer (one whole-size call would hold its output
+    twice while joining it). Raises DatasetTooLargeError beyond ``max_bytes`` and
+    DatasetDecodeError for broken or truncated deflate streams.
     """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    pending = encoded
     try:
-        data = inflater.decompress(encoded, max_bytes + 1)
-        if len(data) > max_bytes or inflater.unconsumed_tail:
-            raise DatasetTooLargeError(f"deflated data set inflates to more than {max_bytes} bytes")
-        data += inflater.flush()
+        while pending and not inflater.eof:
+            out += inflater.decompress(pending, _INFLATE_STEP)
+            if len(out) > max_bytes:
+                raise DatasetTooLargeError(f"deflated data set inflates to more than {max_bytes} bytes")
+            pending = inflater.unconsumed_tail
+        out += inflater.flush()
     except zlib.error as exc:
         raise DatasetDecodeError(f"deflated data set does not inflate: {exc}") from None
     if not inflater.eof:
         raise DatasetDecodeError("deflated data set is truncated")
-    return data
+    return out
 
 
 def check_dataset(encoded: bytes, transfer_syntax: str, max_inflated_bytes: int = 256 * 1024 * 1024) -> InstanceKeys:
@@ -94,7 +100,7 @@ def check_dataset(encoded: bytes, transfer_syntax: str, max_inflated_bytes: int 
     deflated data set inflates past ``max_inflated_bytes``, and MissingAttributeError when a
     placing UID is absent or invalid.
     """
-    data = inflate(encoded, max_inflated_bytes) if transfer_syntax == _DEFLATED else encoded
+    data: bytes | bytearray = inflate(encoded, max_inflated_bytes) if transfer_syntax == _DEFLATED else encoded
     implicit = transfer_syntax == _IMPLICIT_LE
     little = transfer_syntax != _EXPLICIT_BE
     walker = _Walker(data, little)
@@ -112,7 +118,7 @@ def check_dataset(encoded: bytes, transfer_syntax: str, max_inflated_bytes: int 
 
 
 class _Walker:
-    def __init__(self, data: bytes, little: bool) -> None:
+    def __init__(self, data: bytes | bytearray, little: bool) -> None:
         self.data = data
         e = "<" if little else ">"
         self.u16 = struct.Struct(e + "H")

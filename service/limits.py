@@ -16,12 +16,14 @@ with the limit. The inflated size of deflated data sets is checked in ``dataset_
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
 from marrowmap.logs import get_logger
@@ -34,6 +36,16 @@ _PDV_HEADER = struct.Struct(">LBB")
 _P_DATA_TF = 0x04
 _COMMAND_FLAG = 0x01
 _LAST_FRAGMENT_FLAG = 0x02
+
+
+def _abort_pdu() -> bytes:
+    pdu = A_ABORT_RQ()
+    pdu.source = 0x02  # service provider
+    pdu.reason_diagnostic = 0x06  # invalid PDU parameter value
+    return bytes(pdu.encode())
+
+
+_ABORT = _abort_pdu()
 
 
 class LimitExceeded(RuntimeError):
@@ -136,8 +148,17 @@ class PduReader:
         return out
 
     def _exceeded(self, limit: str, what: str, value: float) -> None:
+        """Abort: send A-ABORT (service provider, invalid PDU parameter), close, and stop the reactor.
+
+        pynetdicom's reactor would send its own A-ABORT on the exception but leaves the connection open.
+        """
         log.warning("association.limit_exceeded", limit=limit, value=value, detail=what, peer=self._peer,
                     action="A-ABORT")
+        sock = self._assoc_socket.socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.sendall(_ABORT)
+            self._assoc_socket.close()
         raise LimitExceeded(f"{what}: over {limit} ({value})")
 
 
