@@ -167,15 +167,16 @@ def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: Analysi
         "algorithm": _algorithm(params),
     }
     all_headers = [ds for s in study.loaded for ds in s.datasets]
-    if not_applicable_reason:
-        return _Outcome(AnalysisResult(status="not_applicable", reason=not_applicable_reason,
-                                       timings_s=timer.timings, **base),
-                        sources=all_headers or source_headers(input_dir))
     fluid = selection.fluid_sensitive
-    if fluid is None:
-        reason = selection.not_applicable_reason or "no usable fluid-sensitive fat-suppressed series"
+    if fluid is None or not_applicable_reason:
+        # not analysed: the SR and summary still need a study to go into, even when no series loaded
+        headers = all_headers or source_headers(input_dir)
+        if base["study_instance_uid"] is None and headers:
+            base["study_instance_uid"] = str(headers[0].StudyInstanceUID)
+        reason = (not_applicable_reason or selection.not_applicable_reason
+                  or "no usable fluid-sensitive fat-suppressed series")
         return _Outcome(AnalysisResult(status="not_applicable", reason=reason, timings_s=timer.timings, **base),
-                        sources=all_headers)
+                        sources=headers)
     t1 = selection.t1
     used = SeriesUsed(fluid_sensitive=fluid.series_instance_uid, t1=t1.series_instance_uid if t1 is not None else None)
     other = _not_a_hip(fluid, settings)

@@ -43,9 +43,9 @@ from workers.dicom_out.demographics import with_valid_demographics
 from workers.dicom_out.findings import draft_findings, fluid_sequence_name, fmt_ml
 from workers.dicom_out.geometry import patient_orientation
 from workers.dicom_out.provenance import (
-    content_datetime,
     contributing_equipment,
     finish_header,
+    output_datetime,
     with_type2_attributes,
 )
 from workers.dicom_out.render import (
@@ -145,7 +145,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
     version = result.algorithm.version
     inputs = [f.frame.ref.sop_instance_uid for f in frames] + [str(d.SOPInstanceUID) for d in source_datasets]
     uids = UidDeriver.for_inputs(settings.uid_prefix, str(ref.StudyInstanceUID), inputs, version)
-    date, time = content_datetime(fluid.datasets)
+    date, time = output_datetime(fluid.datasets)
     equipment = [contributing_equipment(version, settings.institution_name)]
     text = draft_findings(result)
     outputs: list[OutputFile] = []
@@ -195,7 +195,7 @@ def _not_analysed(result: AnalysisResult, headers: Sequence[Dataset], out_dir: P
     version = result.algorithm.version
     uids = UidDeriver.for_inputs(settings.uid_prefix, str(ref.StudyInstanceUID),
                                  [str(d.SOPInstanceUID) for d in headers], version)
-    date, time = content_datetime(headers)
+    date, time = output_datetime(headers)
     equipment = [contributing_equipment(version, settings.institution_name)]
     text = draft_findings(result)
     outputs = []
