@@ -150,7 +150,7 @@ class _Walker:
                 length = self.u32.unpack_from(data, pos + 4)[0]
                 pos += 8
             else:
-                vr = data[pos + 4:pos + 6]
+                vr = bytes(data[pos + 4:pos + 6])
                 if vr in _LONG_VRS:
                     if pos + 12 > end:
                         raise DatasetDecodeError(f"truncated element header at offset {pos}")
