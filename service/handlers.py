@@ -222,7 +222,7 @@ class StoreHandler:
     def _resource_refusal(self, study: str, sop: str, stats: AssociationStats) -> StoreStatus | None:
         """A refusal status when the spool is short of disk or the study is over its instance limit, else None.
 
-        A refusal for resources marks the study incomplete (``Spool.note_refused``) until the instance arrives.
+        Either refusal marks the study incomplete (``Spool.note_refused``) until the instance arrives.
         """
         if self._spool.free_mb() < self._settings.min_free_disk_mb:
             self._spool.note_refused(study, sop)
@@ -231,6 +231,7 @@ class StoreHandler:
                         study_instance_uid=study, note="the study is incomplete until resent")
             return stats.fail(StoreStatus.OUT_OF_RESOURCES)
         if self._spool.receiving_count(study) >= self._settings.max_instances_per_study:
+            self._spool.note_refused(study, sop)
             log.warning("store.refused", reason="over max_instances_per_study", study_instance_uid=study,
                         max_instances_per_study=self._settings.max_instances_per_study, calling_ae=stats.calling_ae)
             return stats.fail(StoreStatus.OVER_LIMIT)

@@ -38,12 +38,16 @@ class Batch:
     manifest: Manifest
 
 
-def queued_batches(spool: Spool) -> list[Batch]:
-    """Ready batches whose job was handed to the broker."""
+def queued_batches(spool: Spool, known: dict[Path, Manifest] | None = None) -> list[Batch]:
+    """Ready batches whose job was handed to the broker (``known``: manifests already read; a ready
+    batch never changes, so a caller that passes the same dict reads each manifest once)."""
+    cache = {} if known is None else known
     out = []
     for batch_dir in spool.all_batches():
         if (batch_dir / QUEUED_MARKER).exists() and (batch_dir / MANIFEST_NAME).is_file():
-            out.append(Batch(batch_dir, read_manifest(batch_dir)))
+            if batch_dir not in cache:
+                cache[batch_dir] = read_manifest(batch_dir)
+            out.append(Batch(batch_dir, cache[batch_dir]))
     return out
 
 
@@ -59,11 +63,14 @@ class Reconciler:
     spool: Spool
     queue: JobQueue
     _missing_once: set[str] = field(default_factory=set, init=False)
+    _manifests: dict[Path, Manifest] = field(default_factory=dict, init=False)
 
     def run_once(self) -> int:
         """Reconcile every queued batch; return how many jobs were re-queued or re-delivered."""
         jobs = self.queue.jobs
-        records = {b.manifest.job_id: (b, jobs.get(b.manifest.job_id)) for b in queued_batches(self.spool)}
+        batches = queued_batches(self.spool, self._manifests)
+        self._manifests = {b.path: b.manifest for b in batches}  # forget batches removed from the spool
+        records = {b.manifest.job_id: (b, jobs.get(b.manifest.job_id)) for b in batches}
         waiting = [job_id for job_id, (_, r) in records.items() if r is not None and r.state is JobState.QUEUED]
         held = [(job_id, r) for job_id, (_, r) in records.items()
                 if r is not None and r.state in HELD_STATES and not jobs.worker_alive(r.worker)]
