@@ -175,3 +175,21 @@ def test_sigkilled_worker_job_is_redelivered_and_sent_within_180_s(harness: Harn
         stored = {i["MainDicomTags"].get("SOPInstanceUID") for i in pacs.instances(study_uid)}
         assert {o["sop_instance_uid"] for o in result["outputs"]} <= stored
         assert replacement.popen.poll() is None
+
+
+def test_lost_queue_message_is_queued_again_once(harness: Harness, tmp_path: Path) -> None:
+    listener = harness.start_listener(MARROWMAP_RECONCILE_INTERVAL_SECONDS="1")
+    study = factory.study("lost-message", (factory.SeriesSpec("COR STIR", 2),))
+    assert subprocess.run([STORESCU, "-aec", "MARROWMAP", "127.0.0.1", str(harness.port),
+                           *map(str, factory.write(study, tmp_path / "lost"))], check=False).returncode == 0
+    [queued] = wait_for(lambda: listener.events("job.queued"), 20, "the job to be queued")
+    harness.redis.delete(f"{harness.queue_prefix}analysis")  # the broker lost the message, not the job store
+
+    def messages() -> list[str]:
+        return [m["headers"]["id"] for m in harness.queue_messages()]
+
+    assert wait_for(messages, 20, "the job to be queued again") == [queued["job_id"]]
+    time.sleep(3)
+    assert messages() == [queued["job_id"]]
+    [requeued] = listener.events("reconcile.requeued")
+    assert requeued["reason"] == "queued, but no message in the broker"
