@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -150,8 +151,17 @@ def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) ->
     except JobStoreError as exc:
         click.echo(f"marrowmap: {exc}", err=True)
         sys.exit(1)
+    try:
+        lost = {r.job_id: _redelivery_note(store, r, settings) for r in records}
+    except JobStoreError as exc:
+        click.echo(f"marrowmap: {exc}", err=True)
+        sys.exit(1)
+    orphans = _batches_without_job(settings, store)
     if as_json:
-        click.echo(json.dumps([r.model_dump(mode="json", exclude={"message", "history"}) for r in records], indent=2))
+        listed = [{**r.model_dump(mode="json", exclude={"message", "history"}), "note": lost[r.job_id]}
+                  for r in records]
+        listed += [{**o, "state": "no_job_record"} for o in orphans]  # the listener re-queues them
+        click.echo(json.dumps(listed, indent=2))
         return
     if settings.spool_dir.is_dir():
         cap = f", at most {settings.retention_max_spool_mb} MB" if settings.retention_max_spool_mb else ""
@@ -159,6 +169,10 @@ def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) ->
                    f"sent jobs' data kept {settings.retention_days:g} days{cap}")
     else:
         click.echo(f"spool {settings.spool_dir}: not found on this host")
+    for orphan in orphans:
+        click.echo(f"spool batch without a job: {orphan['spool_path']} (job {orphan['job_id']}, study "
+                   f"{orphan['study_instance_uid']}); the listener re-queues it within "
+                   f"{settings.reconcile_interval_seconds:g} s")
     if not records:
         click.echo("no jobs")
         return
@@ -176,6 +190,33 @@ def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) ->
             click.echo(f"{'':<32}  " + " -> ".join(f"{state} {at:%H:%M:%S}" for state, at in steps))
         if r.reason:
             click.echo(f"{'':<32}  {r.reason}")
+        if lost[r.job_id]:
+            click.echo(f"{'':<32}  {lost[r.job_id]}")
+
+
+def _redelivery_note(store: Any, record: Any, settings: Settings) -> str:
+    """'worker lost, re-delivery at ...' for a job held by a worker whose heartbeat stopped, else ''."""
+    from datetime import timedelta
+
+    from service.reconcile import HELD_STATES
+
+    if record.state not in HELD_STATES or not record.worker or store.worker_alive(record.worker):
+        return ""
+    last = store.last_beat(record.worker) or record.updated_at
+    due = last + timedelta(seconds=settings.worker_lost_seconds + settings.reconcile_interval_seconds)
+    return f"worker lost ({record.worker}), re-delivery at {due:%Y-%m-%d %H:%M:%S} UTC at the latest"
+
+
+def _batches_without_job(settings: Settings, store: Any) -> list[dict[str, str]]:
+    """Sealed spool batches handed to the broker whose job the job store does not know."""
+    from service.reconcile import unrecorded_batches
+    from service.spool import Spool
+
+    spool = Spool(settings.spool_dir)
+    if not spool.ready.is_dir():
+        return []
+    return [{"spool_path": spool.relative(b.path), "job_id": b.manifest.job_id,
+             "study_instance_uid": b.manifest.study_instance_uid} for b in unrecorded_batches(spool, store)]
 
 
 # --- resend ---------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class JobRecord(BaseModel):
     updated_at: datetime
     study_instance_uid: str = ""
     calling_ae: str = ""
+    worker: str = Field("", description="Celery node name of the worker that holds the job (received .. sending).")
     series: list[dict[str, Any]] = Field(default_factory=list)
     instance_count: int | None = None
     reason: str = ""
@@ -120,6 +121,13 @@ class JobStore:
     @property
     def _index_key(self) -> str:
         return f"{self._prefix}:jobs"
+
+    def _alive_key(self, worker: str) -> str:
+        return f"{self._prefix}:worker:{worker}"
+
+    @property
+    def _beats_key(self) -> str:
+        return f"{self._prefix}:workers"
 
     # --- writing ---------------------------------------------------------------------------
     def record(self, job_id: str, state: JobState, *, reason: str = "", **details: Any) -> None:
@@ -177,6 +185,43 @@ class JobStore:
             self._r.set(self._queued_key(job_id), "sent")
         except redis.RedisError as exc:
             raise JobStoreError(f"job store unreachable while confirming {job_id}: {exc}") from exc
+
+    # --- worker heartbeats -------------------------------------------------------------------
+    def beat(self, worker: str, lost_after_seconds: float) -> None:
+        """Worker ``worker`` is alive now; it counts as lost when no beat comes for ``lost_after_seconds``."""
+        now = _now().isoformat()
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.set(self._alive_key(worker), now, px=max(1, int(lost_after_seconds * 1000)))
+            pipe.hset(self._beats_key, worker, now)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while recording a heartbeat: {exc}") from exc
+
+    def retire_worker(self, worker: str) -> None:
+        """A worker stopped cleanly: forget its heartbeat."""
+        try:
+            self._r.delete(self._alive_key(worker))
+            self._r.hdel(self._beats_key, worker)
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while retiring a worker: {exc}") from exc
+
+    def worker_alive(self, worker: str) -> bool:
+        """True while ``worker`` beats (a job without a worker name counts as alive: nothing to check)."""
+        if not worker:
+            return True
+        try:
+            return bool(self._r.exists(self._alive_key(worker)))
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while checking a worker: {exc}") from exc
+
+    def last_beat(self, worker: str) -> datetime | None:
+        """When ``worker`` last beat, or None when it never did (or stopped cleanly)."""
+        try:
+            raw = self._r.hget(self._beats_key, worker)
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while reading a heartbeat: {exc}") from exc
+        return None if raw is None else datetime.fromisoformat(raw.decode())
 
     # --- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:

@@ -57,7 +57,21 @@ class Manifest(BaseModel):
     resent_instances: int = Field(ge=0, description="New instances whose SOP Instance UID an earlier batch already had.")
     carried_instances: int = Field(ge=0, description="Instances carried over from the previous batch.")
     unreadable_files: tuple[str, ...] = ()
+    refused_instances: tuple[str, ...] = Field(
+        (), description="SOP Instance UIDs of the study refused for lack of resources (disk, instances per study) "
+                        "and not received since: "
+                        "the batch is partial and is not analysed as complete.",
+    )
     route: RouteDecision
+
+    @property
+    def incomplete_reason(self) -> str:
+        """Why the batch is partial ('' when it is complete)."""
+        if not self.refused_instances:
+            return ""
+        return (f"study incomplete: {len(self.refused_instances)} instance(s) were refused by MarrowMap "
+                f"(out of resources or over max_instances_per_study) and not received again; "
+                f"send the study again to analyse it")
 
     @property
     def instance_count(self) -> int:

@@ -184,6 +184,33 @@ class Settings(BaseSettings):
         600.0, gt=0, description="How often the listener applies the retention policy."
     )
 
+    # --- receive limits (issue 13): a peer over a limit gets a failure status or an abort -------
+    max_pdu_bytes: int = Field(
+        1_048_576, ge=16_384, le=1 << 30,
+        description="Largest PDU accepted (also advertised as our maximum length); a larger one aborts the association.",
+    )
+    max_instance_mb: int = Field(
+        256, ge=1, le=65_536, description="Largest data set of one instance; a larger one aborts the association.",
+    )
+    max_inflated_mb: int = Field(
+        256, ge=1, le=65_536,
+        description="Largest inflated size of a deflated data set; a larger one is refused (0xC001).",
+    )
+    max_instances_per_study: int = Field(
+        20_000, ge=1, description="Instances of one study accepted before it is sealed; more are refused (0xC001).",
+    )
+    pdu_timeout_seconds: float = Field(
+        60.0, gt=0,
+        description="A PDU must arrive whole within this time of its first byte (slow peers cannot reset it byte by byte).",
+    )
+    seal_retry_seconds: float = Field(
+        30.0, gt=0, description="After a failed seal (e.g. disk full) the sealer retries after this long.",
+    )
+    reconcile_interval_seconds: float = Field(
+        30.0, gt=0,
+        description="How often the listener reconciles the spool with the job store and re-delivers orphaned jobs.",
+    )
+
     # --- routing: which studies become analysis jobs ----------------------------------------
     route_modalities: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["MR"], description="Modalities that can become jobs."
@@ -214,8 +241,15 @@ class Settings(BaseSettings):
         "marrowmap", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="Key prefix of the job store in Redis."
     )
     task_time_limit_seconds: int = Field(
-        900, ge=30, le=86400,
-        description="Hard time limit of the analysis task; soft limit and broker visibility derive from it.",
+        300, ge=30, le=86400,
+        description="Hard time limit of the analysis task; its soft limit derives from it.",
+    )
+    send_time_limit_seconds: int = Field(
+        600, ge=30, le=86400, description="Hard time limit of one attempt to send a job's results.",
+    )
+    worker_heartbeat_seconds: float = Field(
+        10.0, gt=0, le=600,
+        description="Each worker refreshes its heartbeat this often; one silent for 3 beats is lost and its job re-delivered.",
     )
 
     # --- sending results back to the PACS ---------------------------------------------------
@@ -282,12 +316,6 @@ class Settings(BaseSettings):
     def _backoff(self) -> Settings:
         if self.send_backoff_cap_seconds < self.send_backoff_seconds:
             raise ValueError("send_backoff_cap_seconds must be >= send_backoff_seconds")
-        if self.send_backoff_cap_seconds >= self.visibility_timeout_seconds:
-            # a retry waits in the worker (ETA) unacknowledged; past the visibility time-out Redis redelivers it
-            raise ValueError(
-                f"send_backoff_cap_seconds must be below the broker visibility time-out "
-                f"({self.visibility_timeout_seconds} s, derived from task_time_limit_seconds)"
-            )
         return self
 
     @classmethod
@@ -332,8 +360,18 @@ class Settings(BaseSettings):
 
     @property
     def visibility_timeout_seconds(self) -> int:
-        """Redis visibility timeout > hard limit, or a long task is delivered twice."""
-        return int(self.task_time_limit_seconds * 1.25) + 60
+        """Redis visibility timeout > every hard limit and send backoff, or a task is delivered twice.
+
+        Recovery from a lost worker does not wait for it: the listener re-delivers the jobs of a
+        worker whose heartbeat stopped (``worker_lost_seconds``).
+        """
+        longest = max(self.task_time_limit_seconds, self.send_time_limit_seconds)
+        return int(longest * 1.25) + int(self.send_backoff_cap_seconds) + 60
+
+    @property
+    def worker_lost_seconds(self) -> float:
+        """A worker whose heartbeat is older than this is lost (three missed beats)."""
+        return 3 * self.worker_heartbeat_seconds
 
 
 def load_settings(**overrides: Any) -> Settings:

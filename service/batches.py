@@ -20,6 +20,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
+from marrowmap.contract import JobMessage, SeriesEntry
 from marrowmap.logs import get_logger
 from marrowmap.manifest import MANIFEST_NAME, Manifest, ManifestSeries
 from marrowmap.settings import Settings
@@ -132,6 +133,9 @@ def build_batch(spool: Spool, sealing: SealingStudy, settings: Settings) -> tupl
     all_headers = list(by_rel.values())
     study_description = next((h.study_description for h in all_headers if h.study_description), "")
     received = [h.received for h in new_headers] or [h.received for h in all_headers] or [0.0]
+    earlier_refused = set(read_manifest(existing[-1]).refused_instances) if existing else set()
+    present = {rel.split("/")[1].removesuffix(".dcm") for rel in [*carried, *new]}
+    refused = sorted((earlier_refused | spool.refused(sealing)) - present)
     manifest = Manifest(
         job_id=sealing.job_id,
         study_instance_uid=study,
@@ -146,6 +150,7 @@ def build_batch(spool: Spool, sealing: SealingStudy, settings: Settings) -> tupl
         resent_instances=sum(1 for rel in new if rel in previous),
         carried_instances=len(carried),
         unreadable_files=tuple(unreadable),
+        refused_instances=tuple(refused),
         route=decide(series, study_description, settings),
     )
     write_durably(build / MANIFEST_NAME, [manifest.model_dump_json(indent=2).encode()], spool.tmp)
@@ -158,6 +163,7 @@ def build_batch(spool: Spool, sealing: SealingStudy, settings: Settings) -> tupl
     fsync_dir(study_dir)
     shutil.rmtree(sealing.path)
     fsync_dir(spool.sealing)
+    spool.forget_refused(study, set(refused) | present)
     return final, manifest
 
 
@@ -175,4 +181,27 @@ def _series_entry(uid: str, files: list[tuple[str, _Header]]) -> ManifestSeries:
         sop_class_uids=tuple(sorted({h.sop_class for h in headers if h.sop_class})),
         transfer_syntax_uids=tuple(sorted({h.transfer_syntax for h in headers if h.transfer_syntax})),
         files=tuple(sorted(name for name, _ in files)),
+    )
+
+
+def job_message(manifest: Manifest, spool_path: str) -> JobMessage:
+    """The job message for a sealed batch."""
+    return JobMessage(
+        job_id=manifest.job_id,
+        study_instance_uid=manifest.study_instance_uid,
+        spool_path=spool_path,
+        series=tuple(
+            SeriesEntry(
+                series_instance_uid=s.series_instance_uid,
+                modality=s.modality,
+                instance_count=s.instance_count,
+                series_description=s.series_description,
+                sop_class_uids=s.sop_class_uids,
+            )
+            for s in manifest.series
+        ),
+        calling_ae=manifest.calling_aets[0] if manifest.calling_aets else "",
+        first_received=manifest.first_received,
+        last_received=manifest.last_received,
+        sealed_at=manifest.sealed_at,
     )

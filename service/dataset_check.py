@@ -35,10 +35,15 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _MAX_DEPTH = 32
+_INFLATE_STEP = 16 * 1024 * 1024
 
 
 class DatasetDecodeError(ValueError):
     """The bytes are not a complete, well-formed DICOM data set."""
+
+
+class DatasetTooLargeError(ValueError):
+    """A deflated data set inflates to more than the allowed size (a deflate bomb, or a huge element)."""
 
 
 class MissingAttributeError(ValueError):
@@ -61,24 +66,41 @@ def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and _UID_RE.match(value) is not None
 
 
-def check_dataset(encoded: bytes, transfer_syntax: str) -> InstanceKeys:
+def inflate(encoded: bytes, max_bytes: int) -> bytearray:
+    """Inflate a deflated data set, stopping past ``max_bytes`` (memory stays bounded by it).
+
+    Inflates in 16 MiB steps into one growing buffer (one whole-size call would hold its output
+    twice while joining it). Raises DatasetTooLargeError beyond ``max_bytes`` and
+    DatasetDecodeError for broken or truncated deflate streams.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    pending = encoded
+    try:
+        while pending and not inflater.eof:
+            out += inflater.decompress(pending, _INFLATE_STEP)
+            if len(out) > max_bytes:
+                raise DatasetTooLargeError(f"deflated data set inflates to more than {max_bytes} bytes")
+            pending = inflater.unconsumed_tail
+        out += inflater.flush()
+    except zlib.error as exc:
+        raise DatasetDecodeError(f"deflated data set does not inflate: {exc}") from None
+    if not inflater.eof:
+        raise DatasetDecodeError("deflated data set is truncated")
+    return out
+
+
+def check_dataset(encoded: bytes, transfer_syntax: str, max_inflated_bytes: int = 256 * 1024 * 1024) -> InstanceKeys:
     """Walk the whole encoded data set; return its placing UIDs and whether it has pixel data.
 
     A cut exactly between two top-level elements leaves a well-formed smaller data set; for
     images the caller detects it by the missing pixel data (the last element).
 
-    Raises DatasetDecodeError for malformed or truncated bytes and MissingAttributeError
-    when a placing UID is absent or invalid.
+    Raises DatasetDecodeError for malformed or truncated bytes, DatasetTooLargeError when a
+    deflated data set inflates past ``max_inflated_bytes``, and MissingAttributeError when a
+    placing UID is absent or invalid.
     """
-    data = encoded
-    if transfer_syntax == _DEFLATED:
-        try:
-            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            data = inflater.decompress(encoded) + inflater.flush()
-        except zlib.error as exc:
-            raise DatasetDecodeError(f"deflated data set does not inflate: {exc}") from None
-        if not inflater.eof:
-            raise DatasetDecodeError("deflated data set is truncated")
+    data: bytes | bytearray = inflate(encoded, max_inflated_bytes) if transfer_syntax == _DEFLATED else encoded
     implicit = transfer_syntax == _IMPLICIT_LE
     little = transfer_syntax != _EXPLICIT_BE
     walker = _Walker(data, little)
@@ -96,7 +118,7 @@ def check_dataset(encoded: bytes, transfer_syntax: str) -> InstanceKeys:
 
 
 class _Walker:
-    def __init__(self, data: bytes, little: bool) -> None:
+    def __init__(self, data: bytes | bytearray, little: bool) -> None:
         self.data = data
         e = "<" if little else ">"
         self.u16 = struct.Struct(e + "H")
@@ -128,7 +150,7 @@ class _Walker:
                 length = self.u32.unpack_from(data, pos + 4)[0]
                 pos += 8
             else:
-                vr = data[pos + 4:pos + 6]
+                vr = bytes(data[pos + 4:pos + 6])
                 if vr in _LONG_VRS:
                     if pos + 12 > end:
                         raise DatasetDecodeError(f"truncated element header at offset {pos}")

@@ -31,12 +31,13 @@ from typing import Any, cast
 
 from pynetdicom import evt
 from pynetdicom.pdu_primitives import A_ASSOCIATE
-from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import ThreadedAssociationServer
 
 from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from marrowmap.tls import peer_subject
+from service.limits import LimitedRequestHandler
 from service.peers import Address, AllowList, Refusal, capacity_refusal, parse_address
 
 log = get_logger(__name__)
@@ -223,8 +224,9 @@ def _tls_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class GatedRequestHandler(RequestHandler):
-    """One connection: TLS handshake, the association with the gate's handlers, the deadline."""
+class GatedRequestHandler(LimitedRequestHandler):
+    """One connection: TLS handshake, the association with the gate's handlers and the receive limits
+    (``service.limits``), the deadline."""
 
     server: GatedServer
 

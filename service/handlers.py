@@ -24,6 +24,7 @@ from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from service.dataset_check import (
     DatasetDecodeError,
+    DatasetTooLargeError,
     MissingAttributeError,
     check_dataset,
     is_valid_uid,
@@ -161,10 +162,6 @@ class StoreHandler:
         return int(status)
 
     def _store(self, event: Any, stats: AssociationStats) -> StoreStatus:
-        if self._spool.free_mb() < self._settings.min_free_disk_mb:
-            log.warning("store.out_of_resources", reason="free disk space below min_free_disk_mb",
-                        min_free_disk_mb=self._settings.min_free_disk_mb, calling_ae=stats.calling_ae)
-            return stats.fail(StoreStatus.OUT_OF_RESOURCES)
         if stats.calling_ae == self._settings.health_calling_ae and (
             stats.calling_ae not in self._settings.allowed_calling_aets
         ):
@@ -179,7 +176,11 @@ class StoreHandler:
             return stats.fail(StoreStatus.CANNOT_UNDERSTAND)
         encoded: bytes = event.encoded_dataset(include_meta=False)
         try:
-            keys = check_dataset(encoded, transfer_syntax)
+            keys = check_dataset(encoded, transfer_syntax, self._settings.max_inflated_mb * 1024 * 1024)
+        except DatasetTooLargeError as exc:
+            log.warning("store.refused", reason=f"over max_inflated_mb: {exc}", sop_instance_uid=sop_uid,
+                        calling_ae=stats.calling_ae, length=len(encoded))
+            return stats.fail(StoreStatus.OVER_LIMIT)
         except DatasetDecodeError as exc:
             log.warning("store.refused", reason=f"undecodable data set: {exc}", sop_instance_uid=sop_uid,
                         calling_ae=stats.calling_ae, transfer_syntax=transfer_syntax, length=len(encoded))
@@ -195,6 +196,9 @@ class StoreHandler:
             log.warning("store.refused", reason="image without pixel data (truncated?)", sop_instance_uid=sop_uid,
                         calling_ae=stats.calling_ae)
             return stats.fail(StoreStatus.CANNOT_UNDERSTAND)
+        refusal = self._resource_refusal(keys.study_instance_uid, sop_uid, stats)
+        if refusal is not None:
+            return refusal
         meta = create_file_meta(
             sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_uid), transfer_syntax=UID(transfer_syntax)
         )
@@ -206,8 +210,10 @@ class StoreHandler:
                 (_PREAMBLE, encode_file_meta(meta), encoded),
             )
         except OSError as exc:
+            self._spool.note_refused(keys.study_instance_uid, sop_uid)
             if exc.errno in _NO_SPACE:
-                log.warning("store.out_of_resources", reason=f"disk full: {exc}", calling_ae=stats.calling_ae)
+                log.warning("store.out_of_resources", reason=f"disk full: {exc}", calling_ae=stats.calling_ae,
+                            study_instance_uid=keys.study_instance_uid, note="the study is incomplete until resent")
                 return stats.fail(StoreStatus.OUT_OF_RESOURCES)
             log.error("store.write_failed", reason=str(exc), sop_instance_uid=sop_uid, calling_ae=stats.calling_ae)
             return stats.fail(StoreStatus.OUT_OF_RESOURCES)
@@ -219,3 +225,21 @@ class StoreHandler:
             log.debug("store.replaced_existing", sop_instance_uid=sop_uid,
                      study_instance_uid=keys.study_instance_uid, note="same SOP Instance UID received again")
         return StoreStatus.SUCCESS
+
+    def _resource_refusal(self, study: str, sop: str, stats: AssociationStats) -> StoreStatus | None:
+        """A refusal status when the spool is short of disk or the study is over its instance limit, else None.
+
+        Either refusal marks the study incomplete (``Spool.note_refused``) until the instance arrives.
+        """
+        if self._spool.free_mb() < self._settings.min_free_disk_mb:
+            self._spool.note_refused(study, sop)
+            log.warning("store.out_of_resources", reason="free disk space below min_free_disk_mb",
+                        min_free_disk_mb=self._settings.min_free_disk_mb, calling_ae=stats.calling_ae,
+                        study_instance_uid=study, note="the study is incomplete until resent")
+            return stats.fail(StoreStatus.OUT_OF_RESOURCES)
+        if self._spool.receiving_count(study) >= self._settings.max_instances_per_study:
+            self._spool.note_refused(study, sop)
+            log.warning("store.refused", reason="over max_instances_per_study", study_instance_uid=study,
+                        max_instances_per_study=self._settings.max_instances_per_study, calling_ae=stats.calling_ae)
+            return stats.fail(StoreStatus.OVER_LIMIT)
+        return None

@@ -25,6 +25,7 @@ from marrowmap.tls import TlsConfigError, listener_context
 from service.enqueue import JobQueue
 from service.gate import Gate, GatedServer
 from service.handlers import StoreHandler
+from service.limits import ReceiveLimits
 from service.peers import AllowList, AllowListError
 from service.retention import Retention
 from service.sealer import Sealer
@@ -70,7 +71,7 @@ def build_ae(settings: Settings) -> AE:
     ae.network_timeout = settings.network_timeout_seconds
     ae.acse_timeout = min(30.0, settings.network_timeout_seconds)
     ae.dimse_timeout = settings.network_timeout_seconds
-    ae.maximum_pdu_size = 0  # no limit: the peer's PDUs are as large as it likes (fewer, faster)
+    ae.maximum_pdu_size = settings.max_pdu_bytes  # large PDUs (fewer, faster), bounded (service.limits)
     return ae
 
 
@@ -110,6 +111,7 @@ class Listener:
             server_class=GatedServer,
             gate=gate,
         )
+        self._server.receive_limits = ReceiveLimits.from_settings(self.settings)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() removes it
         self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
         self._thread.start()
@@ -124,6 +126,10 @@ class Listener:
             tls=self.settings.listener_tls,
             tls_client_cert=self.settings.listener_tls_client_cert,
             min_free_disk_mb=self.settings.min_free_disk_mb,
+            limits={"max_pdu_bytes": self.settings.max_pdu_bytes, "max_instance_mb": self.settings.max_instance_mb,
+                    "max_inflated_mb": self.settings.max_inflated_mb,
+                    "max_instances_per_study": self.settings.max_instances_per_study,
+                    "pdu_timeout_seconds": self.settings.pdu_timeout_seconds},
         )
         self.audit.application(started=True, component="listener")
 

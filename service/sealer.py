@@ -13,39 +13,16 @@ import threading
 import time
 from pathlib import Path
 
-from marrowmap.contract import JobMessage, SeriesEntry
 from marrowmap.jobstore import JobState
 from marrowmap.logs import get_logger
 from marrowmap.manifest import MANIFEST_NAME, Manifest
 from marrowmap.settings import Settings
-from service.batches import build_batch, read_manifest
+from service.batches import build_batch, job_message, read_manifest
 from service.enqueue import JobQueue, QueueUnavailable
+from service.reconcile import Reconciler
 from service.spool import QUEUED_MARKER, SealingStudy, Spool, write_durably
 
 log = get_logger(__name__)
-
-
-def job_message(manifest: Manifest, spool_path: str) -> JobMessage:
-    """The job message for a sealed batch."""
-    return JobMessage(
-        job_id=manifest.job_id,
-        study_instance_uid=manifest.study_instance_uid,
-        spool_path=spool_path,
-        series=tuple(
-            SeriesEntry(
-                series_instance_uid=s.series_instance_uid,
-                modality=s.modality,
-                instance_count=s.instance_count,
-                series_description=s.series_description,
-                sop_class_uids=s.sop_class_uids,
-            )
-            for s in manifest.series
-        ),
-        calling_ae=manifest.calling_aets[0] if manifest.calling_aets else "",
-        first_received=manifest.first_received,
-        last_received=manifest.last_received,
-        sealed_at=manifest.sealed_at,
-    )
 
 
 class Sealer:
@@ -59,6 +36,9 @@ class Sealer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_queue_attempt = 0.0
+        self._seal_failed_at: dict[Path, float] = {}
+        self._reconciler = Reconciler(spool, queue)
+        self._next_reconcile = 0.0
         self.interval = min(1.0, settings.quiet_seconds / 4)
 
     # --- start-up ------------------------------------------------------------------------
@@ -66,7 +46,7 @@ class Sealer:
         """Resume whatever a previous run left in the spool."""
         for leftover in self._spool.pending_seals():
             log.info("sealer.resume_sealing", study_instance_uid=leftover.study_instance_uid, job_id=leftover.job_id)
-            self._finish(leftover)
+            self._try_finish(leftover)
         for batch_dir in self._spool.all_batches():
             if (batch_dir / QUEUED_MARKER).exists() or not (batch_dir / MANIFEST_NAME).is_file():
                 continue
@@ -80,6 +60,7 @@ class Sealer:
         if resumed:
             log.info("sealer.resume_incoming", studies=len(resumed), quiet_seconds=self._settings.quiet_seconds)
         self._flush_queue()
+        self._reconcile()
 
     # --- the loop --------------------------------------------------------------------------
     def start(self) -> None:
@@ -97,17 +78,55 @@ class Sealer:
         while not self._stop.wait(self.interval):
             try:
                 self.run_once()
-            except Exception:  # thread boundary: log, keep sealing
-                log.exception("sealer.error")
+            except Exception as exc:  # thread boundary: log, keep sealing (failed seals are retried)
+                log.exception("sealer.error", error=f"{type(exc).__name__}: {exc}")
 
     def run_once(self) -> None:
-        """Seal every quiet study, then queue pending jobs."""
+        """Seal every quiet study, retry failed seals when due, queue pending jobs, reconcile when due."""
         quiet = self._settings.quiet_seconds
         for study in self._spool.quiet_studies(quiet):
             sealing = self._spool.begin_seal(study, quiet)
             if sealing is not None:
-                self._finish(sealing)
+                self._try_finish(sealing)
+        self._retry_failed_seals()
         self._flush_queue()
+        if time.monotonic() >= self._next_reconcile:
+            self._reconcile()
+
+    # --- recovery ------------------------------------------------------------------------------
+    def _try_finish(self, sealing: SealingStudy) -> None:
+        """Build the batch; on failure leave the study in ``sealing`` and retry after ``seal_retry_seconds``."""
+        try:
+            self._finish(sealing)
+        except OSError as exc:  # disk full, I/O error: the study stays in sealing/, nothing is lost
+            self._seal_failed_at[sealing.path] = time.monotonic()
+            log.error("sealer.seal_failed", study_instance_uid=sealing.study_instance_uid, job_id=sealing.job_id,
+                      error=f"{type(exc).__name__}: {exc}", retry_in_s=self._settings.seal_retry_seconds)
+        else:
+            self._seal_failed_at.pop(sealing.path, None)
+
+    def _retry_failed_seals(self) -> None:
+        """Seal again what a failure left in ``sealing`` once ``seal_retry_seconds`` have passed."""
+        due = time.monotonic() - self._settings.seal_retry_seconds
+        for leftover in self._spool.pending_seals():
+            failed_at = self._seal_failed_at.get(leftover.path)
+            if failed_at is None:
+                self._seal_failed_at[leftover.path] = time.monotonic()  # found, not failed here: wait one period
+            elif failed_at <= due:
+                log.info("sealer.retry_seal", study_instance_uid=leftover.study_instance_uid, job_id=leftover.job_id)
+                self._try_finish(leftover)
+
+    def _reconcile(self) -> None:
+        """Reconcile the spool with the job store and the broker; retried next period when they are down."""
+        self._next_reconcile = time.monotonic() + self._settings.reconcile_interval_seconds
+        try:
+            changed = self._reconciler.run_once()
+        except QueueUnavailable as exc:
+            log.warning("reconcile.unavailable", error=f"{type(exc).__name__}: {exc}",
+                        retry_in_s=self._settings.reconcile_interval_seconds)
+            return
+        if changed:
+            log.info("reconcile.done", changed=changed)
 
     # --- steps -------------------------------------------------------------------------------
     def _finish(self, sealing: SealingStudy) -> None:

@@ -33,6 +33,9 @@ TMP = "tmp"
 RESULTS = "results"
 MANIFEST = "manifest.json"
 QUEUED_MARKER = "queued"
+#: ``incoming/<study>/.refused/<sop>``: an instance refused for lack of resources (the study is incomplete
+#: until it arrives); the markers move with the study into ``sealing``.
+REFUSED = ".refused"
 _SEP = "--"
 
 
@@ -114,6 +117,8 @@ class Spool:
         self.tmp = root / TMP
         self._lock = threading.Lock()
         self._last_seen: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._refused: dict[str, set[str]] = {}
 
     def ensure_layout(self) -> None:
         """Create the spool folders (idempotent) and drop partial writes left by a crash."""
@@ -145,6 +150,10 @@ class Spool:
                 os.replace(tmp, final)
                 dir_fd = os.open(series_dir, os.O_RDONLY | os.O_DIRECTORY)
                 self._last_seen[study] = time.monotonic()
+                if not replaced:
+                    self._counts[study] = self._counts.get(study, 0) + 1
+                self._refused.get(study, set()).discard(sop)
+                (self.incoming / study / REFUSED / sop).unlink(missing_ok=True)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -153,6 +162,48 @@ class Spool:
         finally:
             os.close(dir_fd)
         return StoredInstance(path=final, replaced=replaced)
+
+    def receiving_count(self, study: str) -> int:
+        """Instances of ``study`` received since it was last sealed (its ``incoming`` folder)."""
+        with self._lock:
+            count = self._counts.get(study)
+            if count is None:
+                count = self._counts[study] = len(list((self.incoming / study).glob("*/*.dcm")))
+            return count
+
+    def note_refused(self, study: str, sop: str) -> None:
+        """Remember that an instance of a study being received was refused for lack of resources.
+
+        Kept in memory and, where the disk still allows, as a marker in the study's folder (it
+        survives a restart and moves with the study when it is sealed).
+        """
+        with self._lock:
+            self._refused.setdefault(study, set()).add(sop)
+            study_dir = self.incoming / study
+            if not study_dir.is_dir():
+                return
+            try:
+                (study_dir / REFUSED).mkdir(exist_ok=True)
+                (study_dir / REFUSED / sop).touch()
+            except OSError:
+                return  # disk full: the in-memory note stands until the study is sealed
+
+    def refused(self, sealing: SealingStudy) -> set[str]:
+        """SOP Instance UIDs refused for a study being sealed (markers in its folder + in-memory notes)."""
+        with self._lock:
+            noted = set(self._refused.get(sealing.study_instance_uid, set()))
+        markers = sealing.path / REFUSED
+        on_disk = {p.name for p in markers.iterdir()} if markers.is_dir() else set()
+        return noted | on_disk
+
+    def forget_refused(self, study: str, sops: set[str]) -> None:
+        """Drop in-memory refusal notes that a sealed batch has taken over."""
+        with self._lock:
+            left = self._refused.get(study, set()) - sops
+            if left:
+                self._refused[study] = left
+            else:
+                self._refused.pop(study, None)
 
     # --- sealing ----------------------------------------------------------------------------
     def resume_incoming(self) -> list[str]:
@@ -179,6 +230,7 @@ class Spool:
             if seen is None or seen > time.monotonic() - quiet_seconds:
                 return None
             del self._last_seen[study]
+            self._counts.pop(study, None)
             source = self.incoming / study
             if not source.is_dir():
                 return None

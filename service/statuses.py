@@ -21,6 +21,8 @@ class StoreStatus(IntEnum):
     CANNOT_UNDERSTAND = 0xC000
     #: Error: Cannot understand - the data set could not be decoded (garbage, truncated).
     CANNOT_DECODE = 0xC210
+    #: Error: Cannot understand - over a receive limit (inflated size, instances per study; service.limits).
+    OVER_LIMIT = 0xC001
     #: Failure: Processing failure (general status 0110) - an unexpected error while storing.
     PROCESSING_FAILURE = 0x0110
 

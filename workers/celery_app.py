@@ -15,6 +15,7 @@ from workers.taskdefs import register_tasks
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app with the MarrowMap delivery policy and the tasks registered."""
+    import workers.heartbeat  # noqa: F401  (connects the worker heartbeat to the worker's start and stop)
     import workers.tasks  # noqa: F401  (declares the tasks)
 
     app = Celery("marrowmap", broker=settings.broker_url, set_as_current=True)

@@ -9,13 +9,16 @@ with the reason; an unexpected internal error gives ``status="failed"`` with the
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import SimpleITK as sitk
+from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from marrowmap import __version__
 from marrowmap.logs import get_logger
@@ -152,7 +155,7 @@ class _Outcome:
 
 
 def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: AnalysisParameters,
-             timer: StageTimer) -> _Outcome:
+             timer: StageTimer, not_applicable_reason: str = "") -> _Outcome:
     with timer.stage("load", "loading the study"):
         study = load_study(input_dir)
     with timer.stage("select", "identifying the series"):
@@ -165,10 +168,15 @@ def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: Analysi
     }
     all_headers = [ds for s in study.loaded for ds in s.datasets]
     fluid = selection.fluid_sensitive
-    if fluid is None:
-        reason = selection.not_applicable_reason or "no usable fluid-sensitive fat-suppressed series"
+    if fluid is None or not_applicable_reason:
+        # not analysed: the SR and summary still need a study to go into, even when no series loaded
+        headers = all_headers or source_headers(input_dir)
+        if base["study_instance_uid"] is None and headers:
+            base["study_instance_uid"] = str(headers[0].StudyInstanceUID)
+        reason = (not_applicable_reason or selection.not_applicable_reason
+                  or "no usable fluid-sensitive fat-suppressed series")
         return _Outcome(AnalysisResult(status="not_applicable", reason=reason, timings_s=timer.timings, **base),
-                        sources=all_headers)
+                        sources=headers)
     t1 = selection.t1
     used = SeriesUsed(fluid_sensitive=fluid.series_instance_uid, t1=t1.series_instance_uid if t1 is not None else None)
     other = _not_a_hip(fluid, settings)
@@ -227,6 +235,34 @@ def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: S
     return result.model_copy(update={"outputs": outputs, "timings_s": dict(timer.timings)})
 
 
+def source_headers(folder: Path, limit: int = 2000) -> list[Dataset]:
+    """Headers (no pixel data) of the DICOM files under ``folder`` that name a study, series and instance."""
+    headers: list[Dataset] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file())[:limit]:
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error):
+            continue
+        if all(ds.get(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
+            headers.append(ds)
+    return headers
+
+
+def _failure_outputs(result: AnalysisResult, input_dir: Path, out_dir: Path, settings: Settings) -> AnalysisResult:
+    """The failed result with its SR + summary (status and reason) for the PACS, when they can be built."""
+    headers = source_headers(input_dir)
+    if not headers:
+        return result
+    failed = result.model_copy(update={"study_instance_uid": str(headers[0].StudyInstanceUID)})
+    failed = failed.model_copy(update={"findings_text": draft_findings(failed)})
+    try:
+        outputs = build_outputs(failed, None, None, out_dir, settings=settings, source_datasets=headers)
+    except Exception as exc:  # second boundary: the failure is recorded either way
+        log.exception("failure_outputs_failed", input_dir=str(input_dir), error=f"{type(exc).__name__}: {exc}")
+        return failed
+    return failed.model_copy(update={"outputs": outputs})
+
+
 def analyze_study_dir(
     input_dir: Path,
     out_dir: Path,
@@ -235,12 +271,16 @@ def analyze_study_dir(
     progress: Progress | None = None,
     prior: PriorStudy | None = None,
     dicom_outputs: bool = True,
+    not_applicable_reason: str = "",
 ) -> AnalysisResult:
     """Analyse one study folder; write ``out_dir/result.json``, the maps and (unless ``dicom_outputs``
     is False, as in the accuracy benchmark) the DICOM outputs; never raise for a bad study.
 
     ``prior``: the patient's prior analysed study; when given (and this study is analysed) the
     result, the findings, the SR and the summary image carry the comparison with it.
+    ``not_applicable_reason``: the study must not be analysed (e.g. it arrived incomplete); the
+    result and the SR/summary outputs carry this reason. A failed analysis still writes its SR
+    and summary (status and reason) when the folder has any readable source header.
     """
     settings = settings or Settings()
     params = AnalysisParameters()
@@ -248,12 +288,14 @@ def analyze_study_dir(
     timer = StageTimer(progress=progress)
     start = time.perf_counter()
     try:
-        outcome = _analyze(Path(input_dir), out_dir, settings, params, timer)
+        outcome = _analyze(Path(input_dir), out_dir, settings, params, timer, not_applicable_reason)
         result = _with_outputs(outcome, out_dir, settings, timer, prior, dicom_outputs=dicom_outputs)
     except Exception as exc:  # boundary of the analysis: record the failure in result.json, never crash the caller
-        log.exception("analysis_failed", input_dir=str(input_dir), error=type(exc).__name__)
+        log.exception("analysis_failed", input_dir=str(input_dir), error=f"{type(exc).__name__}: {exc}")
         result = AnalysisResult(status="failed", reason=f"internal error: {type(exc).__name__}: {exc}",
                                 algorithm=_algorithm(params), timings_s=dict(timer.timings))
+        if dicom_outputs:
+            result = _failure_outputs(result, Path(input_dir), out_dir, settings)
     timings = dict(result.timings_s)
     timings["total"] = round(time.perf_counter() - start, 3)
     result = result.model_copy(update={"timings_s": timings})

@@ -4,9 +4,11 @@
 Celery app with the policy derived from the settings:
 
 * ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies is redelivered, never lost;
-* hard time limit = ``task_time_limit_seconds``, soft limit = 0.9 x that (the task can still
-  record its failure), and the Redis visibility timeout (set in ``celery_app``) > hard limit, so
-  a long task is not delivered twice while it is still running;
+* hard time limit = ``task_time_limit_seconds`` for the analysis and ``send_time_limit_seconds``
+  for one send attempt, soft limit = 0.9 x that (the task can still record its failure), and the
+  Redis visibility timeout (set in ``celery_app``) > every hard limit, so a long task is not
+  delivered twice while it is still running (a lost worker's job is re-delivered by the
+  listener's watchdog instead, ``service.reconcile``);
 * the queue (``queue_prefix`` + base name).
 
 Tasks must be idempotent: they take ids and paths, re-read the job store and return early when
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 from celery import Celery, Task
 
 from marrowmap.audit import AuditTrail
+from marrowmap.contract import QUEUE_SEND
 from marrowmap.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,17 +62,23 @@ def register_tasks(app: Celery, settings: Settings) -> dict[str, Task]:
     app.conf[SETTINGS_KEY] = settings
     tasks: dict[str, Task] = {}
     for spec in _DECLARED.values():
+        limit = time_limit_seconds(spec.queue, settings)
         tasks[spec.name] = app.task(
             name=spec.name,
             bind=True,
             acks_late=True,
             reject_on_worker_lost=True,
-            time_limit=settings.task_time_limit_seconds,
-            soft_time_limit=settings.soft_time_limit_seconds,
+            time_limit=limit,
+            soft_time_limit=max(1, int(limit * 0.9)),
             queue=settings.queue_name(spec.queue),
             typing=False,
         )(spec.func)
     return tasks
+
+
+def time_limit_seconds(queue: str, settings: Settings) -> int:
+    """Hard time limit of a task on ``queue``: short for the analysis, separate (longer) for one send attempt."""
+    return settings.send_time_limit_seconds if queue == QUEUE_SEND else settings.task_time_limit_seconds
 
 
 def task_settings(task: Task) -> Settings:

@@ -84,14 +84,20 @@ def analyze_study(task: Task, *, job: dict[str, Any]) -> str:
         reason=f"{len(series)} series, {manifest.instance_count} instances checked against the manifest",
         study_instance_uid=message.study_instance_uid,
         calling_ae=message.calling_ae,
+        worker=_worker(task),
         series=series,
         instance_count=manifest.instance_count,
         message=message.model_dump(mode="json"),
     )
     log.info("job.received", job_id=message.job_id, study_instance_uid=message.study_instance_uid,
              series=len(series), instances=manifest.instance_count, spool_path=message.spool_path)
-    state = _analyse(task, settings, store, message)
+    state = _analyse(task, settings, store, message, manifest.incomplete_reason)
     return state.value
+
+
+def _worker(task: Task) -> str:
+    """The Celery node name running ``task`` (its heartbeat key; ``service.reconcile`` watches it)."""
+    return str(task.request.hostname or "")
 
 
 def result_summary(result: AnalysisResult) -> dict[str, Any]:
@@ -125,14 +131,20 @@ _STATE_OF_RESULT = {"analyzed": JobState.ANALYSED, "not_applicable": JobState.NO
                     "failed": JobState.FAILED}
 
 
-def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessage) -> JobState:
-    """Run the analysis on the study folder; record the outcome; chain sending when there are outputs."""
+def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessage, incomplete: str) -> JobState:
+    """Run the analysis on the study folder; record the outcome; chain sending when there are outputs.
+
+    ``incomplete``: why the sealed batch is partial; such a study is not analysed (its SR and summary say why).
+    A failed analysis still sends its SR and summary with the reason, so the radiologist knows it was seen.
+    """
     out_dir = results_dir(settings, message.job_id)
-    store.record(message.job_id, JobState.ANALYSING, reason=f"analysis started, outputs in results/{message.job_id}")
+    store.record(message.job_id, JobState.ANALYSING, reason=f"analysis started, outputs in results/{message.job_id}",
+                 worker=_worker(task))
     folder = study_folder(settings.spool_dir, message)
     priors = PriorIndex.from_url(settings.jobs_url, settings.job_store_prefix)
     identity = read_study_identity(folder, secret=site_secret(settings.site_secret_path))
-    result = analyze_study_dir(folder, out_dir, settings=settings, prior=find_prior_study(priors, identity))
+    prior = None if incomplete else find_prior_study(priors, identity)
+    result = analyze_study_dir(folder, out_dir, settings=settings, prior=prior, not_applicable_reason=incomplete)
     register_study(priors, identity, message.job_id, result, out_dir / RESULT_NAME)
     state = _STATE_OF_RESULT[result.status]
     store.record(message.job_id, state, reason=result.reason or f"{len(result.outputs)} output object(s)",
@@ -142,8 +154,9 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     if state is JobState.FAILED:
         task_audit(task).job_failed(job_id=message.job_id, study_uid=message.study_instance_uid,
                                     reason=result.reason or "analysis failed")
-    if result.outputs and state is not JobState.FAILED:
-        store.record(message.job_id, JobState.SENDING, reason=f"{len(result.outputs)} object(s) queued for sending")
+    if result.outputs:
+        store.record(message.job_id, JobState.SENDING, reason=f"{len(result.outputs)} object(s) queued for sending"
+                     + ("" if state is JobState.ANALYSED else f" ({state.value}: the SR and summary say why)"))
         task.app.send_task(TASK_SEND, kwargs={"job_id": message.job_id},
                            queue=settings.queue_name(QUEUE_SEND), task_id=f"{message.job_id}.send")
     return state
@@ -177,7 +190,7 @@ def send_results(task: Task, *, job_id: str, paths: list[str] | None = None) -> 
         return JobState.SEND_FAILED.value
     attempt = int(task.request.retries or 0)
     store.record(job_id, JobState.SENDING, reason=f"attempt {attempt + 1}: {len(todo)} object(s) to "
-                 f"{settings.pacs_ae_title}@{settings.pacs_host}:{settings.pacs_port}")
+                 f"{settings.pacs_ae_title}@{settings.pacs_host}:{settings.pacs_port}", worker=_worker(task))
     report = send_instances(todo, settings=settings)
     task_audit(task).results_exported(
         job_id=job_id, study_uid=current.study_instance_uid, outcome=_EXPORT_OUTCOME[report.state],

@@ -39,17 +39,19 @@ from pydicom.dataset import Dataset
 from marrowmap.settings import Settings
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.result import AnalysisResult, OutputFile
+from workers.dicom_out.demographics import with_valid_demographics
 from workers.dicom_out.findings import draft_findings, fluid_sequence_name, fmt_ml
 from workers.dicom_out.geometry import patient_orientation
 from workers.dicom_out.provenance import (
-    content_datetime,
     contributing_equipment,
     finish_header,
+    output_datetime,
     with_type2_attributes,
 )
 from workers.dicom_out.render import (
     PANEL_WIDTH,
     DisplayScale,
+    clean_text,
     key_image,
     overlay_frame,
     summary_image,
@@ -143,7 +145,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
     version = result.algorithm.version
     inputs = [f.frame.ref.sop_instance_uid for f in frames] + [str(d.SOPInstanceUID) for d in source_datasets]
     uids = UidDeriver.for_inputs(settings.uid_prefix, str(ref.StudyInstanceUID), inputs, version)
-    date, time = content_datetime(fluid.datasets)
+    date, time = output_datetime(fluid.datasets)
     equipment = [contributing_equipment(version, settings.institution_name)]
     text = draft_findings(result)
     outputs: list[OutputFile] = []
@@ -165,7 +167,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
     sequence = fluid_sequence_name(result)
     shown = overlay_frames(frames)
     for index, fm in enumerate(shown, start=1):
-        caption = (f"{sequence} series {fluid.series_number or '-'} \u201c{fluid.series_description}\u201d"
+        caption = (f"{sequence} series {fluid.series_number or '-'} \u201c{clean_text(fluid.series_description, 64)}\u201d"
                    f"  |  {_source_image_name(fm)}  |  slice {fm.frame.z + 1}/{len(frames)}"
                    f"  |  overlay {index}/{len(shown)}")
         pixels = overlay_frame(fm, scale, version=version, caption=caption, side_lines=lines)
@@ -193,7 +195,7 @@ def _not_analysed(result: AnalysisResult, headers: Sequence[Dataset], out_dir: P
     version = result.algorithm.version
     uids = UidDeriver.for_inputs(settings.uid_prefix, str(ref.StudyInstanceUID),
                                  [str(d.SOPInstanceUID) for d in headers], version)
-    date, time = content_datetime(headers)
+    date, time = output_datetime(headers)
     equipment = [contributing_equipment(version, settings.institution_name)]
     text = draft_findings(result)
     outputs = []
@@ -218,9 +220,10 @@ def build_outputs(result: AnalysisResult, fluid: LoadedSeries | None, maps: Anal
     the UID derivation, and for a study that was not analysed they supply the patient/study modules.
     ``prior_key_image``: the prior study's key slice, shown beside this one on a follow-up's summary.
     """
-    source_datasets = [with_type2_attributes(ds) for ds in source_datasets]
+    source_datasets = [with_type2_attributes(ds) for ds in with_valid_demographics(source_datasets)]
     if fluid is not None:
-        fluid = dataclasses.replace(fluid, datasets=tuple(with_type2_attributes(ds) for ds in fluid.datasets))
+        fluid = dataclasses.replace(
+            fluid, datasets=tuple(with_type2_attributes(ds) for ds in with_valid_demographics(fluid.datasets)))
     if result.status == "analyzed":
         if fluid is None or maps is None:
             raise OutputInputError("an analysed result needs the fluid-sensitive series and the analysis maps")

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+
+from marrowmap.logs import get_logger
+
+log = get_logger(__name__)
 
 MANUFACTURER = "MarrowMap"
 MODEL_NAME = "MarrowMap BME map"
@@ -54,6 +59,19 @@ def content_datetime(datasets: Sequence[Dataset]) -> tuple[str, str]:
     if not found:
         raise MissingSourceDateError("none of the source headers has a content, acquisition, series or study date")
     return max(found, key=lambda dt: (dt[0], dt[1].split(".")[0].ljust(6, "0")))
+
+
+def output_datetime(datasets: Sequence[Dataset]) -> tuple[str, str]:
+    """``content_datetime`` of the sources; when none carries a date (seen in real exports), the
+    current UTC date and time, logged: the outputs need a date, and no source offers one."""
+    try:
+        return content_datetime(datasets)
+    except MissingSourceDateError:
+        now = datetime.now(UTC)
+        log.warning("output.no_source_date", study_instance_uid=str(datasets[0].get("StudyInstanceUID", ""))
+                    if datasets else "", using=now.isoformat(timespec="seconds"),
+                    note="no source date: outputs dated now (UTC); a rebuild will differ in its dates")
+        return now.strftime("%Y%m%d"), now.strftime("%H%M%S")
 
 
 def with_type2_attributes(ds: Dataset) -> Dataset:

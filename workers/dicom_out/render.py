@@ -11,6 +11,7 @@ segment colours; orientation letters come from the direction cosines.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -133,10 +134,30 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
+#: Longest string drawn in one piece; free text beyond it is cut with an ellipsis.
+MAX_DRAWN_CHARS = 300
+_WHITESPACE_CONTROLS = frozenset("\t\n\r\v\f\x85\u2028\u2029")
+
+
+def clean_text(text: str, limit: int = MAX_DRAWN_CHARS) -> str:
+    """Free text made safe to draw: line breaks and tabs become spaces; other control, format
+    (bidi overrides/isolates, zero-width), private-use and unassigned characters are dropped;
+    cut to ``limit`` characters with an ellipsis. Received text can then neither break the text
+    layout nor reorder what is burned into the pixels."""
+    kept = []
+    for char in text:
+        if char in _WHITESPACE_CONTROLS:
+            kept.append(" ")
+        elif unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs", "Cn"):
+            kept.append(char)
+    cleaned = " ".join("".join(kept).split())
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 1].rstrip() + "\u2026"
+
+
 def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int, *,
           fill: tuple[int, int, int] = TEXT_COLOUR, bold: bool = False, anchor: str = "la",
           stroke: int = 0) -> None:
-    draw.text(xy, text, font=font(size, bold), fill=fill, anchor=anchor, stroke_width=stroke,
+    draw.text(xy, clean_text(text), font=font(size, bold), fill=fill, anchor=anchor, stroke_width=stroke,
               stroke_fill=(0, 0, 0))
 
 
@@ -236,7 +257,7 @@ def wrap(text: str, size: int, width: float, bold: bool = False) -> list[str]:
     lines: list[str] = []
     for paragraph in text.split("\n"):
         line = ""
-        for word in paragraph.split():
+        for word in clean_text(paragraph, len(paragraph)).split():
             trial = f"{line} {word}".strip()
             if line and f.getlength(trial) > width:
                 lines.append(line)

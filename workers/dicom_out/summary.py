@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from workers.analysis.result import AnalysisResult, SideResult
 from workers.dicom_out.findings import fluid_sequence_name, fmt_ml, fmt_pct, fmt_ratio
-from workers.dicom_out.render import SummaryContent
+from workers.dicom_out.render import SummaryContent, clean_text
 
 _PATTERN_TEXT = {"diffuse": "diffuse", "focal": "focal subchondral", "none": "none"}
 
@@ -59,7 +59,7 @@ def _series_name(result: AnalysisResult, uid: str | None) -> str:
         return "not available"
     for report in result.series:
         if report.series_instance_uid == uid:
-            return f"series {report.series_number if report.series_number is not None else '-'} ({report.series_description})"
+            return f"series {report.series_number if report.series_number is not None else '-'} ({clean_text(report.series_description, 64)})"
     return uid
 
 
