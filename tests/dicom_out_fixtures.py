@@ -232,8 +232,10 @@ def make_study(*, lesion_sides: Sequence[str] = ("left",), effusion_sides: Seque
         series_instance_uid=series_uid, image=_image(m["gray"].astype(np.float32), grid), slices=slices,
         datasets=tuple(headers), classification=Classification(SeriesKind.STIR, Plane.CORONAL, fat_suppressed=True),
         series_number=5, series_description="COR STIR")
+    marrow = np.where(m["regions"] > 3, 2, np.where(m["regions"] > 0, 1, 0)).astype(np.uint8)
     maps = AnalysisMaps(score=_image(m["score"], grid), oedema=_image(m["oedema"], grid),
-                        regions=_image(m["regions"], grid), effusion=_image(m["effusion"], grid))
+                        regions=_image(m["regions"], grid), effusion=_image(m["effusion"], grid),
+                        marrow=_image(marrow, grid))
     sides = {}
     for side in ("right", "left"):
         present = side in lesion_sides
