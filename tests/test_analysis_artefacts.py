@@ -11,14 +11,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
+from scipy import ndimage
 
 from tests.analysis_fixtures import AnalysedFactory, analysed
 from tests.phantom_fixtures import StudyFactory, phantom_study, series_files
 from workers.analysis.anatomy import FemurGeometry, Localization
 from workers.analysis.params import AnalysisParameters
-from workers.analysis.quality import check_phase_encode_artefacts, phase_encoding_direction
+from workers.analysis.quality import check_phase_encode_artefacts
 from workers.analysis.result import AnalysisResult, Side
 from workers.phantom import GroundTruth, generate_study
 
@@ -106,21 +105,6 @@ def test_no_artefact_warning_without_artefact(analysed: AnalysedFactory, case: s
         assert a.result.sides[side].present == a.truth.sides[side].present
 
 
-def test_phase_encoding_direction_classic_and_enhanced() -> None:
-    classic = Dataset()
-    classic.InPlanePhaseEncodingDirection = "COL"
-    assert phase_encoding_direction([classic]) == "COL"
-    fov = Dataset()
-    fov.InPlanePhaseEncodingDirection = "ROW"
-    shared = Dataset()
-    shared.MRFOVGeometrySequence = DicomSequence([fov])
-    enhanced = Dataset()
-    enhanced.SharedFunctionalGroupsSequence = DicomSequence([shared])
-    assert phase_encoding_direction([enhanced]) == "ROW"
-    assert phase_encoding_direction([Dataset()]) is None
-    assert phase_encoding_direction([]) is None
-
-
 def _coronal(values: np.ndarray, x0: float, spacing: float) -> sitk.Image:
     """A coronal stack (slices, rows, cols): columns along +x (patient left), rows downwards (-z)."""
     img = sitk.GetImageFromArray(values.astype(np.float32))
@@ -135,34 +119,40 @@ def _femur(side: Side, x: float) -> FemurGeometry:
                          neck_radius_mm=14.0, neck_length_mm=50.0, edge_coherence=0.9, shaft_found=True)
 
 
+def _textured_body(x0: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(slices, rows, cols) of a body from x=-130 to x=+180 mm with smooth texture (muscle, fat
+    planes), columns every 3 mm from ``x0``."""
+    xs = x0 + 3.0 * np.arange(n)
+    inside = ((xs >= -130.0) & (xs <= 180.0)).astype(np.float32)
+    texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, size=(6, 80, n)), (0.0, 2.0, 2.0))
+    vol = inside[None, None, :] * (400.0 + 800.0 * texture)
+    vol[:, :8] = 0.0  # air above the body
+    out: np.ndarray = np.clip(vol, 0.0, None).astype(np.float32)
+    return out
+
+
 def test_wrap_withholds_only_the_hip_the_folded_anatomy_reaches() -> None:
-    """Body from x=-130 to x=+180 mm, fluid-sensitive FOV -120..+120 mm (phase encode along the rows):
-    60 mm beyond the left edge fold in over the right hip (x=-80), 10 mm beyond the right edge stay
-    clear of the left hip (x=+80). The T1 (FOV -200..+200) measures how much lies beyond."""
+    """Anatomy rendered over three fields of view along the rows (x) and aliased into the middle one
+    (-120..+120 mm): 60 mm beyond the left edge fold in over the right hip (x=-80), 10 mm beyond the
+    right edge stay clear of the left hip (x=+80); the T1 (FOV -200..+200) measures how much lies
+    beyond. The same anatomy cropped from an oversampled acquisition (no fold) is no wrap-around,
+    although it reaches both edges."""
     rng = np.random.default_rng(0)
-
-    def body(x0: float, n: int) -> np.ndarray:
-        xs = x0 + 3.0 * np.arange(n)
-        inside = ((xs >= -130.0) & (xs <= 180.0)).astype(np.float32)
-        vol = np.broadcast_to(inside[None, None, :] * 400.0, (6, 80, n)).copy()
-        vol[:, :8] = 0.0  # air above the body
-        noise = np.asarray(rng.normal(10.0, 3.0, size=vol.shape), dtype=np.float32)
-        out: np.ndarray = vol + noise
-        return out
-
-    fluid = _coronal(body(-118.5, 80), -118.5, 3.0)
-    t1 = _coronal(body(-198.5, 134), -198.5, 3.0)
+    wide = _textured_body(-118.5 - 240.0, 240, rng)
+    folded = wide[:, :, :80] + wide[:, :, 80:160] + wide[:, :, 160:]
+    noise = rng.normal(10.0, 3.0, size=folded.shape).astype(np.float32)
+    t1 = _coronal(_textured_body(-198.5, 134, rng), -198.5, 3.0)
     loc = Localization(femurs={"right": _femur("right", -80.0), "left": _femur("left", 80.0)},
                        reasons={}, body_centre_x_mm=25.0)
-    check = check_phase_encode_artefacts(fluid, t1, loc, "ROW", AnalysisParameters())
+    check = check_phase_encode_artefacts(_coronal(folded + noise, -118.5, 3.0), t1, loc, AnalysisParameters())
     assert check.ghost_axis is None
-    assert check.wrap_depth_mm is not None
-    assert check.wrap_depth_mm[0] == pytest.approx(10.0, abs=4.0)
-    assert check.wrap_depth_mm[1] == pytest.approx(60.0, abs=4.0)
+    assert check.wrap_axis == "ROW", check.seam_correlation
     assert set(check.corrupted) == {"right"}, check.corrupted
-    assert "wrap-around" in check.corrupted["right"]
-    # phase encode along the columns (head-foot): the left-right cut is no wrap-around
-    assert check_phase_encode_artefacts(fluid, t1, loc, "COL", AnalysisParameters()).corrupted == {}
-    # no T1 to measure the cut-off anatomy: both hips withheld
-    assert set(check_phase_encode_artefacts(fluid, None, loc, "ROW", AnalysisParameters()).corrupted) == {
-        "right", "left"}
+    assert "wrap-around" in check.corrupted["right"] and "on the T1" in check.corrupted["right"]
+    # without a T1 to measure the fold depth: a third of the field of view from each edge is assumed
+    assert set(check_phase_encode_artefacts(_coronal(folded + noise, -118.5, 3.0), None, loc,
+                                            AnalysisParameters()).corrupted) == {"right", "left"}
+    # oversampled: the anatomy reaches both edges but nothing folds
+    cropped = _coronal(wide[:, :, 80:160] + noise, -118.5, 3.0)
+    clean = check_phase_encode_artefacts(cropped, t1, loc, AnalysisParameters())
+    assert clean.wrap_axis is None and clean.corrupted == {}, clean.seam_correlation

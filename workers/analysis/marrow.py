@@ -141,7 +141,8 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
     """
     fluid_s, t1_s = smoothed(fluid, t1, levels)
     # the flooding itself sees the cortex at (nearly) full resolution: markers carry the noise robustness
-    b = brightness(*smoothed(fluid, t1, levels, EDGE_SMOOTHING_MAX_PX), levels)
+    fluid_e, t1_e = smoothed(fluid, t1, levels, EDGE_SMOOTHING_MAX_PX)
+    b = brightness(fluid_e, t1_e, levels)
     elevation = -np.log(np.maximum(b, np.float32(0.02)))
     envelope = femur_envelope(femur, frame, params, params.envelope_margin_mm)
     head_cap = frame.dist_centre <= np.float32(femur.radius_mm + params.head_cap_margin_mm)
@@ -154,7 +155,7 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
     # fluid lies against the neck within its fitted radius across thick slices)
     muscle = muscle_like(fluid_s, t1_s, levels) & ~surely_bone(femur, frame)
     head_core = frame.dist_centre <= np.float32(BONE_CORE_FRACTION * femur.radius_mm)
-    fluid_bg = fluid_like(fluid_s, t1_s, levels, fluid_threshold) & ~head_core
+    fluid_bg = fluid_like(fluid_e, t1_e, levels, fluid_threshold) & ~head_core  # thin fluid pockets too
     background = ~body | beyond_head | muscle | fluid_bg
     certain = marrow_seed(femur, frame, b, params) & allowed & ~background
     marrow = np.zeros(fluid.shape, dtype=bool)

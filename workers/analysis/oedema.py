@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from workers.analysis.marrow import smoothed
+from workers.analysis.marrow import EDGE_SMOOTHING_MAX_PX, smoothed
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.regions import connected_to
 from workers.analysis.tissues import TissueLevels
@@ -40,12 +40,25 @@ def oedema_core(fluid: FloatArray, t1: FloatArray | None, marrow: BoolArray, lev
     # slice of a bone holds cortex, capsule and joint fluid in partial volume
     inner = ndimage.binary_erosion(marrow, structure=ndimage.generate_binary_structure(3, 1))
     fluid_s, t1_s = smoothed(fluid, t1, levels)
-    core: BoolArray = inner & (levels.u(fluid_s) >= np.float32(params.core_u_min))
+    u = levels.u(fluid_s)
+    candidate: BoolArray = inner & (u >= np.float32(params.core_u_weak))
     v = levels.v(t1_s) if t1_s is not None else None
     if v is not None:
-        core &= v <= np.float32(params.core_v_max)
+        candidate &= v <= np.float32(params.core_v_max)
+    # hysteresis: a region above the weak level is a core when it reaches the strong level somewhere,
+    # is larger than a speck and brighter than the strong level on average (noise is neither)
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        return candidate
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(candidate, labels, index)
+    means = ndimage.mean(u, labels, index)
+    peaks = ndimage.maximum(u, labels, index)
     voxel_mm3 = float(np.prod(spacing))
-    return drop_small(core, min_voxels(voxel_mm3, params))
+    keep = np.concatenate([[False], (sizes >= min_voxels(voxel_mm3, params)) & (np.asarray(means) >= params.core_u_min)
+                           & (np.asarray(peaks) >= params.core_u_min)])
+    out: BoolArray = keep[labels]
+    return out
 
 
 def local_plateau(fluid: FloatArray, core: BoolArray, spacing: Spacing, params: AnalysisParameters) -> FloatArray:
@@ -70,7 +83,7 @@ def oedema_mask(fluid: FloatArray, t1: FloatArray | None, marrow: BoolArray, lev
     plateau = local_plateau(fluid, core, spacing, params)
     fat = np.float32(levels.fluid_fat)
     level = fat + np.float32(params.outline_fraction) * (plateau - fat)
-    smooth, _ = smoothed(fluid, None, levels)
+    smooth, _ = smoothed(fluid, None, levels, EDGE_SMOOTHING_MAX_PX)
     above = marrow & (plateau > 0) & (smooth >= level)
     mask = connected_to(above, core) | core
     voxel_mm3 = float(np.prod(spacing))

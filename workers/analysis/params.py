@@ -40,7 +40,8 @@ class AnalysisParameters:
     head_cap_margin_mm: float = 1.0  # head marrow never lies further than this outside the fitted sphere
     cortex_brightness_max: float = 0.15  # darker than this x fat (T1) and x muscle (fluid) = cortex or air
     # oedema (oedema.py): positions on the study's own fat-muscle scales (tissues.py)
-    core_u_min: float = 1.3  # core: fluid-sensitive signal at least this on the fat (0) - muscle (1) scale
+    core_u_min: float = 1.3  # core: fluid-sensitive signal at least this on the fat (0) - muscle (1) scale (mean)
+    core_u_weak: float = 1.1  # ... over a connected region that is at least this everywhere
     core_v_max: float = 0.75  # and T1 at most this on the muscle (0) - fat (1) scale
     plateau_mm: float = 6.0  # the lesion's local plateau: core signal averaged over about this distance
     outline_fraction: float = 0.5  # outline: this far from fat to the local plateau (half maximum)

@@ -12,13 +12,11 @@ over the opposite side). A femoral head they corrupt is withheld (``check_phase_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
-from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from workers.analysis.anatomy import SIDES, FemurGeometry, Localization, body_mask
@@ -34,7 +32,8 @@ PHASE_AXES: dict[str, int] = {"COL": 1, "ROW": 2}  # numpy axis of a (slices, ro
 GHOST_MIN_LAG_PX = 6  # replicas closer than this are not told apart from the anatomy's own texture
 GHOST_SHARE_MAX = 0.15  # predicted ghost signal over a head / the head's signal: more = corrupted
 ARTEFACT_PIXEL_MM = 3.0  # the checks run on the fluid-sensitive series binned in plane to about this
-SEAM_CONTINUITY_MIN = 0.75  # edge-to-edge over neighbour continuity at least this: wrapped (periodic) image
+SEAM_SEPARATIONS_MM = (6.0, 12.0)
+SEAM_CONTINUITY_MIN = 0.25  # correlation across the edges at least this: wrapped (folded) anatomy
 WRAP_EDGE_MIN = 0.15  # and tissue fills at least this fraction of both edges
 WRAP_MARGIN_MM = 5.0  # folded tissue this close to a head counts as over it
 WRAP_DEFAULT_FRACTION = 1.0 / 3.0
@@ -48,25 +47,9 @@ class PhaseEncodeCheck:
     ghost_lag_mm: float | None
     ghost_prominence: dict[str, float]  # per image axis: autocorrelation peak above its surroundings
     ghost_share: dict[Side, float | None]  # predicted ghost signal over each head / the head's signal
-    seam_correlation: dict[str, float]  # per image axis: edge-to-edge continuity / neighbour continuity
+    seam_correlation: dict[str, float]  # per image axis: correlation of the anatomy across the two edges
     wrap_axis: str | None  # "ROW" | "COL": the axis along which the image is continuous across its edges
     corrupted: dict[Side, str]  # side -> why it is withheld
-
-
-def phase_encoding_direction(datasets: Sequence[Dataset]) -> str | None:
-    """InPlanePhaseEncodingDirection ("ROW"/"COL") of a series, classic or Enhanced MR; None if absent."""
-    for ds in datasets[:1]:
-        value = ds.get("InPlanePhaseEncodingDirection")
-        if value is None:
-            for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-                items = ds.get(group) or []
-                fov = items[0].get("MRFOVGeometrySequence") if items else None
-                if fov:
-                    value = fov[0].get("InPlanePhaseEncodingDirection")
-                    break
-        if value is not None and str(value).strip().upper() in PHASE_AXES:
-            return str(value).strip().upper()
-    return None
 
 
 def _autocorrelation_peak(high: FloatArray, axis: int) -> tuple[int, float]:
@@ -153,9 +136,11 @@ def check_phase_encode_artefacts(fluid_image: sitk.Image, t1_image: sitk.Image |
                 corrupted[side] = (f"motion ghosts along the image {ghost_axis.lower()}s (replicas every "
                                    f"{ghost_lag_mm:.0f} mm, about {100 * amplitude:.0f}% of the source) over "
                                    f"the {side} femoral head")
-    seam = {name: round(_seam_continuity(arr, axis), 2) for name, axis in PHASE_AXES.items()}
+    full = sitk.GetArrayFromImage(fluid_image).astype(np.float32)
+    spacing = fluid_image.GetSpacing()
+    seam = {name: round(_seam_continuity(full, axis, float(spacing[2 - axis])), 2) for name, axis in PHASE_AXES.items()}
     wrapped = [name for name, axis in PHASE_AXES.items()
-               if seam[name] >= SEAM_CONTINUITY_MIN and _edge_tissue(arr, axis) >= WRAP_EDGE_MIN]
+               if seam[name] >= SEAM_CONTINUITY_MIN and _edge_tissue(full, axis) >= WRAP_EDGE_MIN]
     wrap_axis = max(wrapped, key=lambda a: seam[a]) if wrapped else None
     if wrap_axis is not None:
         _mark_wrapped(fluid_image, t1_image, loc, wrap_axis, seam[wrap_axis], corrupted)
@@ -171,27 +156,29 @@ def _correlation(a: FloatArray, b: FloatArray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _seam_continuity(arr: FloatArray, axis: int) -> float:
-    """How continuous the image is across its two edges along ``axis``, relative to neighbouring lines.
+def _seam_continuity(arr: FloatArray, axis: int, pixel_mm: float) -> float:
+    """How far the image continues across its two edges along ``axis``: the correlation of lines
+    ``SEAM_SEPARATIONS_MM`` apart across the seam (the last lines with the first), averaged.
 
-    A phase-encoded image without oversampling is periodic: aliased (wrapped) anatomy makes the first
-    and last lines continue each other, as neighbouring lines do. With oversampling the edges are
-    unrelated. Structure is compared as the derivative along the edge (so the body's smooth outline
-    does not count), as the correlation of the two edge lines over the correlation of neighbouring
-    interior lines (about 1 for wrap, well below 1 otherwise, whatever the noise).
+    A phase-encoded image without oversampling is periodic: folded anatomy continues the anatomy at
+    the opposite edge, centimetres deep. With oversampling the two edges are unrelated. (Interpolation
+    in k-space makes the outermost pixel or two continuous in any case, so lines millimetres apart
+    are compared.) Structure is compared as the derivative along the edge, so the body's smooth
+    outline does not count: about 0 without wrap, well above it with.
     """
     other = 2 if axis == 1 else 1
     sigma = [0.0, 0.0, 0.0]
-    sigma[other] = 1.0
+    sigma[other] = 2.0
     grad = np.gradient(ndimage.gaussian_filter(arr, sigma), axis=other).astype(np.float32)
     n = grad.shape[axis]
-    if n < 8:
-        return 0.0
-    inner = float(np.mean([_correlation(np.take(grad, k, axis=axis), np.take(grad, k + 1, axis=axis))
-                           for k in (n // 4, n // 2, 3 * n // 4)]))
-    if inner <= 0.1:
-        return 0.0
-    return _correlation(np.take(grad, 0, axis=axis), np.take(grad, n - 1, axis=axis)) / inner
+    values = []
+    for mm in SEAM_SEPARATIONS_MM:
+        sep = max(2, int(round(mm / pixel_mm)))
+        if 2 * sep >= n:
+            continue
+        a = sep // 2
+        values.append(_correlation(np.take(grad, n - 1 - a, axis=axis), np.take(grad, sep - 1 - a, axis=axis)))
+    return float(np.mean(values)) if values else 0.0
 
 
 def _edge_tissue(arr: FloatArray, axis: int) -> float:
@@ -263,6 +250,6 @@ def _mark_wrapped(fluid_image: sitk.Image, t1_image: sitk.Image | None, loc: Loc
         if lo <= fluid.fov_lo + depth_lo or hi >= fluid.fov_hi - depth_hi:
             edges = "left and right" if axis_name == "ROW" else "top and bottom"
             corrupted[side] = (f"wrap-around: the image continues across its {edges} edges "
-                               f"(edge-to-edge continuity {continuity:.2f}), folded anatomy reaches the "
+                               f"(correlation across them {continuity:.2f}), folded anatomy reaches the "
                                f"{side} femoral head ({how})")
 
