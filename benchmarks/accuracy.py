@@ -2,11 +2,11 @@
 """Accuracy of the oedema analysis on two independent synthetic generators, one table set each.
 
     python benchmarks/accuracy.py [--generators own b] [--seeds-own 0 1 2 3 4] [--seeds-b 11 12 13 14 15]
-        [--cases-own ...] [--cases-b ...] [--size small|full] [--variants] [--jobs 2]
+        [--cases-own ...] [--cases-b ...] [--size full|small] [--base-only] [--jobs 2]
         [--phantom-b PATH] [--cache DIR] [--out DIR] [--json FILE] [--png DIR]
 
 Generators: ``own`` = the project's phantom (``workers.phantom.study.generate_study``), every case
-plus, with ``--variants``, the acquisition-variant rows (first seed); ``b`` = phantom B, the
+and every acquisition variant (``VARIANT_ROWS``; ``--base-only`` skips them), every seed; ``b`` = phantom B, the
 independently written generator in ``<repo>/../shared/phantom-b`` (``--phantom-b`` or
 ``MARROWMAP_PHANTOM_B``), run as a subprocess, every case. Each study is generated once into the
 cache (``--cache``; phantom B under ``DIR/b/<case>_s<seed>``), analysed with
@@ -16,8 +16,8 @@ recorded as an error and the run goes on.
 
 Per generator it prints one row per hip (presence and side, Dice, volume error vs the continuous
 truth and, in brackets, vs the voxel truth mask, false mL on normal hips, effusion and pattern
-right/wrong, withheld hips with the reason), a summary per case, the withheld hips by reason and
-an acceptance block (PASS/FAIL) over the clean studies.
+right/wrong, withheld hips with the reason), a summary per case, the withheld hips by reason, how
+often each quality guard fired, and an acceptance block (PASS/FAIL) over the clean studies.
 """
 
 from __future__ import annotations
@@ -52,17 +52,28 @@ OTHER: dict[Side, Side] = {"right": "left", "left": "right"}
 REASON_CHARS = 60
 #: Own-phantom variant rows: (case, variants, clean). Clean rows must not be withheld and count in
 #: the acceptance; fat-suppression failure may legitimately be withheld and does not.
-VARIANT_ROWS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+VARIANT_ROWS: tuple[tuple[str, tuple[str, ...], bool], ...] = (  # (case, variants, clean)
     ("itoh_left", ("feet_first",), True),
     ("itoh_right", ("oblique",), True),
     ("itoh_left", ("mismatched_grids",), True),
     ("itoh_right", ("axial_only",), True),
+    ("itoh_left", ("enhanced_stir",), True),
+    ("itoh_left", ("jpeg2000",), True),
+    ("itoh_right", ("jpegls",), True),
+    ("bilateral", ("rle",), True),
+    ("itoh_left", ("siemens",), True),
+    ("itoh_right", ("ge",), True),
+    ("itoh_right", ("philips",), True),
+    ("itoh_left", ("low_res",), True),
+    ("bilateral", ("noisy",), True),
+    ("itoh_left", ("nonascii_name",), True),
+    ("normal", ("nonascii_utf8",), True),
+    ("itoh_right", ("other_patient",), True),
+    ("itoh_left", ("localizer",), True),
     ("normal", ("fat_sat_failure",), False),
     ("itoh_left", ("fat_sat_failure",), False),
-    ("bilateral", ("noisy",), True),
-    ("itoh_left", ("low_res",), True),
-    ("itoh_left", ("enhanced_stir", "jpegls"), True),
-    ("itoh_right", ("philips",), True),
+    ("normal", ("motion",), False),
+    ("itoh_left", ("wrap",), False),
 )
 VERDICTS: dict[bool | None, str] = {True: "PASS", False: "FAIL", None: "n/a"}
 GENERATOR_TITLES = {"own": "own phantom (workers.phantom)", "b": "phantom B"}
@@ -156,6 +167,15 @@ class Row:
     hips: list[Hip] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    guards: list[str] = field(default_factory=list)  # quality guards that fired (GUARDS keys)
+
+
+#: Quality guards and the words of their warnings: each is counted on clean studies (target 0).
+GUARDS: dict[str, str] = {
+    "fat suppression failed": "fat suppression failed",
+    "motion ghosts": "motion ghosts",
+    "wrap-around": "wrap-around",
+}
 
 
 @dataclass(frozen=True)
@@ -263,6 +283,7 @@ def run_job(job: Job, setup: Setup) -> Row:
         result = analyze_study_dir(study.input_dir, out, dicom_outputs=False)
         row.status, row.timings = result.status, dict(result.timings_s)
         row.hips = evaluate(study, result, out)
+        row.guards = [g for g, words in GUARDS.items() if any(words in w for w in result.quality.warnings)]
         if setup.png is not None and job.render and result.status == "analyzed":
             render_png(study, out, setup.png / f"analysis_{job.generator}_{study.name}.png")
     except PhantomBSkipped as exc:
@@ -420,6 +441,12 @@ def print_summary(rows: Sequence[Row]) -> None:
     print(f"\nWithheld hips by reason ({sum(reasons.values())}):" + ("" if reasons else " none"))
     for reason, count in reasons.most_common():
         print(f"{count:>5}  {reason}")
+    print("\nQuality guards fired (studies; target 0 on clean ones):")
+    for guard in GUARDS:
+        clean = sum(guard in r.guards for r in rows if r.clean)
+        other = sum(guard in r.guards for r in rows if not r.clean)
+        print(f"{guard:>24}: {clean} of {sum(r.clean for r in rows)} clean, {other} of "
+              f"{sum(not r.clean for r in rows)} artefact rows")
     broken = [r for r in rows if not r.hips]
     if broken:
         print(f"\nStudies without a result ({len(broken)}):")
@@ -496,7 +523,8 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
         first = args.seeds_own[0]
         jobs += [Job("own", c, s, render=s == first) for c in args.cases_own for s in args.seeds_own]
         if args.variants:
-            jobs += [Job("own", c, first, v, clean, render=True) for c, v, clean in VARIANT_ROWS]
+            jobs += [Job("own", c, s, v, clean, render=s == first)
+                     for c, v, clean in VARIANT_ROWS for s in args.seeds_own]
     if "b" in args.generators:
         first = args.seeds_b[0]
         jobs += [Job("b", c, s, render=s == first) for c in args.cases_b for s in args.seeds_b]
@@ -525,9 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds-b", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     parser.add_argument("--cases-own", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--cases-b", nargs="+", choices=PHANTOM_B_CASES, default=list(PHANTOM_B_CASES))
-    parser.add_argument("--size", choices=["small", "full"], default="small", help="own phantom size")
-    parser.add_argument("--variants", action="store_true",
-                        help="also run the own phantom's acquisition-variant rows (first seed)")
+    parser.add_argument("--size", choices=["small", "full"], default="full",
+                        help="own phantom size (small = the tests' 2 mm phantom)")
+    parser.add_argument("--base-only", dest="variants", action="store_false",
+                        help="skip the own phantom's acquisition-variant rows (run by default, every seed)")
     parser.add_argument("--phantom-b", type=Path, default=None,
                         help="phantom_b.py (default: MARROWMAP_PHANTOM_B, else <repo>/../shared/phantom-b)")
     parser.add_argument("--jobs", type=int, default=2, help="studies run in parallel processes")
