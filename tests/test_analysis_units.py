@@ -160,7 +160,7 @@ def test_marrow_stops_at_the_cortex_when_muscle_is_as_bright() -> None:
     fluid = (fluid + rng.normal(0, 12.0, fluid.shape)).astype(np.float32)
     levels = TissueLevels(fluid_fat=130.0, fluid_muscle=410.0, fluid_free=None, t1_fat=2300.0, t1_muscle=900.0,
                           fat_voxels=1000, muscle_voxels=1000)
-    marrow = segment_marrow(fluid, t1, levels, femur, frame, np.ones(t1.shape, dtype=bool), 2000.0, PARAMS)
+    marrow = segment_marrow(fluid, t1, levels, femur, frame, np.ones(t1.shape, dtype=bool), PARAMS)
     assert not (marrow & ~bone).any()  # never outside the cortex
     assert (marrow & inner).sum() >= 0.9 * inner.sum()
 

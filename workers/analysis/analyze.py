@@ -34,7 +34,6 @@ from workers.analysis.measure import (
     MarrowReference,
     classify_pattern,
     effusion,
-    fluid_level,
     measure_regions,
 )
 from workers.analysis.oedema import oedema_mask
@@ -267,8 +266,7 @@ def _segment(hip: _Hip, work: WorkingImages, fluid_image: sitk.Image, free: floa
     except TissueError as exc:
         hip.problem = f"tissue reference not found around the {hip.femur.side} hip: {exc}"
         return
-    hip.marrow = segment_marrow(hip.fluid, hip.t1, hip.levels, hip.femur, hip.frame, body,
-                                fluid_level(hip.levels, params), params)
+    hip.marrow = segment_marrow(hip.fluid, hip.t1, hip.levels, hip.femur, hip.frame, body, params)
     hip.regions = femur_regions(hip.femur, hip.frame, hip.marrow, params)
     label = SIDE_LABEL[hip.femur.side]
     maps.marrow[hip.block.slices][hip.marrow] = label
@@ -290,12 +288,10 @@ def _measure(side: Side, hip: _Hip, phase: PhaseEncodeCheck, params: AnalysisPar
     levels = hip.levels
     ratio = levels.fat_suppression_ratio
     if ratio >= params.fat_sat_ratio_max:
-        msg = (f"fat suppression failed around the {side} hip (fat {ratio:.2f} x muscle on the "
-               "fluid-sensitive series)")
-        if hip.t1 is None:
-            warnings.append(msg + "; result withheld (no T1 to tell oedema from unsuppressed fat)")
-            return _withheld(femur, msg + "; withheld without a T1")
-        warnings.append(msg + "; oedema only where the T1 is dark, confidence reduced")
+        msg = (f"fat suppression failed around the {side} hip (fat {ratio:.2f} x muscle on the fluid-sensitive "
+               "series): bright marrow there may be fat, not water; result withheld")
+        warnings.append(msg)
+        return _withheld(femur, msg)
     roi = hip.regions["head"] | hip.regions["neck"] | hip.regions["intertrochanteric"]
     mask, score = oedema_mask(hip.fluid, hip.t1, hip.marrow, levels, hip.spacing, params)
     mask &= roi

@@ -267,10 +267,11 @@ def _pair_problem(right: _Candidate, left: _Candidate, mid_x: float, params: Ana
     sep = float(np.linalg.norm(d))
     if not params.head_separation_min_mm <= sep <= params.head_separation_max_mm:
         return f"head centres {sep:.0f} mm apart, outside {params.head_separation_min_mm:.0f}-{params.head_separation_max_mm:.0f} mm"
-    if abs(d[2]) > params.head_craniocaudal_tolerance_mm:
-        return f"head centres differ by {abs(d[2]):.0f} mm cranio-caudally"
-    if abs(d[1]) > params.head_ap_tolerance_mm:
-        return f"head centres differ by {abs(d[1]):.0f} mm antero-posteriorly"
+    tilt_cc = float(np.degrees(np.arctan2(abs(d[2]), abs(d[0]))))
+    tilt_ap = float(np.degrees(np.arctan2(abs(d[1]), abs(d[0]))))
+    if max(tilt_cc, tilt_ap) > params.head_pair_tilt_max_deg:
+        return (f"the line between the head centres leans {max(tilt_cc, tilt_ap):.0f} degrees "
+                f"(more than {params.head_pair_tilt_max_deg:.0f})")
     mid = (left.centre[0] + right.centre[0]) / 2
     if abs(mid - mid_x) > params.midline_tolerance_mm:
         return f"head pair is {abs(mid - mid_x):.0f} mm off the body midline"

@@ -34,7 +34,8 @@ ACETABULUM_MM = 20.0  # the acetabulum lies within this of the femoral head surf
 MAX_SWEEPS = 3
 CORE_FRACTION = 0.5  # a slice's marrow at least this fraction of its deepest point deep seeds the next slice
 EDGE_SMOOTHING_MAX_PX = 1.0
-FLUID_T1_MAX = 0.8  # free fluid is at most this x muscle on T1
+FLUID_T1_MAX = 0.8  # free fluid is at most this x muscle on T1 ...
+FLUID_U_MIN = 2.0  # ... and at least this on the fat (0) - muscle (1) scale of the fluid-sensitive series
 MUSCLE_TOLERANCE = 0.25  # "at muscle level": within this of muscle (1 on u, 0 on v) on each tissue scale
 
 
@@ -117,20 +118,20 @@ def smoothed(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels,
     return fluid_s, t1_s
 
 
-def fluid_like(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels, fluid_threshold: float) -> BoolArray:
-    """Free fluid (joint effusion, bursae, slow-flow vessels): bright on the fluid-sensitive series
-    and clearly darker than muscle on T1 (oedematous marrow keeps some fat and is not). Nothing
-    without a T1: signal alone cannot tell intense oedema from fluid."""
+def fluid_like(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels) -> BoolArray:
+    """Free fluid (joint effusion, bursae, slow-flow vessels), also in partial volume: clearly
+    brighter than muscle on the fluid-sensitive series and clearly darker than muscle on T1
+    (oedematous marrow keeps some fat and is not). Nothing without a T1: signal alone cannot tell
+    intense oedema from fluid."""
     if t1 is None or levels.t1_muscle is None:
         return np.zeros(fluid.shape, dtype=bool)
-    out: BoolArray = (fluid >= np.float32(fluid_threshold)) & (
+    out: BoolArray = (levels.u(fluid) >= np.float32(FLUID_U_MIN)) & (
         t1 <= np.float32(FLUID_T1_MAX * levels.t1_muscle))
     return out
 
 
 def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevels, femur: FemurGeometry,
-                   frame: FemurFrame, body: BoolArray, fluid_threshold: float,
-                   params: AnalysisParameters) -> BoolArray:
+                   frame: FemurFrame, body: BoolArray, params: AnalysisParameters) -> BoolArray:
     """The proximal femur's marrow on a block of the fluid-sensitive grid (see the module text).
 
     Slice by slice (the cortex is resolved in plane; across thick slices a bone surface is only
@@ -155,7 +156,7 @@ def segment_marrow(fluid: FloatArray, t1: FloatArray | None, levels: TissueLevel
     # fluid lies against the neck within its fitted radius across thick slices)
     muscle = muscle_like(fluid_s, t1_s, levels) & ~surely_bone(femur, frame)
     head_core = frame.dist_centre <= np.float32(BONE_CORE_FRACTION * femur.radius_mm)
-    fluid_bg = fluid_like(fluid_e, t1_e, levels, fluid_threshold) & ~head_core  # thin fluid pockets too
+    fluid_bg = fluid_like(fluid_e, t1_e, levels) & ~head_core  # thin fluid pockets too
     background = ~body | beyond_head | muscle | fluid_bg
     certain = marrow_seed(femur, frame, b, params) & allowed & ~background
     marrow = np.zeros(fluid.shape, dtype=bool)

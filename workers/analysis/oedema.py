@@ -39,7 +39,7 @@ def oedema_core(fluid: FloatArray, t1: FloatArray | None, marrow: BoolArray, lev
     # one voxel in from the marrow's edge in every direction: across thick slices the outermost
     # slice of a bone holds cortex, capsule and joint fluid in partial volume
     inner = ndimage.binary_erosion(marrow, structure=ndimage.generate_binary_structure(3, 1))
-    fluid_s, t1_s = smoothed(fluid, t1, levels)
+    fluid_s, t1_s = smoothed(fluid, t1, levels, EDGE_SMOOTHING_MAX_PX)
     u = levels.u(fluid_s)
     candidate: BoolArray = inner & (u >= np.float32(params.core_u_weak))
     v = levels.v(t1_s) if t1_s is not None else None

@@ -24,8 +24,7 @@ class AnalysisParameters:
     head_radius_max_mm: float = 30.0
     head_separation_min_mm: float = 150.0
     head_separation_max_mm: float = 210.0
-    head_craniocaudal_tolerance_mm: float = 15.0
-    head_ap_tolerance_mm: float = 20.0
+    head_pair_tilt_max_deg: float = 12.0  # the line between the heads leans at most this (pelvic obliquity, rotation)
     midline_tolerance_mm: float = 25.0  # |mid-point of the heads - body centre| (symmetry gate)
     head_edge_coherence_min: float = 0.45  # sphericity: fraction of rays whose edge lies on one sphere
     cortex_mm: float = 2.0  # head radius = marrow edge on T1 + cortex and edge blur (calibrated on the phantom)

@@ -140,6 +140,8 @@ def pattern_value(pattern: Pattern) -> CodedConcept:
         return _local("DIFFUSE", "Diffuse")
     if pattern == "focal":
         return _local("FOCAL", "Focal subchondral")
+    if pattern == "regional":
+        return _local("REGIONAL", "Regional, neither diffuse nor subchondral")
     return _local("NONE", "No oedema")
 
 

@@ -6,7 +6,7 @@ from workers.analysis.result import AnalysisResult, SideResult
 from workers.dicom_out.findings import fluid_sequence_name, fmt_ml, fmt_pct, fmt_ratio
 from workers.dicom_out.render import SummaryContent, clean_text
 
-_PATTERN_TEXT = {"diffuse": "diffuse", "focal": "focal subchondral", "none": "none"}
+_PATTERN_TEXT = {"diffuse": "diffuse", "focal": "focal subchondral", "regional": "regional", "none": "none"}
 
 
 def _yes_no(value: bool | None) -> str:

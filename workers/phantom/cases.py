@@ -121,7 +121,7 @@ def pathology(case: str, anat: Anatomy, seed: int) -> dict[str, SidePathology]:
         return {"right": itoh("right"), "left": itoh("left", into_intertrochanteric=True)}
     if case == "avn_left":
         return {"right": NORMAL_SIDE,
-                "left": SidePathology(OedemaSpec("focal", amplitude=0.85, halo_mm=4.0), avn=True)}
+                "left": SidePathology(OedemaSpec("focal", amplitude=0.85, halo_mm=6.0), avn=True)}
     if case == "followup_improved":
         # same patient as itoh_left, months later: oedema shrunk back to the head and proximal neck
         fem = anat.left

@@ -28,6 +28,9 @@ REGION_NAMES = ("head", "neck", "intertrochanteric")
 FINE_MM = 0.75  # grid of the "continuous" volumes (midpoint rule; < 1 % error on these shapes)
 REGION_MIN_ML = 0.5  # a region counts as involved above this oedema volume
 SIDE_LABEL = {"right": 1, "left": 2}
+#: A fluid layer at least this thick around head and neck distends the capsule: an effusion. A
+#: thinner layer (e.g. the residue of a resolving effusion) is trace fluid, not an effusion.
+EFFUSION_MIN_LAYER_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,7 @@ def side_truth(anat: Anatomy, side_name: str, side: SidePathology, mask_ml: floa
         mask_volume_ml=round(mask_ml, 3),
         region_volumes_ml={k: round(v, 3) for k, v in regions.items()},
         regions=[k for k in REGION_NAMES if regions[k] >= REGION_MIN_ML],
-        effusion=side.effusion_mm > 0,
+        effusion=side.effusion_mm >= EFFUSION_MIN_LAYER_MM,
         effusion_volume_ml=round(eff_ml, 3),
         effusion_mask_volume_ml=round(eff_mask_ml, 3),
         head_centre_lps_mm=[round(v, 3) for v in fem.head_centre],
