@@ -121,6 +121,24 @@ def _not_a_hip(series: LoadedSeries, settings: Settings) -> str:
     return ""
 
 
+def _slice_thickness(series: LoadedSeries) -> float | None:
+    """SliceThickness of a series (classic or Enhanced MR), None when the headers do not say."""
+    for ds in series.datasets[:1]:
+        value = ds.get("SliceThickness")
+        if value is None:
+            for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+                items = ds.get(group) or []
+                measures = items[0].get("PixelMeasuresSequence") if items else None
+                if measures and measures[0].get("SliceThickness") is not None:
+                    value = measures[0].SliceThickness
+                    break
+        try:
+            return float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
 def _label(series: LoadedSeries) -> str:
     c = series.classification
     desc = series.series_description or "unnamed"
@@ -187,7 +205,8 @@ def _analyze(input_dir: Path, out_dir: Path, settings: Settings, params: Analysi
         return _Outcome(AnalysisResult(status="not_applicable", reason=other, series_used=used,
                                        timings_s=timer.timings, **base), fluid=fluid, sources=all_headers)
     analysis = analyze_images(fluid.image, t1.image if t1 is not None else None, params, timer=timer,
-                              fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1")
+                              fluid_label=_label(fluid), t1_label=_label(t1) if t1 is not None else "T1",
+                              slice_thickness_mm=_slice_thickness(fluid))
     if not any(s.localized for s in analysis.sides.values()):
         reasons = "; ".join(f"{k}: {v.reason}" for k, v in analysis.sides.items())
         return _Outcome(AnalysisResult(status="not_applicable", series_used=used, timings_s=timer.timings,

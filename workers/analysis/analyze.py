@@ -28,6 +28,7 @@ from workers.analysis.anatomy import (
     body_mask,
     locate_femurs,
 )
+from workers.analysis.coverage import Coverage, coverage_note, hip_coverage
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.marrow import femur_envelope, segment_marrow
 from workers.analysis.measure import (
@@ -46,6 +47,7 @@ from workers.analysis.preparation import (
     block_coordinates,
     fit_bias,
     like,
+    register_rigid,
     resample_onto,
     sub_image,
     voxel_volume_ml,
@@ -122,11 +124,39 @@ def _prepare(fluid_image: sitk.Image, t1_image: sitk.Image | None, params: Analy
         else:
             t1 = fit_bias(t1_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
     grid = axis_aligned_grid(fluid_image, params.working_spacing_mm)
-    t1_work = t1.on(grid) if t1 is not None else None
     fluid_work = fluid.on(grid)
+    t1_work = t1.on(grid) if t1 is not None else None
+    if t1 is not None and t1_work is not None:
+        t1 = _aligned_t1(t1, t1_work, fluid_work, grid, params, warnings)
+        t1_work = t1.on(grid) if t1 is not None else None
     body = body_mask(t1_work if t1_work is not None else fluid_work)
     work = WorkingImages(grid=grid, t1=t1_work, fluid=fluid_work, body=body)
     return fluid, t1, work
+
+
+def _aligned_t1(t1: BiasCorrected, t1_work: FloatArray, fluid_work: FloatArray, grid: sitk.Image,
+                params: AnalysisParameters, warnings: list[str]) -> BiasCorrected | None:
+    """The T1 as it lies on the fluid-sensitive series: unchanged when the two agree, rigidly
+    registered when the patient moved between them, None (not used) when they cannot be matched."""
+    fixed = like(fluid_work, grid)
+    mask = like(body_mask(fluid_work).astype(np.uint8), grid)
+    try:
+        reg = register_rigid(fixed, like(t1_work, grid), mask)
+    except RuntimeError as exc:  # SimpleITK's registration failure
+        warnings.append(f"T1 and the fluid-sensitive series could not be compared ({exc}); T1 not used")
+        return None
+    if reg.shift_mm <= params.registration_still_mm and reg.rotation_deg <= params.registration_still_deg:
+        return t1
+    improved = reg.metric_after < reg.metric_before - params.registration_min_gain * abs(reg.metric_before)
+    plausible = reg.shift_mm <= params.registration_max_mm and reg.rotation_deg <= params.registration_max_deg
+    moved = f"{reg.shift_mm:.1f} mm, {reg.rotation_deg:.1f} degrees"
+    if improved and plausible:
+        warnings.append(f"the patient moved between the T1 and the fluid-sensitive series: the T1 was registered "
+                        f"to it ({moved})")
+        return t1.registered(reg.transform)
+    warnings.append(f"the T1 does not match the fluid-sensitive series and registration is not trustworthy "
+                    f"({moved}); T1 not used")
+    return None
 
 
 def _coverage(moving: sitk.Image, reference: sitk.Image) -> float:
@@ -225,8 +255,12 @@ def analyze_images(
     timer: StageTimer | None = None,
     fluid_label: str = "fluid-sensitive series",
     t1_label: str = "T1",
+    slice_thickness_mm: float | None = None,
 ) -> SeriesAnalysis:
-    """Map oedema in both hips. Geometry in LPS; the maps are on ``fluid_image``'s grid."""
+    """Map oedema in both hips. Geometry in LPS; the maps are on ``fluid_image``'s grid.
+
+    ``slice_thickness_mm``: the fluid-sensitive series' SliceThickness (gaps between slices give
+    volume ranges); None = contiguous slices."""
     params = params or AnalysisParameters()
     timer = timer or StageTimer()
     warnings: list[str] = []
@@ -241,7 +275,8 @@ def analyze_images(
     sides: dict[Side, SideResult] = {}
     for side, _ in SIDES:
         if loc.femurs[side] is None:
-            sides[side] = SideResult(side=side, localized=False, reason=loc.reasons.get(side, "not localised"))
+            sides[side] = SideResult(side=side, localized=False, imaged=loc.imaged[side],
+                                     reason=loc.reasons.get(side, "not localised"))
     found = {s: f for s, f in loc.femurs.items() if f is not None}
     with timer.stage("score", "segmenting marrow and scoring its signal against the study's tissues"):
         free = free_fluid_level(work.fluid, work.body, work.t1)
@@ -250,7 +285,15 @@ def analyze_images(
             _segment(hip, work, fluid_image, free, params, maps)
     with timer.stage("measure", "measuring oedema, effusion and pattern"):
         for side, hip in hips.items():
-            sides[side] = _measure(side, hip, phase, params, warnings, maps, voxel_volume_ml(fluid_image))
+            cov = hip_coverage(fluid_image, hip.femur, slice_thickness_mm, params)
+            note = coverage_note(side, cov)
+            if note:
+                warnings.append(note)
+            result = _measure(side, hip, phase, params, warnings, maps, voxel_volume_ml(fluid_image))
+            sides[side] = result.model_copy(update={
+                "coverage_pct": cov.covered_pct,
+                "oedema_volume_range_ml": _volume_range(maps.oedema, SIDE_LABEL[side], cov, fluid_image)
+                if result.oedema_volume_ml else None})
     t1_used = t1_bias is not None
     quality = _quality(sides, hips, loc, warnings, fluid_label, t1_label, t1_used, params.fat_sat_ratio_max)
     return SeriesAnalysis(sides=sides, quality=quality, maps=maps.images(fluid_image), localization=loc,
@@ -333,6 +376,23 @@ def _measure(side: Side, hip: _Hip, phase: PhaseEncodeCheck, params: AnalysisPar
         reference=ref.description,
         largest_slice_index=largest,
     )
+
+
+def _volume_range(oedema: npt.NDArray[np.uint8], label: int, cov: Coverage,
+                  image: sitk.Image) -> tuple[float, float] | None:
+    """Across gaps between slices the volume is interpolated: it lies within half a slice spacing of
+    the lesion's first and last cross-sections either way. None without gaps."""
+    if cov.gap_mm <= 0:
+        return None
+    per_slice = (oedema == label).sum(axis=(1, 2)).astype(np.float64)
+    filled = np.nonzero(per_slice)[0]
+    if filled.size == 0:
+        return None
+    sx, sy, sz = image.GetSpacing()
+    area_ml = float(per_slice[filled[0]] + per_slice[filled[-1]]) * sx * sy / 1000.0
+    volume = float(per_slice.sum()) * sx * sy * sz / 1000.0
+    half = 0.5 * area_ml * sz
+    return (round(float(max(volume - half, 0.0)), 1), round(float(volume + half), 1))
 
 
 def _quality(sides: dict[Side, SideResult], hips: dict[Side, _Hip], loc: Localization, warnings: list[str],

@@ -36,6 +36,11 @@ Vec = npt.NDArray[np.float64]
 #: Femoral neck radius / head radius (DOMAIN.md 2.1: 16.1/24.5 male, 13.8/21.9 female).
 NECK_TO_HEAD_RADIUS = 0.63
 
+#: A field of view at least this wide (LPS x) shows the whole pelvis, so the body's centre is the midline.
+FULL_PELVIS_FOV_MM = 300.0
+EDGE_COLUMNS = 4
+MIN_IMAGED_RAYS = 64  # of 256: a head less than a quarter inside the imaged volume is not fitted  # the body "reaches" an edge of the working grid within this many columns
+
 #: Each side with its lateral direction in LPS x (+x = patient left).
 SIDES: tuple[tuple[Side, float], ...] = (("right", -1.0), ("left", 1.0))
 
@@ -70,6 +75,7 @@ class Localization:
     reasons: dict[Side, str]
     body_centre_x_mm: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    imaged: dict[Side, bool] = field(default_factory=lambda: {"right": True, "left": True})
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,11 @@ def sphere_outline(work: WorkingImages, grads: list[_Gradient], centre: Vec,
     """
     dirs = _fibonacci_sphere(256)
     radii = np.arange(params.head_radius_min_mm - 6, params.head_radius_max_mm + 6.01, 0.5)
+    # only rays that stay inside the imaged volume count (a partly covered head is still a sphere)
+    seen = _imaged_rays(work, centre, dirs, params.head_radius_max_mm)
+    if seen.sum() < MIN_IMAGED_RAYS:
+        return float("nan"), 0.0
+    dirs = dirs[seen]
     first = _radial_derivative(work, grads[:1], centre, dirs, radii)
     inside = (radii >= params.head_radius_min_mm - params.cortex_mm - 2) & (radii <= params.head_radius_max_mm)
     r_edge = float(radii[inside][int(np.argmax(first.mean(axis=0)[inside]))])
@@ -220,6 +231,18 @@ def sphere_outline(work: WorkingImages, grads: list[_Gradient], centre: Vec,
     med = float(np.median(ray_r[strong]))
     sphericity = float((strong & (np.abs(ray_r - med) <= 3.0)).mean())
     return r_edge + params.cortex_mm, sphericity
+
+
+def _imaged_rays(work: WorkingImages, centre: Vec, dirs: Vec, reach_mm: float) -> npt.NDArray[np.bool_]:
+    """Rays from ``centre`` whose point at ``reach_mm`` lies where the fluid-sensitive series has data."""
+    pts = centre[None, :] + dirs * reach_mm
+    idx = np.rint(work.to_index(pts)).astype(np.int64)  # (n, 3) z, y, x
+    shape = np.asarray(work.fluid.shape)
+    inside = np.all((idx >= 0) & (idx < shape[None, :]), axis=1)
+    out = np.zeros(len(dirs), dtype=bool)
+    z, y, x = idx[inside].T
+    out[inside] = work.fluid[z, y, x] > 0
+    return out
 
 
 @dataclass(frozen=True)
@@ -254,6 +277,8 @@ def _candidates(
 
 
 def _plausible(c: _Candidate, params: AnalysisParameters) -> str:
+    if np.isnan(c.radius):
+        return "too little of the femoral head lies inside the imaged volume to fit it"
     if not params.head_radius_min_mm <= c.radius <= params.head_radius_max_mm:
         return f"fitted femoral-head radius {c.radius:.1f} mm is outside {params.head_radius_min_mm:.0f}-{params.head_radius_max_mm:.0f} mm"
     if c.coherence < params.head_edge_coherence_min:
@@ -374,7 +399,7 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
         return Localization(femurs={"right": None, "left": None}, reasons={"right": reason, "left": reason},
                             body_centre_x_mm=float("nan"))
     xs = work.origin[0] + sp * np.arange(body.shape[2])
-    mid_x = float((body.sum(axis=(0, 1)) * xs).sum() / body.sum())
+    mid_x, midline_note = _midline(work)
     grads = []
     if work.t1 is not None:
         grads.append(_gradient(work.t1, body, sp, signed=True))
@@ -397,7 +422,7 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
         (r.votes * r.coherence + l_.votes * l_.coherence, r, l_)
         for r in good["right"] for l_ in good["left"] if not _pair_problem(r, l_, mid_x, params)
     ]
-    notes: list[str] = []
+    notes: list[str] = [midline_note] if midline_note else []
     if pairs:
         _, chosen["right"], chosen["left"] = max(pairs, key=lambda p: p[0])
     else:
@@ -442,7 +467,38 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
             shaft_direction=None if shaft is None else (float(shaft[1][0]), float(shaft[1][1]), float(shaft[1][2])),
             notes=tuple(side_notes),
         )
-    for side, _ in SIDES:
-        if femurs.get(side) is None and side not in reasons:
+    imaged: dict[Side, bool] = {}
+    for side, lateral in SIDES:
+        imaged[side] = femurs.get(side) is not None or _in_view(xs, mid_x, lateral, params)
+        if not imaged[side]:
+            reasons[side] = (f"not imaged: the {side} hip lies outside the field of view (x {xs[0]:.0f} to "
+                             f"{xs[-1]:.0f} mm, patient midline at x {mid_x:.0f} mm)")
+        elif femurs.get(side) is None and side not in reasons:
             reasons[side] = f"no plausible femoral head on the {side} side"
-    return Localization(femurs=femurs, reasons=reasons, body_centre_x_mm=mid_x, notes=tuple(notes))
+    return Localization(femurs=femurs, reasons=reasons, body_centre_x_mm=mid_x, notes=tuple(notes), imaged=imaged)
+
+
+def _midline(work: WorkingImages) -> tuple[float, str]:
+    """The patient's midline (LPS x) and, when it is not seen, a note saying what was assumed.
+
+    The body's centre when the field of view holds the whole width of the pelvis; otherwise (a
+    one-hip protocol, or a body wider than a small field of view) the scanner's isocentre, x = 0:
+    patients lie centred on the table, and a head lies 60-130 mm from it.
+    """
+    body = work.body
+    xs = work.origin[0] + work.spacing * np.arange(body.shape[2])
+    columns: npt.NDArray[np.bool_] = np.asarray(body.any(axis=(0, 1)), dtype=bool)
+    width = float(xs[-1] - xs[0])
+    touches = bool(columns[:EDGE_COLUMNS].any()) or bool(columns[-EDGE_COLUMNS:].any())
+    if width >= FULL_PELVIS_FOV_MM or not touches:
+        return float((body.sum(axis=(0, 1)) * xs).sum() / body.sum()), ""
+    return 0.0, (f"the field of view ({width:.0f} mm wide) does not show the whole pelvis: the patient's midline "
+                 "is taken at the scanner's isocentre (x = 0) to tell the sides apart")
+
+
+def _in_view(xs: npt.NDArray[np.float64], mid_x: float, lateral: float, params: AnalysisParameters) -> bool:
+    """Whether the field of view reaches where this side's femoral head can lie."""
+    near = mid_x + lateral * (params.head_separation_min_mm / 2 - params.midline_tolerance_mm)
+    far = mid_x + lateral * (params.head_separation_max_mm / 2 + params.midline_tolerance_mm)
+    lo, hi = min(near, far), max(near, far)
+    return bool(xs[-1] >= lo + params.head_radius_min_mm and xs[0] <= hi - params.head_radius_min_mm)

@@ -19,6 +19,11 @@ class AnalysisParameters:
     working_spacing_mm: float = 2.0  # isotropic grid used to find the femoral heads
     n4_shrink_mm: float = 8.0  # N4 runs on an image shrunk to about this voxel size
     n4_iterations: int = 4  # one fitting level (time bound)
+    registration_still_mm: float = 1.5  # a T1 within this shift ...
+    registration_still_deg: float = 1.5  # ... and rotation of the fluid-sensitive series is left as it is
+    registration_max_mm: float = 25.0  # larger registrations are not trusted (T1 not used)
+    registration_max_deg: float = 10.0
+    registration_min_gain: float = 0.02  # the mutual information must improve by this fraction
     # anatomy
     head_radius_min_mm: float = 18.0
     head_radius_max_mm: float = 30.0

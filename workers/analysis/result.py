@@ -51,11 +51,16 @@ class SideResult(_Model):
 
     side: Side
     localized: bool
+    imaged: bool = Field(True, description="False: the hip lies outside the field of view (never 'normal').")
     reason: str = ""
     head_centre_lps_mm: tuple[float, float, float] | None = None
     head_radius_mm: float | None = None
     present: bool | None = None
     oedema_volume_ml: float | None = None
+    oedema_volume_range_ml: tuple[float, float] | None = Field(
+        None, description="Interval the volume lies in when slices leave gaps (interpolated across them).")
+    coverage_pct: dict[RegionName, float] | None = Field(
+        None, description="% of each region inside the fluid-sensitive series' volume (< 95: incomplete coverage).")
     head_involvement_pct: float | None = None
     neck_involvement_pct: float | None = None
     intertrochanteric_involvement_pct: float | None = None
