@@ -131,7 +131,7 @@ def test_other_body_part_is_not_applicable(analysed: AnalysedFactory, tmp_path: 
 
 def test_single_slice_series_is_not_applicable(analysed: AnalysedFactory, tmp_path: Path) -> None:
     a = analysed("itoh_left", seed=0)
-    firsts = {min(d.glob("*.dcm")) for d in a.study.iterdir() if d.is_dir() and d.name != "truth"}
+    firsts = {min(d.glob("*.dcm")) for d in a.study.iterdir() if d.is_dir()}
     study = copy_study(a.study, tmp_path / "in", keep=lambda f: f in firsts)
     _not_applicable(study, tmp_path / "out")
 
