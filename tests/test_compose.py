@@ -186,7 +186,7 @@ def test_environment_names_are_settings_and_values_load() -> None:
         # The values (with the repo's config standing in for the mounted one) make valid settings.
         values = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
         values[f"{ENV_PREFIX}CONFIG"] = str(ROOT / "config" / "marrowmap.toml")
-        run = _marrowmap(["config"], values)
+        run = _marrowmap(["config", "--json"], values)
         assert run.returncode == 0, f"{name}: {run.stderr}"
         effective = json.loads(run.stdout)
         assert effective["broker_url"] == f"redis://:{PASSWORD}@redis:6379/0"

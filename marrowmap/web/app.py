@@ -214,7 +214,7 @@ def job_page(request: Request) -> Response:
         raise JobNotFound(job_id)
     return TEMPLATES.TemplateResponse(request, "job.html", {
         "job": job_view(record, page.settings), "token": page.form_token(job_id),
-        "message": request.query_params.get("message", ""), "settings": page.settings,
+        "message": request.query_params.get("message", ""), "settings": page.settings, "state_class": STATE_CLASS,
     })
 
 
