@@ -355,9 +355,16 @@ def up(ctx: click.Context, workers: int) -> None:
     """Run the whole service here: listener + worker(s) + web page, and a local Redis if none answers."""
     from marrowmap.launcher import LaunchError, run_up
     from marrowmap.preflight import up_problems
+    from marrowmap.web.app import WebConfigError, web_password
 
     settings = _settings(ctx)
     _refuse(up_problems(settings, workers))
+    if settings.web_port:
+        try:
+            web_password(settings)
+        except WebConfigError as exc:
+            click.echo(f"marrowmap: cannot start: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
     try:
         code = run_up(settings, workers, {"MARROWMAP_LOG_FORMAT": resolve_format(settings.log_format)})
     except LaunchError as exc:

@@ -4,11 +4,13 @@ shows the finished job with its summary key image, and its Resend button sends t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from marrowmap.jobstore import JobState
 from service.spool import RESULT_FILE
 from tests.e2e_pipeline import dicom_files, phantom_study, start_marrowmap, study_uid_of
-from tests.listener_fixtures import Harness, free_port, harness, wait_for  # noqa: F401  (fixture)
+from tests.listener_fixtures import MARROWMAP, Harness, free_port, harness, wait_for  # noqa: F401  (fixture)
 from tests.orthanc_harness import Modality, Orthanc, running_orthanc
 from workers.tasks import RESULT_NAME
 
@@ -121,6 +123,26 @@ def test_metrics_and_web_page_after_a_round_trip(harness: Harness, orthanc: Orth
     for name in ("web_status.png", "web_job_resend.png"):
         assert (shots / name).stat().st_size > 20_000, name  # a real screenshot, not a blank page
     print(f"screenshots: {shots}")
+
+
+def test_web_page_on_the_network_needs_a_login(harness: Harness, tmp_path: Path) -> None:  # noqa: F811
+    open_page = subprocess.run(
+        [*MARROWMAP, "web"], env=harness.env(MARROWMAP_WEB_HOST="0.0.0.0", MARROWMAP_WEB_PORT=str(free_port())),
+        capture_output=True, text=True, timeout=60)
+    assert open_page.returncode == 2 and "needs a login" in open_page.stderr.strip().splitlines()[-1]
+    password = tmp_path / "web_password"
+    password.write_text("correct-horse-battery\n")
+    port = free_port()
+    web = harness._spawn("web", ["web"], harness.env(MARROWMAP_WEB_PORT=str(port),
+                                                      MARROWMAP_WEB_PASSWORD_FILE=str(password)))
+    wait_for(lambda: web.popen.poll() is None and _answers(f"http://127.0.0.1:{port}/healthz"), 30, "the web page")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+    assert refused.value.code == 401 and "Basic" in refused.value.headers["WWW-Authenticate"]
+    login = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={
+        "Authorization": "Basic " + base64.b64encode(b"marrowmap:correct-horse-battery").decode()})
+    with urllib.request.urlopen(login, timeout=10) as page:
+        assert page.status == 200 and b"Studies and jobs" in page.read()
 
 
 def _answers(url: str) -> bool:

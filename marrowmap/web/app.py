@@ -21,12 +21,13 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from kombu.exceptions import OperationalError
 from starlette.applications import Starlette
@@ -68,7 +69,8 @@ class _Cached:
     value: Any = None
     at: float = field(default=-1e9)
 
-    def get(self, compute: Any) -> Any:
+    def get(self, compute: Callable[[], Any]) -> Any:
+        """The value, recomputed by ``compute`` when it is older than ``seconds``."""
         if time.monotonic() - self.at > self.seconds:
             self.value, self.at = compute(), time.monotonic()
         return self.value
@@ -193,10 +195,11 @@ class JobNotFound(LookupError):
 def index(request: Request) -> Response:
     """Health, spool use and the recent jobs."""
     page: Page = request.app.state.page
+    limit = request.query_params.get("limit", "50")
     try:
-        records = page.store.recent(int(request.query_params.get("limit", "50")))
+        records = page.store.recent(min(500, int(limit)) if limit.isdigit() else 50)
         error = ""
-    except (JobStoreError, ValueError) as exc:
+    except JobStoreError as exc:
         records, error = [], str(exc)
     return TEMPLATES.TemplateResponse(request, "index.html", {
         "health": page.health.get(lambda: _health(page)), "disk": page.disk.get(lambda: _disk(page)),
@@ -234,8 +237,8 @@ async def resend(request: Request) -> Response:
     """POST: retry the job (send again, or analyse again), then show the job."""
     page: Page = request.app.state.page
     job_id = _job_id(request)
-    form = (await request.body()).decode("ascii", errors="replace")
-    token = dict(p.partition("=")[::2] for p in form.split("&")).get("token", "")
+    form = parse_qs((await request.body()).decode("ascii", errors="replace"))
+    token = form.get("token", [""])[0]
     if not hmac.compare_digest(token, page.form_token(job_id)):
         return PlainTextResponse("the form has expired: reload the page and press resend again", status_code=403)
     try:
