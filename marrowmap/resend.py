@@ -15,9 +15,10 @@ from marrowmap.jobstore import JobState, JobStore
 from marrowmap.settings import Settings
 from service.spool import RESULT_FILE, results_dir
 
-#: States in which a job's results exist and may be sent (again).
-SENDABLE = frozenset({JobState.ANALYSED, JobState.NOT_APPLICABLE, JobState.FAILED, JobState.SENDING,
-                      JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED})
+#: States after which a job's results were (to be) sent, so a retry sends them again; in any other
+#: state (e.g. failed, or not analysed) a retry analyses the study again from its job message.
+SENDABLE = frozenset({JobState.ANALYSED, JobState.SENDING, JobState.SENT, JobState.PARTIALLY_SENT,
+                      JobState.SEND_FAILED})
 
 
 class ResendError(ValueError):
