@@ -16,7 +16,7 @@ COPY pyproject.toml README.md ./
 COPY marrowmap ./marrowmap
 COPY service ./service
 COPY workers ./workers
-RUN pip install ".[service,worker]"
+RUN pip install ".[service,worker,web]"
 
 # The default configuration; docker-compose mounts ./config over it read-only.
 COPY config/marrowmap.toml /etc/marrowmap/marrowmap.toml
@@ -28,7 +28,7 @@ USER marrowmap
 WORKDIR /var/lib/marrowmap
 VOLUME ["/var/lib/marrowmap/spool"]
 
-# DICOM listener port (MARROWMAP_PORT default); flower uses 5555.
-EXPOSE 11112 5555
+# DICOM listener port (MARROWMAP_PORT default); metrics of listener and worker; web page; flower uses 5555.
+EXPOSE 11112 9110 9111 8110 5555
 
 CMD ["marrowmap", "--help"]

@@ -41,7 +41,7 @@ from phantom_b import DEFAULT_SEEDS, PHANTOM_B_CASES, PhantomBSkipped, cached_st
 
 from marrowmap.logs import configure_logging
 from workers.phantom.cases import CASES
-from workers.phantom.study import generate_study
+from workers.phantom.study import dicom_dir, generate_study, truth_dir
 from workers.phantom.truth import GroundTruth
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ def own_study_dir(cache: Path, case: str, seed: int, variants: tuple[str, ...], 
     """Generate (once) and return an own-phantom study folder."""
     name = f"{case}_s{seed}_{'small' if small else 'full'}" + "".join(f"_{v}" for v in variants)
     folder = cache / name
-    if not (folder / "truth" / "truth.json").is_file():
+    if not (truth_dir(folder) / "truth.json").is_file() or not dicom_dir(folder).is_dir():
         generate_study(folder, case, seed, variants=variants, small=small)
     return folder
 
@@ -206,8 +206,8 @@ def prepare(job: Job, setup: Setup) -> Study:
     """Generate (or find in the cache) the job's study."""
     if job.generator == "own":
         folder = own_study_dir(setup.cache, job.case, job.seed, job.variants, setup.small)
-        truth = GroundTruth.load(folder / "truth" / "truth.json")
-        return Study(folder.name, folder, folder / "truth" / "oedema.nii.gz", truth.sides)
+        truth = GroundTruth.load(truth_dir(folder) / "truth.json")
+        return Study(folder.name, dicom_dir(folder), truth_dir(folder) / "oedema.nii.gz", truth.sides)
     if setup.phantom_b is None:
         raise ValueError("phantom B job without a generator script")
     b = cached_study(setup.cache, job.case, job.seed, setup.phantom_b)

@@ -26,7 +26,7 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 
-from workers.phantom.study import generate_study
+from workers.phantom.study import dicom_dir, generate_study
 
 MATRIX = 512
 
@@ -75,10 +75,10 @@ def prepare(cache: Path, case: str) -> Path:
     marker = folder / "upsampled"
     if not marker.is_file():
         generate_study(folder, case, 0)
-        for series in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "truth"):
+        for series in sorted(p for p in dicom_dir(folder).iterdir() if p.is_dir()):
             upsample_series(series, MATRIX)
         marker.write_text("ok")
-    return folder
+    return dicom_dir(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     study = prepare(args.cache, args.case)
     sizes = []
-    for series in sorted(p for p in study.iterdir() if p.is_dir() and p.name != "truth"):
+    for series in sorted(p for p in study.iterdir() if p.is_dir()):
         files = sorted(series.glob("*.dcm"))
         ds = pydicom.dcmread(files[0], stop_before_pixels=True)
         sizes.append(f"{series.name}: {len(files)} x {ds.Rows} x {ds.Columns}")

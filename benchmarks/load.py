@@ -49,10 +49,12 @@ def write_study(folder: Path, slices: int, size: int) -> None:
         write_classic(folder, SeriesSpec(volume, geometry, dict(headers), series_key=key))
 
 
-def write_phantom(folder: Path) -> None:
-    from workers.phantom import generate_study
+def write_phantom(folder: Path) -> Path:
+    """A full-size phantom under ``folder``; returns its DICOM folder."""
+    from workers.phantom import dicom_dir, generate_study
 
     generate_study(folder, "normal", seed=1, small=False)
+    return dicom_dir(folder)
 
 
 def _peak_rss_mb() -> float:
@@ -129,7 +131,7 @@ def main() -> None:
         if args.folder is None:
             start = time.perf_counter()
             if args.phantom:
-                write_phantom(folder)
+                folder = write_phantom(folder)
                 what = "full-size phantom study 'normal'"
             else:
                 write_study(folder, args.slices, args.size)

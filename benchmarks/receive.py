@@ -86,7 +86,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 def send(port: int, called: str, paths: list[Path], env: dict[str, str]) -> float:
     """Seconds storescu needs to send ``paths`` in one association."""
     started = time.perf_counter()
-    subprocess.run(["storescu", "-aec", called, "127.0.0.1", str(port), *map(str, paths)],
+    subprocess.run(["/usr/bin/storescu", "-aec", called, "127.0.0.1", str(port), *map(str, paths)],
                    env=env, check=True, capture_output=True, timeout=600)
     return time.perf_counter() - started
 
@@ -136,7 +136,7 @@ def main() -> None:
                                           env=mm_env, stderr=log))
         scp_out = work / "storescp"
         scp_out.mkdir()
-        procs.append(subprocess.Popen(["storescp", "-aet", "STORESCP", "--output-directory", str(scp_out),
+        procs.append(subprocess.Popen(["/usr/bin/storescp", "-aet", "STORESCP", "--output-directory", str(scp_out),
                                        str(scp_port)], env=dcmtk_env))
         wait_port(mm_port)
         wait_port(scp_port)

@@ -41,8 +41,8 @@ TARGET_SECONDS = 15.0
 
 
 def phantom(cache: Path, small: bool) -> Path:
-    """The benchmark study (generated once, cached: the generator is deterministic)."""
-    from workers.phantom import generate_study
+    """The benchmark study's DICOM folder (generated once, cached: the generator is deterministic)."""
+    from workers.phantom import dicom_dir, generate_study
 
     folder = cache / ("phantom-small" if small else "phantom-full")
     if not (folder / ".complete").exists():
@@ -51,12 +51,12 @@ def phantom(cache: Path, small: bool) -> Path:
         generate_study(folder, "itoh_left", 21, small=small)
         (folder / ".complete").touch()
         print(f"generated phantom in {time.perf_counter() - started:.1f} s -> {folder}")
-    return folder
+    return dicom_dir(folder)
 
 
 def dicom_files(folder: Path) -> list[Path]:
-    """The phantom's DICOM files (not its truth/ folder)."""
-    return sorted(p for p in folder.glob("*/*.dcm") if p.parent.name != "truth")
+    """The phantom's DICOM files (``<series>/IMnnnn.dcm``)."""
+    return sorted(folder.glob("*/*.dcm"))
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

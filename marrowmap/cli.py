@@ -6,15 +6,30 @@ analysis stack and the worker image never needs the listener.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from marrowmap import __version__
-from marrowmap.logs import configure_logging
-from marrowmap.settings import Settings, SettingsError, load_settings
+from marrowmap.logs import configure_logging, resolve_format
+from marrowmap.preflight import Problem, redact
+from marrowmap.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    config_path,
+    load_settings,
+    unknown_variables,
+)
+
+#: Exit status of a command that cannot start (spool, broker, ports) or whose input is unusable.
+EXIT_CANNOT_START = 1
+EXIT_USAGE = 2
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -23,35 +38,72 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
+def _refuse(problems: Sequence[Problem]) -> None:
+    """Exit with one line per problem when there are any."""
+    for problem in problems:
+        click.echo(f"marrowmap: cannot start: {problem.message}", err=True)
+    if problems:
+        sys.exit(EXIT_CANNOT_START)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="marrowmap")
-@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
-              help="Override MARROWMAP_LOG_FORMAT.")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None,
+              help="Override MARROWMAP_LOG_FORMAT (auto: readable on a terminal, JSON lines otherwise).")
 @click.pass_context
 def main(ctx: click.Context, log_format: str | None) -> None:
     """MarrowMap: hip MRI bone-marrow oedema map, integrated with the PACS."""
+    for warning in unknown_variables():
+        click.echo(f"marrowmap: warning: {warning}", err=True)
     overrides = {"log_format": log_format} if log_format else {}
     try:
         settings = load_settings(**overrides)
     except SettingsError as exc:
         click.echo(f"marrowmap: {exc}", err=True)
-        sys.exit(2)
-    configure_logging(settings.log_level, settings.log_format)
+        sys.exit(EXIT_USAGE)
+    configure_logging(settings.log_level, settings.log_format, settings.library_log_level)
     ctx.obj = settings
 
 
+def _toml_value(value: Any) -> str:
+    """A JSON-mode setting value written as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 @main.command("config")
+@click.option("--json", "as_json", is_flag=True, help="The effective values as JSON (passwords included).")
 @click.pass_context
-def show_config(ctx: click.Context) -> None:
-    """Print the effective settings (after config file and environment)."""
-    click.echo(_settings(ctx).model_dump_json(indent=2))
+def show_config(ctx: click.Context, as_json: bool) -> None:
+    """Print which config file was read, and the effective settings (after config file and environment)
+    as TOML; exit 1 when a MARROWMAP_* variable is no setting."""
+    settings = _settings(ctx)
+    if as_json:
+        click.echo(settings.model_dump_json(indent=2))
+    else:
+        path = config_path()
+        click.echo(f"# config file: {path}" if path else
+                   "# config file: none, defaults (looked for $MARROWMAP_CONFIG, ./config/marrowmap.toml, "
+                   "/etc/marrowmap/marrowmap.toml)")
+        variables = sorted(n for n in os.environ
+                           if n.startswith(ENV_PREFIX) and n.removeprefix(ENV_PREFIX).lower() in Settings.model_fields)
+        click.echo(f"# set in the environment (these win): {', '.join(variables) or 'nothing'}")
+        for name, value in settings.model_dump(mode="json").items():
+            if value is None:
+                click.echo(f"# {name} = (unset)")
+            else:
+                shown = redact(value) if name in ("broker_url", "job_store_url") else value
+                click.echo(f"{name} = {_toml_value(shown)}")
+    if unknown_variables():
+        sys.exit(1)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 # Subcommands are registered below by their modules' owners; keep one block per command.
-_ = Path
 
 
 # --- listen ---------------------------------------------------------------------------------
@@ -59,10 +111,17 @@ _ = Path
 @click.pass_context
 def listen(ctx: click.Context) -> None:
     """Run the DICOM listener (C-STORE/C-ECHO SCP) and its sealer until Ctrl-C / SIGTERM."""
+    from marrowmap.preflight import check_broker, listener_problems
     from service.listener import ListenerStartError, run_listener
 
+    settings = _settings(ctx)
+    _refuse(listener_problems(settings))
+    broker = check_broker(settings)
+    if broker is not None:
+        click.echo(f"marrowmap: warning: {broker.message}; meanwhile studies are received and kept, and "
+                   "queued once it answers", err=True)
     try:
-        run_listener(_settings(ctx))
+        run_listener(settings)
     except ListenerStartError as exc:
         click.echo(f"marrowmap: listener not started: {exc}", err=True)
         sys.exit(2)
@@ -77,19 +136,28 @@ def listen(ctx: click.Context) -> None:
               help="result.json of the same patient's prior analysed study: adds the follow-up comparison.")
 @click.pass_context
 def analyze(ctx: click.Context, input_dir: Path, out_dir: Path, prior_json: Path | None) -> None:
-    """Analyse one study folder offline (no Redis, no network); exit 1 when the analysis failed."""
+    """Analyse one study folder offline (no Redis, no network).
+
+    Exit status: 0 analysed, 3 not applicable (the first line says why), 1 failed, 2 unusable input
+    (no DICOM files, a bad --prior, a wrong option).
+    """
     import time
 
     from workers.analysis.summary import summarize
     from workers.followup.compare import ComparisonError
     from workers.followup.prior import load_prior
-    from workers.pipeline import analyze_study_dir
+    from workers.pipeline import analyze_study_dir, source_headers
 
     try:
         prior = load_prior(prior_json) if prior_json is not None else None
     except ComparisonError as exc:
-        click.echo(f"marrowmap: {exc}", err=True)
-        sys.exit(2)
+        click.echo(f"marrowmap: --prior {prior_json}: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    if not source_headers(input_dir):
+        files = sum(1 for p in input_dir.rglob("*") if p.is_file())
+        click.echo(f"marrowmap: no DICOM files in {input_dir} ({files} file(s), none a DICOM instance with "
+                   "study, series and SOP instance UIDs): give the study folder (for a phantom: OUT/dicom)", err=True)
+        sys.exit(EXIT_USAGE)
     start = time.perf_counter()
 
     def progress(message: str) -> None:
@@ -97,8 +165,14 @@ def analyze(ctx: click.Context, input_dir: Path, out_dir: Path, prior_json: Path
 
     result = analyze_study_dir(input_dir, out_dir, settings=_settings(ctx), progress=progress, prior=prior)
     click.echo(f"[{time.perf_counter() - start:6.1f}s] wrote {out_dir / 'result.json'}", err=True)
+    if result.status != "analyzed":
+        click.echo(f"{result.status.replace('_', ' ')}: {result.reason}")
     click.echo(summarize(result))
-    sys.exit(1 if result.status == "failed" else 0)
+    sys.exit(ANALYZE_EXIT[result.status])
+
+
+#: Exit status of ``marrowmap analyze`` by result status.
+ANALYZE_EXIT = {"analyzed": 0, "not_applicable": 3, "failed": 1}
 
 
 # --- worker ---------------------------------------------------------------------------------
@@ -109,32 +183,46 @@ def analyze(ctx: click.Context, input_dir: Path, out_dir: Path, prior_json: Path
 @click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
 @click.pass_context
 def worker(ctx: click.Context, queues: str, concurrency: int | None, pool: str) -> None:
-    """Run a Celery worker for the analysis and send queues."""
-    import os
+    """Run a Celery worker for the analysis and send queues (its /metrics on worker_metrics_port)."""
+    import shutil
+    import tempfile
 
-    from workers.celery_app import make_celery
+    from marrowmap.preflight import worker_problems
 
     settings = _settings(ctx)
+    _refuse(worker_problems(settings))
+    own_dir = None
+    if settings.worker_metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before prometheus_client is imported: the pool processes write their values here
+        own_dir = tempfile.mkdtemp(prefix="marrowmap-worker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    from marrowmap.metrics import serve_metrics
+    from workers.celery_app import make_celery
+
     app = make_celery(settings)
+    serve_metrics(settings, settings.worker_metrics_port, jobs=False)
     names = ",".join(settings.queue_name(q.strip()) for q in queues.split(",") if q.strip())
     argv = ["worker", "-Q", names, "--loglevel", settings.log_level, "--pool", pool,
             "-n", f"marrowmap-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
-    app.worker_main(argv)
+    try:
+        app.worker_main(argv)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 # --- status ---------------------------------------------------------------------------------
 @main.command("status")
 @click.argument("job_id", required=False)
 @click.option("--limit", type=int, default=20, show_default=True, help="How many recent jobs to list.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one job: its whole record).")
 @click.pass_context
 def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) -> None:
-    """List recent jobs and their states (and the spool's disk use), or show one job in full."""
-    import json
-
+    """List recent jobs and their states (and the spool's disk use), or show one job."""
     from marrowmap.jobstore import JobStore, JobStoreError
+    from marrowmap.status_text import describe_job, job_lines
     from service.retention import disk_use
 
     settings = _settings(ctx)
@@ -143,15 +231,11 @@ def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) ->
         if job_id:
             record = store.get(job_id)
             if record is None:
-                click.echo(f"marrowmap: no job {job_id}", err=True)
+                click.echo(f"marrowmap: no job {job_id} (`marrowmap status` lists the recent ones)", err=True)
                 sys.exit(1)
-            click.echo(record.model_dump_json(indent=2, exclude={"message"}))
+            click.echo(record.model_dump_json(indent=2) if as_json else describe_job(record, settings))
             return
         records = store.recent(limit)
-    except JobStoreError as exc:
-        click.echo(f"marrowmap: {exc}", err=True)
-        sys.exit(1)
-    try:
         lost = {r.job_id: _redelivery_note(store, r, settings) for r in records}
     except JobStoreError as exc:
         click.echo(f"marrowmap: {exc}", err=True)
@@ -174,24 +258,12 @@ def status(ctx: click.Context, job_id: str | None, limit: int, as_json: bool) ->
                    f"{orphan['study_instance_uid']}); the listener re-queues it within "
                    f"{settings.reconcile_interval_seconds:g} s")
     if not records:
-        click.echo("no jobs")
+        click.echo(f"no jobs (a study becomes a job {settings.quiet_seconds:g} s after its last image arrived)")
         return
     click.echo(f"{'JOB':<32}  {'STATE':<14}  {'UPDATED (UTC)':<19}  {'SERIES':>6}  {'INST':>5}  STUDY / REASON")
     for r in records:
-        series = ", ".join(f"{s.get('modality', '?')}:{s.get('instance_count', '?')}" for s in r.series)
-        click.echo(
-            f"{r.job_id:<32}  {r.state.value:<14}  {r.updated_at:%Y-%m-%d %H:%M:%S}  {len(r.series):>6}  "
-            f"{r.instance_count if r.instance_count is not None else '-':>5}  {r.study_instance_uid}"
-        )
-        if series:
-            click.echo(f"{'':<32}  series: {series}")
-        steps = sorted(r.times.items(), key=lambda item: item[1])
-        if len(steps) > 1:
-            click.echo(f"{'':<32}  " + " -> ".join(f"{state} {at:%H:%M:%S}" for state, at in steps))
-        if r.reason:
-            click.echo(f"{'':<32}  {r.reason}")
-        if lost[r.job_id]:
-            click.echo(f"{'':<32}  {lost[r.job_id]}")
+        for line in job_lines(r, settings, lost[r.job_id]):
+            click.echo(line)
 
 
 def _redelivery_note(store: Any, record: Any, settings: Settings) -> str:
@@ -225,39 +297,20 @@ def _batches_without_job(settings: Settings, store: Any) -> list[dict[str, str]]
 @click.pass_context
 def resend(ctx: click.Context, job_id: str) -> None:
     """Retry a job: send its results again, or re-run its analysis if it has none."""
-    import uuid
+    from kombu.exceptions import OperationalError
 
-    from marrowmap.contract import QUEUE_ANALYSIS, QUEUE_SEND, TASK_ANALYZE, TASK_SEND
-    from marrowmap.jobstore import JobState, JobStore, JobStoreError
-    from workers.celery_app import make_celery
-    from workers.tasks import RESULT_NAME, results_dir
+    from marrowmap.jobstore import JobStore, JobStoreError
+    from marrowmap.resend import Resender, ResendError
 
     settings = _settings(ctx)
-    store = JobStore.from_url(settings.jobs_url, settings.job_store_prefix)
+    resender = Resender(settings, JobStore.from_url(settings.jobs_url, settings.job_store_prefix))
     try:
-        record = store.get(job_id)
-        if record is None:
-            click.echo(f"marrowmap: no job {job_id}", err=True)
-            sys.exit(1)
-        app = make_celery(settings)
-        task_id = f"{job_id}.resend-{uuid.uuid4().hex[:8]}"
-        if (results_dir(settings, job_id) / RESULT_NAME).is_file() and record.state in (
-            JobState.SENDING, JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED, JobState.ANALYSED
-        ):
-            store.record(job_id, JobState.SENDING, reason=f"resend requested (was {record.state.value})")
-            app.send_task(TASK_SEND, kwargs={"job_id": job_id}, queue=settings.queue_name(QUEUE_SEND), task_id=task_id)
-            click.echo(f"{job_id}: results queued for sending again")
-        elif record.message is not None:
-            store.record(job_id, JobState.QUEUED, reason=f"re-analysis requested (was {record.state.value})")
-            app.send_task(TASK_ANALYZE, kwargs={"job": record.message}, queue=settings.queue_name(QUEUE_ANALYSIS),
-                          task_id=task_id)
-            click.echo(f"{job_id}: queued for analysis again")
-        else:
-            click.echo(f"marrowmap: job {job_id} ({record.state.value}) has neither results nor a job message", err=True)
-            sys.exit(1)
-    except JobStoreError as exc:
+        click.echo(resender.resend(job_id))
+    except (ResendError, JobStoreError, OperationalError) as exc:
         click.echo(f"marrowmap: {exc}", err=True)
         sys.exit(1)
+    finally:
+        resender.close()
 
 
 # --- phantom -------------------------------------------------------------------------------
@@ -269,11 +322,18 @@ def resend(ctx: click.Context, job_id: str) -> None:
 @click.option("--variant", "variants", multiple=True, help="Acquisition variant (repeatable), e.g. oblique.")
 @click.option("--small", is_flag=True, help="Small matrices (128 x 128, ~18 slices) for tests.")
 def phantom_cmd(out_dir: Path, case: str, seed: int, variants: tuple[str, ...], small: bool) -> None:
-    """Write a synthetic hip MRI study (DICOM) with ground truth into OUT_DIR."""
-    from workers.phantom import PhantomError, generate_study
+    """Write a synthetic hip MRI study into OUT_DIR/dicom and its ground truth into OUT_DIR/truth."""
+    import time
+
+    from workers.phantom import PhantomError, dicom_dir, generate_study, truth_dir
+
+    start = time.perf_counter()
+
+    def progress(message: str) -> None:
+        click.echo(f"[{time.perf_counter() - start:6.1f}s] {message}", err=True)
 
     try:
-        truth = generate_study(out_dir, case, seed, variants=variants, small=small)
+        truth = generate_study(out_dir, case, seed, variants=variants, small=small, progress=progress)
     except PhantomError as exc:
         click.echo(f"marrowmap: {exc}", err=True)
         sys.exit(2)
@@ -282,7 +342,9 @@ def phantom_cmd(out_dir: Path, case: str, seed: int, variants: tuple[str, ...], 
     for side in ("right", "left"):
         t = truth.sides[side]
         click.echo(f"{side}: oedema {t.pattern} {t.volume_ml:.1f} mL, effusion {t.effusion_volume_ml:.1f} mL")
-    click.echo(f"truth: {out_dir / 'truth' / 'truth.json'}")
+    click.echo(f"study: {dicom_dir(out_dir)}  (push this folder, e.g. /usr/bin/storescu +sd +r -aec MARROWMAP "
+               f"127.0.0.1 11112 {dicom_dir(out_dir)})")
+    click.echo(f"truth: {truth_dir(out_dir) / 'truth.json'}")
 
 
 # --- up -------------------------------------------------------------------------------------
@@ -290,12 +352,21 @@ def phantom_cmd(out_dir: Path, case: str, seed: int, variants: tuple[str, ...], 
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes to start.")
 @click.pass_context
 def up(ctx: click.Context, workers: int) -> None:
-    """Run the whole service here: listener + worker(s), and a local Redis if none answers."""
+    """Run the whole service here: listener + worker(s) + web page, and a local Redis if none answers."""
     from marrowmap.launcher import LaunchError, run_up
+    from marrowmap.preflight import up_problems
+    from marrowmap.web.app import WebConfigError, web_password
 
     settings = _settings(ctx)
+    _refuse(up_problems(settings, workers))
+    if settings.web_port:
+        try:
+            web_password(settings)
+        except WebConfigError as exc:
+            click.echo(f"marrowmap: cannot start: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
     try:
-        code = run_up(settings, workers, {"MARROWMAP_LOG_FORMAT": settings.log_format})
+        code = run_up(settings, workers, {"MARROWMAP_LOG_FORMAT": resolve_format(settings.log_format)})
     except LaunchError as exc:
         click.echo(f"marrowmap: {exc}", err=True)
         sys.exit(1)
@@ -339,3 +410,30 @@ def series(study_dir: Path) -> None:
         click.echo(f"selection: {reason}")
     if selection.not_applicable_reason:
         click.echo(f"not applicable: {selection.not_applicable_reason}")
+
+
+# --- web ------------------------------------------------------------------------------------
+@main.command("web")
+@click.pass_context
+def web(ctx: click.Context) -> None:
+    """Serve the web status page on web_host:web_port (login required off loopback) until Ctrl-C."""
+    import uvicorn
+
+    from marrowmap.preflight import check_port
+    from marrowmap.web.app import WebConfigError, create_app
+
+    settings = _settings(ctx)
+    _refuse([p for p in [check_port(settings.web_host, settings.web_port, "web page", "MARROWMAP_WEB_PORT")]
+             if p is not None])
+    try:
+        app = create_app(settings)
+    except WebConfigError as exc:
+        click.echo(f"marrowmap: cannot start: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"marrowmap: web status page on http://{settings.web_host}:{settings.web_port}/", err=True)
+    uvicorn.run(app, host=settings.web_host, port=settings.web_port, log_config=None, access_log=False,
+                server_header=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

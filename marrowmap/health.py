@@ -3,12 +3,12 @@ broker and can write to the spool. Each returns a typed result; the CLI exits 0/
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 
 import redis
 
+from marrowmap.preflight import check_spool as spool_problem
+from marrowmap.preflight import redact
 from marrowmap.settings import Settings
 
 _LOCAL = "127.0.0.1"
@@ -57,22 +57,15 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> Health:
             client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
             client.ping()
         except redis.RedisError as exc:
-            return Health(False, f"{name} {_redact(url)} unreachable: {exc}")
-    return Health(True, f"broker {_redact(settings.broker_url)} answers")
+            return Health(False, f"{name} {redact(url)} unreachable: {exc}")
+    return Health(True, f"broker {redact(settings.broker_url)} answers")
 
 
 def check_spool(settings: Settings) -> Health:
     """The spool exists and takes a durable write (create, fsync, delete)."""
-    probe = settings.spool_dir / "tmp" / f".health-{uuid.uuid4().hex}"
-    try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as fh:
-            fh.write(b"ok")
-            fh.flush()
-            os.fsync(fh.fileno())
-        probe.unlink()
-    except OSError as exc:
-        return Health(False, f"spool {settings.spool_dir} not writable: {exc}")
+    problem = spool_problem(settings.spool_dir)
+    if problem is not None:
+        return Health(False, problem.message)
     return Health(True, f"spool {settings.spool_dir} writable")
 
 
@@ -81,10 +74,3 @@ def check_worker(settings: Settings) -> Health:
     results = [check_broker(settings), check_spool(settings)]
     return Health(all(r.ok for r in results), "; ".join(r.detail for r in results))
 
-
-def _redact(url: str) -> str:
-    """A broker URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"

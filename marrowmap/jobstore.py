@@ -244,6 +244,37 @@ class JobStore:
         records = [self.get(i.decode()) for i in ids]
         return [r for r in records if r is not None]
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs of the index are in each state (pipelined reads, 1000 jobs at a time)."""
+        counts: dict[str, int] = {}
+        try:
+            ids = [i.decode() for i in self._r.zrange(self._index_key, 0, -1)]
+            for start in range(0, len(ids), 1000):
+                pipe = self._r.pipeline(transaction=False)
+                for job_id in ids[start:start + 1000]:
+                    pipe.hget(self._job_key(job_id), "state")
+                for raw in pipe.execute():
+                    if raw is not None:
+                        state = str(json.loads(raw))
+                        counts[state] = counts.get(state, 0) + 1
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while counting jobs: {exc}") from exc
+        return counts
+
+    def workers(self) -> dict[str, tuple[datetime, bool]]:
+        """Every worker that beat and did not stop cleanly: name -> (last beat, still alive)."""
+        try:
+            beats = self._r.hgetall(self._beats_key)
+            names = sorted(k.decode() for k in beats)
+            pipe = self._r.pipeline(transaction=False)
+            for name in names:
+                pipe.exists(self._alive_key(name))
+            alive = pipe.execute()
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while listing workers: {exc}") from exc
+        return {name: (datetime.fromisoformat(beats[name.encode()].decode()), bool(up))
+                for name, up in zip(names, alive, strict=True)}
+
     def created_before(self, timestamp: float) -> list[str]:
         """Ids of the jobs created before ``timestamp`` (seconds since the epoch), oldest first."""
         try:

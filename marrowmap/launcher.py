@@ -1,4 +1,4 @@
-"""``marrowmap up``: the whole service on one machine - listener + worker processes.
+"""``marrowmap up``: the whole service on one machine - listener, worker processes and the web page.
 
 Starts a local ``redis-server`` (data under ``<spool_dir>/redis``, append-only) when the broker
 is a local Redis that does not answer and ``redis-server`` is installed, and says so. Ctrl-C or
@@ -113,9 +113,15 @@ def run_up(settings: Settings, workers: int, env_overrides: dict[str, str]) -> i
     try:
         children.append(_spawn("listener", ["listen"], env))
         for n in range(workers):
-            children.append(_spawn(f"worker-{n + 1}", ["worker"], env))
+            metrics = {"MARROWMAP_WORKER_METRICS_PORT": str(settings.worker_metrics_port + n)}
+            children.append(_spawn(f"worker-{n + 1}", ["worker"],
+                                   {**env, **metrics} if settings.worker_metrics_port else env))
+        if settings.web_port:
+            children.append(_spawn("web", ["web"], env))
         log.info("up.running", ae_title=settings.ae_title, port=settings.port, workers=workers,
-                 spool_dir=str(Path(settings.spool_dir)), note="Ctrl-C stops everything")
+                 spool_dir=str(Path(settings.spool_dir)), quiet_seconds=settings.quiet_seconds,
+                 web=f"http://{settings.web_host}:{settings.web_port}/" if settings.web_port else "off",
+                 note="Ctrl-C stops everything; a study is analysed quiet_seconds after its last image")
         while not stop.wait(0.5):
             dead = [c for c in children if c.popen.poll() is not None]
             if dead:

@@ -3,16 +3,21 @@
 Sources, highest priority first: ``MARROWMAP_*`` environment variables, then the
 TOML config file (``MARROWMAP_CONFIG``, default ``config/marrowmap.toml`` when it
 exists, else ``/etc/marrowmap/marrowmap.toml``), then the defaults below. A bad
-value stops the start with a message that names the setting.
+value stops the start with a message that names the setting and where it was set (the
+environment variable, or the config file and line); a ``MARROWMAP_*`` variable that is no
+setting is reported (``unknown_variables``), since a misspelt one would silently be ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -25,6 +30,13 @@ from pydantic_settings import (
 
 ENV_PREFIX = "MARROWMAP_"
 DEFAULT_CONFIG_PATHS = (Path("config/marrowmap.toml"), Path("/etc/marrowmap/marrowmap.toml"))
+#: ``MARROWMAP_*`` variables that are not settings but are read by MarrowMap's tools (not warned about).
+OTHER_VARIABLES = frozenset({
+    f"{ENV_PREFIX}CONFIG",  # the config file
+    f"{ENV_PREFIX}TEST_REDIS",  # tests: the Redis they use
+    f"{ENV_PREFIX}VIEWER_CHECK", f"{ENV_PREFIX}VIEWER_CACHE",  # tests / tools/viewer_check
+    f"{ENV_PREFIX}REDIS_PASSWORD", f"{ENV_PREFIX}FLOWER_BASIC_AUTH",  # docker-compose interpolation
+})
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII without backslash, 1-16 chars
 
 
@@ -33,17 +45,54 @@ class SettingsError(ValueError):
 
 
 def config_path() -> Path | None:
-    """Return the config file to read, or None when there is none."""
+    """Return the config file to read (absolute), or None when there is none."""
     explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise SettingsError(f"{ENV_PREFIX}CONFIG: config file {path} does not exist")
-        return path
+            raise SettingsError(f"{ENV_PREFIX}CONFIG: config file {path} does not exist "
+                                f"(unset {ENV_PREFIX}CONFIG, or point it at a file)")
+        return path.resolve()
     for candidate in DEFAULT_CONFIG_PATHS:
         if candidate.is_file():
-            return candidate
+            return candidate.resolve()
     return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML config file's values; SettingsError names the file, line and column of a syntax error."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        what = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "invalid TOML"
+        at = f", line {where.group(1)}, column {where.group(2)}" if where else ""
+        raise SettingsError(f"config file {path}{at}: {what} (TOML syntax; fix the file or point "
+                            f"{ENV_PREFIX}CONFIG at another one)") from None
+
+
+def _line_of(path: Path, key: str) -> int | None:
+    """The line of ``key = ...`` in the config file (1-based), or None."""
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """One warning per ``MARROWMAP_*`` environment variable that is no setting (with a likely meant one)."""
+    names = os.environ if environ is None else environ
+    known = {f"{ENV_PREFIX}{field.upper()}" for field in Settings.model_fields} | OTHER_VARIABLES
+    warnings = []
+    for name in sorted(n for n in names if n.upper().startswith(ENV_PREFIX) and n.upper() not in known):
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else "; `marrowmap config` lists the settings"
+        warnings.append(f"{name} is not a MarrowMap setting and is ignored{hint}")
+    return warnings
 
 
 def _split_list(value: Any) -> Any:
@@ -59,7 +108,47 @@ def _check_ae(value: str, name: str) -> str:
     return value.strip()
 
 
-_HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+_HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-_]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-_]*[A-Za-z0-9])?)*$")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_host(value: str, name: str, *, empty_ok: bool = False) -> str:
+    """``value`` when it is an IP address or a DNS host name; ValueError naming the setting otherwise."""
+    value = value.strip()
+    if not value and empty_ok:
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOST_NAME_RE.match(value):
+            raise ValueError(f"{name}: {value!r} is no IP address or host name") from None
+    return value
+
+
+def check_redis_url(value: str, name: str) -> str:
+    """``value`` when it is a Redis URL (redis://, rediss://, unix://); ValueError naming the setting otherwise.
+
+    The message never repeats the URL (it may hold a password).
+    """
+    example = "redis://[:password@]host:6379/0 (rediss:// for TLS)"
+    try:
+        url = urlsplit(value.strip())
+        _port = url.port  # a port that is no number raises ValueError
+    except ValueError:
+        raise ValueError(f"{name} is not a valid URL; use {example}") from None
+    if url.scheme not in _REDIS_SCHEMES:
+        raise ValueError(f"{name} must be a Redis URL, not {url.scheme or 'a bare'}://...; use {example}")
+    if url.scheme == "unix":
+        if not url.path:
+            raise ValueError(f"{name}: unix:// needs the socket path, e.g. unix:///run/redis/redis.sock")
+        return value.strip()
+    if not url.hostname:
+        raise ValueError(f"{name} has no host; use {example}")
+    check_host(url.hostname, name)
+    database = url.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"{name}: the database after the host must be a number (e.g. /0), not /{database}")
+    return value.strip()
 
 
 def split_allow_entry(entry: str) -> tuple[str, str]:
@@ -275,7 +364,36 @@ class Settings(BaseSettings):
 
     # --- logging -------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
-    log_format: Literal["json", "console"] = Field("json", description="json for services, console for people.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto = readable lines on a terminal, JSON lines otherwise (files, journald, Docker); "
+                            "or json / console."
+    )
+    library_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "CRITICAL", description="Level of the libraries' own log lines (pynetdicom, highdicom, pydicom); MarrowMap "
+                                "logs every association, send failure and header repair itself. DEBUG to debug a peer."
+    )
+
+    # --- metrics and web status page ------------------------------------------------------------
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the Prometheus /metrics endpoints of listener and workers bind to."
+    )
+    listener_metrics_port: int = Field(
+        9110, ge=0, le=65535, description="Port of the listener's /metrics (Prometheus); 0 = off."
+    )
+    worker_metrics_port: int = Field(
+        9111, ge=0, le=65535,
+        description="Port of a worker's /metrics (Prometheus); 0 = off. `marrowmap up` gives worker N port + N - 1.",
+    )
+    web_host: str = Field(
+        "127.0.0.1", description="Address the web status page (`marrowmap web`) binds to; any other than loopback "
+                                 "needs web_password_file (login)."
+    )
+    web_port: int = Field(8110, ge=0, le=65535, description="Port of the web status page; 0 = `up` starts none.")
+    web_user: str = Field("marrowmap", min_length=1, description="Login name of the web status page.")
+    web_password_file: Path | None = Field(
+        None, description="File holding the web page's password (login required when set, and whenever "
+                          "web_host is not loopback)."
+    )
 
     @field_validator(
         "allowed_calling_aets", "route_modalities", "route_body_parts", "route_description_keywords",
@@ -301,6 +419,26 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"([1-9][0-9]*|0)(\.([1-9][0-9]*|0))*\.", value) or len(value) > 40:
             raise ValueError("uid_prefix must be a dotted numeric UID root ending in '.', at most 40 characters")
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        return check_redis_url(value, "broker_url")
+
+    @field_validator("job_store_url")
+    @classmethod
+    def _job_store_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value, "job_store_url")
+
+    @field_validator("host", "pacs_host", "metrics_host", "web_host")
+    @classmethod
+    def _hosts(cls, value: str, info: Any) -> str:
+        return check_host(value, info.field_name)
+
+    @field_validator("audit_syslog_host")
+    @classmethod
+    def _optional_host(cls, value: str, info: Any) -> str:
+        return check_host(value, info.field_name, empty_ok=True)
 
     @model_validator(mode="after")
     def _tls(self) -> Settings:
@@ -375,12 +513,33 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings once; raise SettingsError naming every bad setting."""
+    """Read the settings once; raise SettingsError naming every bad setting and where it was set."""
+    path = config_path()
+    file_values = read_config_file(path) if path is not None else {}
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{ENV_PREFIX}{name.upper()} ({name}): {err['msg']}")
+        problems = [_describe(err, path, file_values, overrides) for err in exc.errors()]
+        if len(problems) == 1:
+            raise SettingsError(f"invalid setting: {problems[0]}") from None
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def _describe(err: Any, path: Path | None, file_values: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """One line for one validation error: where the value came from, and what is wrong."""
+    name = ".".join(str(p) for p in err["loc"]) or "settings"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    if name in overrides:
+        source = f"--{name.replace('_', '-')}"
+    elif variable in os.environ:
+        source = variable
+    elif path is not None and name in file_values:
+        line = _line_of(path, name)
+        source = f"{path}{f' line {line}' if line else ''}"
+    else:
+        source = variable
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(name, sorted(Settings.model_fields), n=1, cutoff=0.75)
+        message = "no such setting" + (f"; did you mean {close[0]}?" if close else "")
+    return f"{source} ({name}): {message}"

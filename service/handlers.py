@@ -21,6 +21,7 @@ from pynetdicom.events import EventHandlerType
 
 from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
+from marrowmap.metrics import INSTANCES
 from marrowmap.settings import Settings
 from service.dataset_check import (
     DatasetDecodeError,
@@ -159,6 +160,7 @@ class StoreHandler:
             log.exception("store.unexpected_error", calling_ae=stats.calling_ae)
             status = stats.fail(StoreStatus.PROCESSING_FAILURE)
         stats.store_seconds += time.perf_counter() - started
+        INSTANCES.labels(status=status.name.lower()).inc()
         return int(status)
 
     def _store(self, event: Any, stats: AssociationStats) -> StoreStatus:

@@ -20,6 +20,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
+from marrowmap.metrics import serve_metrics
 from marrowmap.settings import Settings
 from marrowmap.tls import TlsConfigError, listener_context
 from service.enqueue import JobQueue
@@ -88,6 +89,7 @@ class Listener:
         self.retention = Retention(self.spool, self.queue.jobs, settings, self.audit)
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._metrics: Any = None
 
     def start(self) -> None:
         """Recover the spool, start sealing and serving (non-blocking); ListenerStartError says why not."""
@@ -115,6 +117,7 @@ class Listener:
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() removes it
         self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
         self._thread.start()
+        self._metrics = serve_metrics(self.settings, self.settings.listener_metrics_port, jobs=True)
         log.info(
             "listener.started",
             ae_title=self.settings.ae_title,
@@ -122,6 +125,8 @@ class Listener:
             port=self.settings.port,
             spool_dir=str(self.settings.spool_dir),
             quiet_seconds=self.settings.quiet_seconds,
+            metrics=(f"http://{self.settings.metrics_host}:{self.settings.listener_metrics_port}/metrics"
+                     if self._metrics is not None else "off"),
             allowed_calling_aets=list(self.settings.allowed_calling_aets) or "ANY",
             tls=self.settings.listener_tls,
             tls_client_cert=self.settings.listener_tls_client_cert,
@@ -138,6 +143,9 @@ class Listener:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
         self.sealer.stop()
         self.retention.stop()
         self.queue.close()

@@ -31,13 +31,13 @@ from marrowmap.logs import get_logger
 from marrowmap.manifest import MANIFEST_NAME
 from marrowmap.settings import Settings
 from service.batches import read_manifest
-from service.spool import RESULTS, Spool
+from service.spool import RESULT_FILE, RESULTS, Spool
 
 log = get_logger(__name__)
 
 #: What the follow-up comparison reads from a prior's results (workers.tasks.RESULT_NAME,
 #: workers.followup.prior.KEY_IMAGE_FILE; a test keeps them equal).
-KEPT_FOR_FOLLOW_UP = frozenset({"result.json", "key_image.png"})
+KEPT_FOR_FOLLOW_UP = frozenset({RESULT_FILE, "key_image.png"})
 SENT_STATES = frozenset({JobState.SENT, JobState.PARTIALLY_SENT})
 _MB = 1024 * 1024
 

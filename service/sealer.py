@@ -16,6 +16,7 @@ from pathlib import Path
 from marrowmap.jobstore import JobState
 from marrowmap.logs import get_logger
 from marrowmap.manifest import MANIFEST_NAME, Manifest
+from marrowmap.metrics import JOBS_QUEUED, STUDIES_SEALED, STUDIES_SKIPPED
 from marrowmap.settings import Settings
 from service.batches import build_batch, job_message, read_manifest
 from service.enqueue import JobQueue, QueueUnavailable
@@ -132,6 +133,7 @@ class Sealer:
     def _finish(self, sealing: SealingStudy) -> None:
         started = time.perf_counter()
         batch_dir, manifest = build_batch(self._spool, sealing, self._settings)
+        STUDIES_SEALED.inc()
         log.info(
             "study.sealed",
             study_instance_uid=manifest.study_instance_uid,
@@ -180,6 +182,7 @@ class Sealer:
         except QueueUnavailable as exc:
             log.warning("study.skip_not_recorded", job_id=manifest.job_id, error=str(exc))
         shutil.rmtree(batch_dir)
+        STUDIES_SKIPPED.inc()
         study_dir = batch_dir.parent
         if not any(study_dir.iterdir()):
             study_dir.rmdir()
@@ -204,6 +207,8 @@ class Sealer:
                 return
             write_durably(batch_dir / QUEUED_MARKER, [job.job_id.encode()], self._spool.tmp)
             del self._pending[batch_dir]
+            if sent:
+                JOBS_QUEUED.inc()
             log.info(
                 "job.queued" if sent else "job.already_queued",
                 job_id=job.job_id,

@@ -31,6 +31,8 @@ SEALING = "sealing"
 READY = "ready"
 TMP = "tmp"
 RESULTS = "results"
+#: ``results/<job_id>/result.json``: the analysis result (``workers.tasks.RESULT_NAME``; a test keeps them equal).
+RESULT_FILE = "result.json"
 MANIFEST = "manifest.json"
 QUEUED_MARKER = "queued"
 #: ``incoming/<study>/.refused/<sop>``: an instance refused for lack of resources (the study is incomplete
@@ -87,6 +89,11 @@ def makedirs_durably(path: Path) -> None:
         except FileExistsError:
             continue
         fsync_dir(directory.parent)
+
+
+def results_dir(root: Path, job_id: str) -> Path:
+    """Where a job's outputs are: ``<spool>/results/<job_id>/``."""
+    return root / RESULTS / job_id
 
 
 @dataclass(frozen=True, slots=True)

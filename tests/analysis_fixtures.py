@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from tests.phantom_fixtures import StudyFactory
 from workers.analysis.result import AnalysisResult
-from workers.phantom import GroundTruth
+from workers.phantom import GroundTruth, truth_dir
 from workers.pipeline import analyze_study_dir
 
 LABELS = {"right": 1, "left": 2}
@@ -31,7 +31,7 @@ class Analysed:
     def dice(self, side: str) -> float:
         """Dice of this side's oedema mask against the truth mask (same grid, or resampled)."""
         mask_img = sitk.ReadImage(str(self.out / "oedema_mask.nii.gz"))
-        truth_img = sitk.ReadImage(str(self.study / "truth" / "oedema.nii.gz"))
+        truth_img = sitk.ReadImage(str(truth_dir(self.study.parent) / "oedema.nii.gz"))
         if truth_img.GetSize() != mask_img.GetSize() or not np.allclose(truth_img.GetOrigin(), mask_img.GetOrigin()):
             truth_img = sitk.Resample(truth_img, mask_img, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         a = sitk.GetArrayFromImage(mask_img) == LABELS[side]
@@ -60,9 +60,9 @@ def analysed(phantom_study: StudyFactory, tmp_path_factory: pytest.TempPathFacto
 
 
 def copy_study(src: Path, dst: Path, keep: Callable[[Path], bool] = lambda p: True) -> Path:
-    """Copy a study's DICOM files (not its truth) to ``dst``, keeping only files ``keep`` accepts."""
+    """Copy a study's DICOM files to ``dst``, keeping only files ``keep`` accepts."""
     for f in sorted(src.rglob("*.dcm")):
-        if "truth" in f.parts or not keep(f):
+        if not keep(f):
             continue
         target = dst / f.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)

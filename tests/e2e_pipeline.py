@@ -120,13 +120,13 @@ def start_marrowmap(harness: Harness, *, pacs_ae: str, pacs_port: int, pool: str
 
 
 def dicom_files(folder: Path) -> list[Path]:
-    """The DICOM files of a phantom study folder (``<series>/IMnnnn.dcm``; not ``truth/``)."""
-    return sorted(p for p in folder.glob("*/*.dcm") if p.parent.name != "truth")
+    """The DICOM files of a study folder (``<series>/IMnnnn.dcm``)."""
+    return sorted(folder.glob("*/*.dcm"))
 
 
 def phantom_study(base: Path, case: str = "itoh_left", seed: int = 11) -> Path:
-    """A small phantom study (cached by name under ``base``: the generator is deterministic)."""
-    from workers.phantom import generate_study
+    """The DICOM folder of a small phantom study (cached by name under ``base``: the generator is deterministic)."""
+    from workers.phantom import dicom_dir, generate_study
 
     folder = base / f"phantom-{case}-{seed}-small"
     done = folder / ".complete"
@@ -134,7 +134,7 @@ def phantom_study(base: Path, case: str = "itoh_left", seed: int = 11) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
         generate_study(folder, case, seed, small=True)
         done.touch()
-    return folder
+    return dicom_dir(folder)
 
 
 def study_uid_of(folder: Path) -> str:

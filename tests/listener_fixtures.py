@@ -34,6 +34,8 @@ from marrowmap.jobstore import JobRecord, JobStore
 
 REDIS_URL = os.environ.get("MARROWMAP_TEST_REDIS", "redis://127.0.0.1:6379/15")
 CALLED_AE = "MARROWMAP"
+#: dcmtk's storescu by its full path: pynetdicom installs a script of the same name, which may come first on PATH.
+STORESCU = "/usr/bin/storescu"
 #: ``marrowmap`` as a command line, with this interpreter.
 MARROWMAP = [sys.executable, "-c", "from marrowmap.cli import main; main()"]
 T = TypeVar("T")
@@ -154,6 +156,10 @@ class Harness:
             "MARROWMAP_MIN_FREE_DISK_MB": "1",
             "MARROWMAP_LOG_FORMAT": "json",
             "MARROWMAP_CONFIG": str(Path(__file__).resolve().parents[1] / "config" / "marrowmap.toml"),
+            # no fixed ports that two test processes could both want (tests that scrape set free ones)
+            "MARROWMAP_LISTENER_METRICS_PORT": "0",
+            "MARROWMAP_WORKER_METRICS_PORT": "0",
+            "MARROWMAP_WEB_PORT": "0",
         })
         env.update(extra)
         return env
@@ -228,7 +234,7 @@ def storescu(port: int, files: Sequence[Path], calling_ae: str = "STORESCU", tim
     """Send files with dcmtk storescu (TCP_NODELAY on, as Debian's dcmtk leaves Nagle on)."""
     env = dict(os.environ, TCP_NODELAY="1")
     return subprocess.run(
-        ["storescu", "-aet", calling_ae, "-aec", CALLED_AE, "127.0.0.1", str(port), *map(str, files)],
+        [STORESCU, "-aet", calling_ae, "-aec", CALLED_AE, "127.0.0.1", str(port), *map(str, files)],
         env=env, capture_output=True, text=True, timeout=timeout,
     )
 

@@ -11,14 +11,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from workers.phantom import GroundTruth, generate_study
+from workers.phantom import GroundTruth, dicom_dir, generate_study
 
 StudyFactory = Callable[..., tuple[Path, GroundTruth]]
 
 
 @pytest.fixture(scope="session")
 def phantom_study(tmp_path_factory: pytest.TempPathFactory) -> StudyFactory:
-    """``phantom_study(case, *variants, seed=0)`` -> (study dir, truth); generated once per session."""
+    """``phantom_study(case, *variants, seed=0)`` -> (the study's DICOM folder, truth); generated once per
+    session. The truth files are beside that folder (``truth_dir(study.parent)``)."""
     cache: dict[tuple[str, tuple[str, ...], int], tuple[Path, GroundTruth]] = {}
 
     def make(case: str, *variants: str, seed: int = 0) -> tuple[Path, GroundTruth]:
@@ -26,7 +27,8 @@ def phantom_study(tmp_path_factory: pytest.TempPathFactory) -> StudyFactory:
         if key not in cache:
             name = "-".join([case, *key[1], str(seed)])
             out = tmp_path_factory.mktemp(name)
-            cache[key] = (out, generate_study(out, case, seed, variants=variants, small=True))
+            truth = generate_study(out, case, seed, variants=variants, small=True)
+            cache[key] = (dicom_dir(out), truth)
         return cache[key]
 
     return make

@@ -19,7 +19,7 @@ from workers.analysis.anatomy import FemurGeometry, Localization
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.quality import check_phase_encode_artefacts
 from workers.analysis.result import AnalysisResult, Side
-from workers.phantom import GroundTruth, generate_study
+from workers.phantom import GroundTruth, generate_study, truth_dir
 
 __all__ = ["analysed", "phantom_study"]  # session fixtures used below
 
@@ -55,7 +55,7 @@ def test_phantom_records_the_artefact(phantom_study: StudyFactory, variant: str,
         assert art["phase_fov_mm"] < 250.0
     else:
         assert art["ghost_spacing_mm"] == pytest.approx(art["phase_fov_mm"] / 4)
-    reloaded = GroundTruth.load(study / "truth" / "truth.json")
+    reloaded = GroundTruth.load(truth_dir(study.parent) / "truth.json")
     assert reloaded.artefact == art
 
 

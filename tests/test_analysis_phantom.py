@@ -118,6 +118,9 @@ def test_t1_only_study_is_not_applicable(phantom_study: object, analysed: Analys
     a = analysed("itoh_left", seed=0)
     study = copy_study(a.study, tmp_path / "in", keep=lambda f: "T1" in f.parent.name)
     _not_applicable(study, tmp_path / "out")
+    run = CliRunner().invoke(main, ["--log-format", "json", "analyze", str(study), "--out", str(tmp_path / "cli")])
+    assert run.exit_code == 3, run.output  # not applicable, and the first line says why
+    assert run.stdout.splitlines()[0].startswith("not applicable: no fat-suppressed fluid-sensitive series")
 
 
 @pytest.mark.parametrize("body_part", ["KNEE", "BRAIN"])
@@ -131,7 +134,7 @@ def test_other_body_part_is_not_applicable(analysed: AnalysedFactory, tmp_path: 
 
 def test_single_slice_series_is_not_applicable(analysed: AnalysedFactory, tmp_path: Path) -> None:
     a = analysed("itoh_left", seed=0)
-    firsts = {min(d.glob("*.dcm")) for d in a.study.iterdir() if d.is_dir() and d.name != "truth"}
+    firsts = {min(d.glob("*.dcm")) for d in a.study.iterdir() if d.is_dir()}
     study = copy_study(a.study, tmp_path / "in", keep=lambda f: f in firsts)
     _not_applicable(study, tmp_path / "out")
 

@@ -28,7 +28,7 @@ from marrowmap.settings import ENV_PREFIX, Settings
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-MARROWMAP_SERVICES = ("listener", "worker", "worker-send", "flower")
+MARROWMAP_SERVICES = ("listener", "worker", "worker-send", "flower", "web")
 PASSWORD = "compose-test-password"  # what an operator puts in .env
 
 pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None,
@@ -95,13 +95,14 @@ def test_compose_file_validates() -> None:
 
 def test_expected_services_restart_and_healthchecks() -> None:
     services = _resolved()["services"]
-    assert set(services) == {"redis", *MARROWMAP_SERVICES, "orthanc"}
+    assert set(services) == {"redis", *MARROWMAP_SERVICES, "orthanc", "prometheus"}
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         if name != "orthanc":
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     assert services["orthanc"]["profiles"] == ["dev"]
     assert services["flower"]["profiles"] == ["monitor"]  # not started by a plain `up`
+    assert services["web"]["profiles"] == services["prometheus"]["profiles"] == ["monitor"]
 
 
 @pytest.mark.parametrize("name", ["listener", "worker", "worker-send"])
@@ -186,7 +187,7 @@ def test_environment_names_are_settings_and_values_load() -> None:
         # The values (with the repo's config standing in for the mounted one) make valid settings.
         values = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
         values[f"{ENV_PREFIX}CONFIG"] = str(ROOT / "config" / "marrowmap.toml")
-        run = _marrowmap(["config"], values)
+        run = _marrowmap(["config", "--json"], values)
         assert run.returncode == 0, f"{name}: {run.stderr}"
         effective = json.loads(run.stdout)
         assert effective["broker_url"] == f"redis://:{PASSWORD}@redis:6379/0"
@@ -245,3 +246,31 @@ def test_dockerfile_copies_what_exists_and_installs_real_extras() -> None:
         assert set(match.group(1).split(",")) <= extras
     assert "MARROWMAP_SPOOL_DIR=/var/lib/marrowmap/spool" in text
     assert "EXPOSE 11112" in text
+
+
+def test_web_needs_a_password_and_listens_on_loopback_only(tmp_path: Path) -> None:
+    web = _service("web")
+    assert web["ports"] == ["127.0.0.1:8110:8110/tcp"]
+    assert _run_shell_command("web", {}, "marrowmap", tmp_path).returncode == 1
+    started = _run_shell_command("web", {"WEB_PASSWORD": "a-long-password"}, "marrowmap", tmp_path)
+    assert started.returncode == 0 and started.stdout.split()[1:] == ["web"]
+    env = _environment(web)
+    assert env["WEB_PASSWORD"] == "" and env[f"{ENV_PREFIX}WEB_HOST"] == "0.0.0.0"
+    assert int(web["ports"][0].split(":")[1]) == Settings().web_port
+
+
+def test_prometheus_scrapes_every_marrowmap_process_on_its_metrics_port() -> None:
+    scrape = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    defaults = Settings()
+    assert targets == {f"listener:{defaults.listener_metrics_port}", f"worker:{defaults.worker_metrics_port}",
+                       f"worker-send:{defaults.worker_metrics_port}"}
+    for name in ("listener", "worker", "worker-send"):
+        assert _environment(_service(name))[f"{ENV_PREFIX}METRICS_HOST"] == "0.0.0.0"  # reachable by Prometheus
+    mounts = _mounts(_service("prometheus"))
+    assert mounts["/etc/prometheus/prometheus.yml"] == (str(ROOT / "config" / "prometheus.yml"), "ro")
+    dashboard = json.loads((ROOT / "config" / "grafana" / "marrowmap-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in ("marrowmap_jobs", "marrowmap_queue_depth", "marrowmap_instances_received_total",
+                   "marrowmap_analysis_seconds_bucket", "marrowmap_send_failures_total", "marrowmap_spool_free_bytes"):
+        assert metric in exprs, metric

@@ -4,7 +4,6 @@ drawn only after sanitising (no control or bidi characters, bounded length)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -74,7 +73,6 @@ def test_hip_phantom_with_patient_sex_0000_and_rtl_description_is_analysed(tmp_p
         target = odd / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(target)
-    shutil.copytree(source / "truth", odd / "truth")
 
     result = analyze_study_dir(odd, tmp_path / "out", settings=Settings(_env_file=None))
 

@@ -39,6 +39,7 @@ from workers.dicom_out.stack import sample_maps
 from workers.io.load import load_study
 from workers.io.select import select_series
 from workers.io.types import LoadedSeries
+from workers.phantom import truth_dir
 from workers.pipeline import MAP_FILES
 
 __all__ = ["analysed", "phantom_study"]  # session fixtures used below
@@ -138,7 +139,7 @@ def test_findings_follow_result_json_and_name_the_lesion_side(built: Built) -> N
     (Whether the analysis also keeps the normal hip clean is the analysis benchmark's job;
     here the text must only never contradict result.json.)
     """
-    truth = json.loads((built.input_dir / "truth" / "truth.json").read_text())
+    truth = json.loads((truth_dir(built.input_dir.parent) / "truth.json").read_text())
     assert truth["case"] == built.case
     text = draft_findings(AnalysisResult.model_validate_json((built.out_dir / "result.json").read_text()))
     sides = built.result.sides
@@ -164,7 +165,7 @@ def test_findings_follow_result_json_and_name_the_lesion_side(built: Built) -> N
 
 
 def test_overlay_colour_on_the_truth_lesion_side(built: Built, tmp_path: Path) -> None:
-    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(built.input_dir / "truth" / "oedema.nii.gz")))
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_dir(built.input_dir.parent) / "oedema.nii.gz")))
     lesion = {"itoh_left": 2, "avn_left": 2}.get(built.case)
     if lesion is None:
         pytest.skip("unilateral cases only: the other hip is the normal side")

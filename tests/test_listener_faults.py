@@ -22,6 +22,7 @@ from service.statuses import StoreStatus
 from tests import dicom_factory as factory
 from tests.listener_fixtures import (  # noqa: F401
     CALLED_AE,
+    STORESCU,
     Harness,
     echo,
     free_port,
@@ -93,7 +94,7 @@ def test_dropped_association_mid_transfer(harness: Harness, tmp_path: Path) -> N
     listener = harness.start_listener()
     incoming = harness.spool / "incoming"
     sender = subprocess.Popen(
-        ["storescu", "-aet", "DROPPER", "-aec", CALLED_AE, "127.0.0.1", str(harness.port), *map(str, files)],
+        [STORESCU, "-aet", "DROPPER", "-aec", CALLED_AE, "127.0.0.1", str(harness.port), *map(str, files)],
         env=dict(os.environ, TCP_NODELAY="1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

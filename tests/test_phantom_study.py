@@ -20,14 +20,14 @@ from tests.phantom_fixtures import (
     series_files,
     stack_from_files,
 )
-from workers.phantom import CASES, GroundTruth, PhantomError, generate_study
+from workers.phantom import CASES, GroundTruth, PhantomError, generate_study, truth_dir
 
 __all__ = ["phantom_study"]
 
 
 def _truth_mask_lps(study_dir: Path, name: str, label: int) -> np.ndarray:
     """LPS coordinates (N, 3) of the voxels of one label of a truth mask, via SimpleITK."""
-    img = sitk.ReadImage(str(study_dir / "truth" / f"{name}.nii.gz"))
+    img = sitk.ReadImage(str(truth_dir(study_dir.parent) / f"{name}.nii.gz"))
     arr = sitk.GetArrayFromImage(img)
     idx = np.argwhere(arr == label)[:, ::-1]  # (x, y, z) index order
     return np.array([img.TransformIndexToPhysicalPoint([int(i) for i in v])  # type: ignore[no-untyped-call]
@@ -57,7 +57,7 @@ def test_oedema_is_on_the_named_side_in_lps(phantom_study: StudyFactory, case: s
     # patient left = +x in LPS
     assert np.all(np.sign(pts[:, 0]) == (1 if side == "left" else -1))
     other = 3 - label
-    assert not np.any(sitk.GetArrayFromImage(sitk.ReadImage(str(study_dir / "truth" / "oedema.nii.gz"))) == other)
+    assert not np.any(sitk.GetArrayFromImage(sitk.ReadImage(str(truth_dir(study_dir.parent) / "oedema.nii.gz"))) == other)
     centre = truth.sides[side].head_centre_lps_mm
     assert np.sign(centre[0]) == (1 if side == "left" else -1)
 
@@ -137,12 +137,13 @@ def test_every_case_passes_dciodvfy(phantom_study: StudyFactory, case: str) -> N
 def test_generation_is_deterministic(tmp_path: Path, phantom_study: StudyFactory) -> None:
     first, _ = phantom_study("itoh_left")
     generate_study(tmp_path, "itoh_left", 0, small=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dicom", "truth"]  # truth beside, not in, the study
 
     def digest(root: Path) -> dict[str, str]:
         return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted(root.rglob("*")) if p.is_file()}
 
-    assert digest(first) == digest(tmp_path)
+    assert digest(first.parent) == digest(tmp_path)
 
 
 def test_bad_requests_raise_typed_errors(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from tests.phantom_fixtures import (
     series_files,
     stack_from_files,
 )
-from workers.phantom import VARIANTS, GroundTruth
+from workers.phantom import VARIANTS, GroundTruth, truth_dir
 
 __all__ = ["phantom_study"]
 
@@ -71,7 +71,7 @@ def test_feet_first_geometry_is_consistent(phantom_study: StudyFactory) -> None:
     assert ds.PatientPosition == "FFS"
     assert [float(v) for v in ds.ImageOrientationPatient] == [-1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     # the oedema truth is still on patient left (+x)
-    img = sitk.ReadImage(str(study_dir / "truth" / "oedema.nii.gz"))
+    img = sitk.ReadImage(str(truth_dir(study_dir.parent) / "oedema.nii.gz"))
     idx = np.argwhere(sitk.GetArrayFromImage(img) == 2)[0][::-1]
     point = img.TransformIndexToPhysicalPoint([int(i) for i in idx])  # type: ignore[no-untyped-call]
     assert point[0] > 0

@@ -81,11 +81,11 @@ def test_outputs_show_in_ohif(tmp_path: Path) -> None:
     from workers.dicom_out import build_outputs
     from workers.io.load import load_study
     from workers.io.select import select_series
-    from workers.phantom.study import generate_study
+    from workers.phantom.study import dicom_dir, generate_study
     from workers.pipeline import MAP_FILES, analyze_study_dir
 
-    study_dir, res_dir = tmp_path / "in", tmp_path / "res"
-    generate_study(study_dir, "itoh_left", seed=1, small=True)
+    study_dir, res_dir = dicom_dir(tmp_path / "in"), tmp_path / "res"
+    generate_study(tmp_path / "in", "itoh_left", seed=1, small=True)
     result = analyze_study_dir(study_dir, res_dir)
     assert result.status == "analyzed", result.reason
     if not result.outputs:  # `analyze` does not write the DICOM outputs itself (yet): build them

@@ -61,9 +61,14 @@ def test_worker_consumes_the_job_and_status_shows_it(harness: Harness, tmp_path:
     assert record.state.value in line and str(study[0].StudyInstanceUID) in line
     assert "queued " in listing.stdout and " -> received " in listing.stdout
     assert f"{len(study):>5}" in line
-    assert "series: " in listing.stdout and sorted(listing.stdout.split("series: ")[1].split("\n")[0].split(", ")) == [
-        "MR:3", "MR:4", "MR:4"]
-    detail = json.loads(harness.cli("status", job["job_id"]).stdout)
+    series_line = listing.stdout.split("series: ")[1].split("\n")[0]
+    for d in study:  # each series by its description, modality and images
+        assert f"{d.SeriesDescription} (MR, {expected[str(d.SeriesInstanceUID)]})" in series_line
+    if record.state.value == "send_failed":  # where the failing results were to go
+        assert "to PACS@127.0.0.1:" in listing.stdout
+    summary = harness.cli("status", job["job_id"])
+    assert summary.stdout.startswith(f"job {job['job_id']}: {record.state.value}") and "history:" in summary.stdout
+    detail = json.loads(harness.cli("status", job["job_id"], "--json").stdout)
     assert detail["state"] == record.state.value and detail["instance_count"] == len(study)
     assert "received" in detail["times"]
 

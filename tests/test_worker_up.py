@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,22 @@ def _env(tmp: Path, port: int, redis_port: int) -> dict[str, str]:
         "MARROWMAP_PORT": str(port), "MARROWMAP_HOST": "127.0.0.1", "MARROWMAP_SPOOL_DIR": str(tmp / "spool"),
         "MARROWMAP_QUIET_SECONDS": "1", "MARROWMAP_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
         "MARROWMAP_MIN_FREE_DISK_MB": "1", "MARROWMAP_LOG_FORMAT": "json",
+        "MARROWMAP_LISTENER_METRICS_PORT": str(free_port()), "MARROWMAP_WORKER_METRICS_PORT": str(free_port()),
+        "MARROWMAP_WEB_PORT": str(free_port()),
     })
     return env
 
 
 def _health(env: dict[str, str], component: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*MARROWMAP, "health", component], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _answers(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bytes(response.read())
+    except OSError:
+        return b""
 
 
 def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -53,6 +64,8 @@ def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert worker_health.returncode == 0, worker_health.stdout
         assert "broker" in worker_health.stdout and "spool" in worker_health.stdout
         wait_for(lambda: "ready." in log_path.read_text(), 60, "the worker to be ready", 0.3)
+        web = f"http://127.0.0.1:{env['MARROWMAP_WEB_PORT']}/healthz"
+        assert wait_for(lambda: _answers(web), 30, "the web page", 0.3) == b"ok"
 
         study = factory.study("up-push", (factory.SeriesSpec("COR STIR", 3),))
         assert storescu(port, factory.write(study, tmp_path / "send")).returncode == 0
@@ -68,7 +81,7 @@ def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         returncode = up.wait(60)
     text = log_path.read_text()
     assert returncode == 0, text[-3000:]
-    for name in ("listener", "worker-1", "redis"):
+    for name in ("listener", "worker-1", "web", "redis"):
         assert f'"process": "{name}"' in text and "up.stopped" in text
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=redis_port, socket_connect_timeout=1).ping()

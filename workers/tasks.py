@@ -16,6 +16,14 @@ from marrowmap.audit import Outcome as AuditOutcome
 from marrowmap.contract import QUEUE_ANALYSIS, QUEUE_SEND, TASK_ANALYZE, TASK_SEND, JobMessage
 from marrowmap.jobstore import JobState, JobStore
 from marrowmap.logs import get_logger
+from marrowmap.metrics import (
+    ANALYSIS_SECONDS,
+    JOBS_FINISHED,
+    OUTPUT_SECONDS,
+    SEND_ATTEMPTS,
+    SEND_FAILURES,
+    SEND_SECONDS,
+)
 from marrowmap.priors import PriorIndex, site_secret
 from marrowmap.settings import Settings
 from workers.analysis.result import AnalysisResult
@@ -149,6 +157,7 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     state = _STATE_OF_RESULT[result.status]
     store.record(message.job_id, state, reason=result.reason or f"{len(result.outputs)} output object(s)",
                  result=result_summary(result))
+    _count_analysis(result, state)
     log.info("job.analysed", job_id=message.job_id, state=state.value, reason=result.reason,
              outputs=len(result.outputs), seconds=result.timings_s.get("total"))
     if state is JobState.FAILED:
@@ -160,6 +169,15 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
         task.app.send_task(TASK_SEND, kwargs={"job_id": message.job_id},
                            queue=settings.queue_name(QUEUE_SEND), task_id=f"{message.job_id}.send")
     return state
+
+
+def _count_analysis(result: AnalysisResult, state: JobState) -> None:
+    """The analysis in the worker's metrics: its outcome and how long it and its outputs took."""
+    JOBS_FINISHED.labels(state=state.value).inc()
+    if "total" in result.timings_s:
+        ANALYSIS_SECONDS.labels(status=result.status).observe(result.timings_s["total"])
+    if "outputs" in result.timings_s:
+        OUTPUT_SECONDS.observe(result.timings_s["outputs"])
 
 
 def _output_paths(settings: Settings, job_id: str) -> list[Path]:
@@ -192,6 +210,8 @@ def send_results(task: Task, *, job_id: str, paths: list[str] | None = None) -> 
     store.record(job_id, JobState.SENDING, reason=f"attempt {attempt + 1}: {len(todo)} object(s) to "
                  f"{settings.pacs_ae_title}@{settings.pacs_host}:{settings.pacs_port}", worker=_worker(task))
     report = send_instances(todo, settings=settings)
+    SEND_ATTEMPTS.inc()
+    SEND_SECONDS.observe(report.seconds)
     task_audit(task).results_exported(
         job_id=job_id, study_uid=current.study_instance_uid, outcome=_EXPORT_OUTCOME[report.state],
         summary=report.summary,
@@ -200,12 +220,16 @@ def send_results(task: Task, *, job_id: str, paths: list[str] | None = None) -> 
     if paths is not None and current.send.get("report"):
         report = SendReport.model_validate(current.send["report"]).merged(report)
     if report.transient and attempt < settings.send_max_retries:
+        SEND_FAILURES.labels(outcome="retry").inc()
         delay = backoff_seconds(attempt, settings)
         store.record(job_id, JobState.SENDING, reason=f"{report.summary}; retry {attempt + 1} in {delay:.0f} s",
                      send={"report": report.model_dump(mode="json"), "summary": report.summary})
         raise task.retry(kwargs={"job_id": job_id, "paths": [str(p) for p in report.retry_paths]},
                          countdown=delay, max_retries=settings.send_max_retries)
     state = JobState(report.state)
+    JOBS_FINISHED.labels(state=state.value).inc()
+    if state is not JobState.SENT:
+        SEND_FAILURES.labels(outcome=state.value).inc()
     store.record(job_id, state, reason=report.summary,
                  send={"report": report.model_dump(mode="json"), "summary": report.summary})
     log.info("job.send_done", job_id=job_id, state=state.value, summary=report.summary)

@@ -9,6 +9,8 @@ import pydicom
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
+from workers.phantom.study import dicom_dir, truth_dir
+
 
 def _series_stack(folder: Path) -> tuple[NDArray[np.float32], str]:
     """Slices of one series folder sorted along the slice normal, rescaled."""
@@ -33,11 +35,12 @@ def _series_stack(folder: Path) -> tuple[NDArray[np.float32], str]:
     return stack, str(first.SeriesDescription)
 
 
-def render_preview(study_dir: Path, png_path: Path, slices_per_series: int = 4,
+def render_preview(out_dir: Path, png_path: Path, slices_per_series: int = 4,
                    tile_px: int = 320) -> Path:
-    """Write a montage: one row per series, ``slices_per_series`` evenly spaced central slices."""
+    """Write a montage of a phantom (``generate_study``'s ``out_dir``): one row per series,
+    ``slices_per_series`` evenly spaced central slices."""
     rows = []
-    for folder in sorted(p for p in Path(study_dir).iterdir() if p.is_dir() and p.name != "truth"):
+    for folder in sorted(p for p in dicom_dir(out_dir).iterdir() if p.is_dir()):
         stack, desc = _series_stack(folder)
         n = stack.shape[0]
         picks = np.linspace(n * 0.25, n * 0.75, slices_per_series).round().astype(int)
@@ -54,12 +57,12 @@ def render_preview(study_dir: Path, png_path: Path, slices_per_series: int = 4,
     return png_path
 
 
-def render_hip_closeup(study_dir: Path, png_path: Path, side: str, half_mm: float = 48.0,
+def render_hip_closeup(out_dir: Path, png_path: Path, side: str, half_mm: float = 48.0,
                        tile_px: int = 360) -> Path:
-    """Write T1 and fluid-sensitive crops around one femoral head (slice through its centre)."""
+    """Write T1 and fluid-sensitive crops around one femoral head (slice through its centre) of a phantom."""
     from workers.phantom.truth import GroundTruth
 
-    truth = GroundTruth.load(Path(study_dir) / "truth" / "truth.json")
+    truth = GroundTruth.load(truth_dir(out_dir) / "truth.json")
     centre = np.asarray(truth.sides[side].head_centre_lps_mm)
     lesion = truth.sides[side].avn_lesion
     # the slice through the AVN lesion when there is one, else through the head centre
@@ -69,7 +72,7 @@ def render_hip_closeup(study_dir: Path, png_path: Path, side: str, half_mm: floa
     for uid in (truth.t1_series_uid, truth.fluid_sensitive_series_uid):
         s = next(x for x in truth.series if x.series_instance_uid == uid)
         g = s.geometry
-        stack, desc = _series_stack(Path(study_dir) / s.folder)
+        stack, desc = _series_stack(dicom_dir(out_dir) / s.folder)
         d = centre - np.asarray(g["origin_lps_mm"])
         k = int(round((through - np.asarray(g["origin_lps_mm"])) @ np.asarray(g["normal"])
                       / g["slice_spacing_mm"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -62,6 +62,21 @@ _CASE_CODE = {"normal": "N", "itoh_left": "", "itoh_right": "R", "bilateral": "B
 _NOT_ACQUISITION = frozenset({"jpeg2000", "jpegls", "rle", "siemens", "ge", "philips", "nonascii_name",
                               "nonascii_utf8", "other_patient", "enhanced_stir", "localizer"})
 _TRANSFER = {"jpeg2000": JPEG2000Lossless, "jpegls": JPEGLSLossless, "rle": RLELossless}
+#: ``OUT/dicom``: the series folders only (what a user pushes or analyses); ``OUT/truth``: the ground truth.
+DICOM_DIR = "dicom"
+TRUTH_DIR = "truth"
+#: Called with one line per step while a study is written (the CLI prints it).
+Progress = Callable[[str], None]
+
+
+def dicom_dir(out_dir: Path) -> Path:
+    """The study's DICOM folder (series folders only) under a phantom's output folder."""
+    return Path(out_dir) / DICOM_DIR
+
+
+def truth_dir(out_dir: Path) -> Path:
+    """The study's ground-truth folder (truth.json, oedema.nii.gz, effusion.nii.gz), beside ``dicom/``."""
+    return Path(out_dir) / TRUTH_DIR
 
 
 @dataclass(frozen=True)
@@ -201,14 +216,19 @@ def _pixels(clean: F32, sp: SeriesPlan, seed: int, noise_key: int, noisy: bool) 
 
 
 def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequence[str] = (),
-                   small: bool = False, patient: PatientIdentity | None = None) -> GroundTruth:
+                   small: bool = False, patient: PatientIdentity | None = None,
+                   progress: Progress | None = None) -> GroundTruth:
     """Write one synthetic hip MRI study (DICOM) and its ground truth into ``out_dir``.
 
-    Series go to ``out_dir/<NNN_description>/IMnnnn.dcm``; the truth goes to
-    ``out_dir/truth/truth.json``, ``oedema.nii.gz`` and ``effusion.nii.gz`` (uint8,
-    1 = right hip, 2 = left hip) on the grid of the fluid-sensitive series.
-    Same arguments, same bytes.
+    Series go to ``out_dir/dicom/<NNN_description>/IMnnnn.dcm`` (push or analyse that folder);
+    the truth goes beside it, to ``out_dir/truth/truth.json``, ``oedema.nii.gz`` and
+    ``effusion.nii.gz`` (uint8, 1 = right hip, 2 = left hip) on the grid of the fluid-sensitive
+    series. ``progress`` gets one line per step. Same arguments, same bytes.
     """
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
     chosen = check_request(case, variants)
     out_dir = Path(out_dir)
     anat = Anatomy.from_seed(seed)
@@ -221,6 +241,7 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     shift: Vec = (0.0, 0.0, 0.0) if visit is BASELINE else (3.0, -2.5, 6.0)
     fail_side = fat_sat_failure_side(sides) if "fat_sat_failure" in chosen else None
     h = 1.5 if small else 1.0
+    say(f"modelling the anatomy ({'small' if small else 'full size'}, case {case}, seed {seed})")
     model = _small_model(seed, case, fail_side) if small else rasterise(anat, sides, h, fail_side)
     uid_parts = ("study", case, str(seed), *chosen, "small" if small else "full")
     vendor = next((v for v in ("siemens", "ge", "philips") if v in chosen), "generic")
@@ -243,13 +264,15 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     series_truth: list[SeriesTruth] = []
     artefact_kind = next((v for v in ("motion", "wrap") if v in chosen), None)
     artefact: Artefact | None = None
-    for sp in plans:
+    for number, sp in enumerate(plans, start=1):
+        say(f"series {number}/{len(plans)}: {sp.proto.description} ({sp.geo.n_slices} slices, "
+            f"{sp.geo.rows} x {sp.geo.cols})")
         key = sp.proto.contrast
         if key not in volumes:
             volumes.clear()  # one signal volume at a time (216 MB each at full size)
             volumes[key] = signal_volume(model, sp.proto.timing)
         series_uid = derive_uid(*uid_parts, sp.proto.key, sp.proto.series_number, "series")
-        folder = out_dir / folder_name(sp.proto)
+        folder = dicom_dir(out_dir) / folder_name(sp.proto)
         files = []
         for i, geo in enumerate((sp.geo, *sp.extra_pieces)):
             piece = replace(sp, geo=geo)
@@ -276,11 +299,12 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
                        if s.series_number == primary.proto.series_number)
     t1_uid = next((s.series_instance_uid for s in series_truth
                    if s.contrast == "t1" and s.plane == primary.proto.plane), None)
+    say("ground truth masks")
     oed, eff = masks_on_grid(anat, sides, primary.geo, h)
-    truth_dir = out_dir / "truth"
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(grid_image(oed, primary.geo), str(truth_dir / "oedema.nii.gz"), True)
-    sitk.WriteImage(grid_image(eff, primary.geo), str(truth_dir / "effusion.nii.gz"), True)
+    truth_folder = truth_dir(out_dir)
+    truth_folder.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(grid_image(oed, primary.geo), str(truth_folder / "oedema.nii.gz"), True)
+    sitk.WriteImage(grid_image(eff, primary.geo), str(truth_folder / "effusion.nii.gz"), True)
     geo = primary.geo
     vox_ml = geo.row_spacing * geo.col_spacing * geo.spacing / 1000.0
     sides_truth = {}
@@ -301,10 +325,10 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
                   "note": "Gd-doped water capsule on the skin: bright on T1, STIR and T2"}
                  for name, c in anat.markers],
         mask_grid={"series_instance_uid": primary_uid, **geometry_dict(primary.geo)},
-        files={"oedema": "truth/oedema.nii.gz", "effusion": "truth/effusion.nii.gz"},
+        files={"oedema": f"{TRUTH_DIR}/oedema.nii.gz", "effusion": f"{TRUTH_DIR}/effusion.nii.gz"},
         artefact=asdict(artefact) if artefact is not None else None,
     )
-    (truth_dir / "truth.json").write_text(truth.to_json() + "\n", encoding="utf-8")
+    (truth_folder / "truth.json").write_text(truth.to_json() + "\n", encoding="utf-8")
     return truth
 
 

@@ -58,7 +58,7 @@ class SideTruth:
 class SeriesTruth:
     series_instance_uid: str
     series_number: int
-    folder: str
+    folder: str  # the series folder under dicom/
     description: str
     contrast: str  # "t1" | "stir" | "t2fs" | "localizer"
     plane: str

@@ -1,0 +1,1 @@
+"""The web status page (``marrowmap web``): see :mod:`marrowmap.web.app`."""
