@@ -18,11 +18,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from marrowmap.logs import get_logger
+from marrowmap.markers import MANUFACTURER, MODEL_NAME
 
 log = get_logger(__name__)
 
-MANUFACTURER = "MarrowMap"
-MODEL_NAME = "MarrowMap BME map"
 DEVICE_SERIAL_NUMBER = "MARROWMAP"
 
 #: (date, time) attribute pairs tried in this order on each source header
@@ -117,7 +116,7 @@ def finish_header(out: hd.SOPClass, ref: Dataset, date: str, time: str, institut
             item.ContributionDateTime = date + time
     if institution_name:
         out.InstitutionName = institution_name
-    if out.Modality != "SR":
+    if out.Modality not in ("SR", "KO"):  # documents, not images: no body part
         _body_part(out, ref, both_hips)
 
 
