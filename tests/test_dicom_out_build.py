@@ -435,7 +435,10 @@ def test_not_analysed_gives_sr_summary_and_kos_only(status: str, tmp_path: Path)
     reason = "no fat-suppressed fluid-sensitive series in the study"
     result = AnalysisResult(status=status, reason=reason, study_instance_uid=study.result.study_instance_uid,
                             algorithm=study.result.algorithm)
-    outputs = build_outputs(result, None, None, tmp_path, settings=SETTINGS, source_datasets=study.fluid.datasets)
+    headers = [ds.copy() for ds in study.fluid.datasets]
+    for ds in headers:  # a paired body part without laterality (phantom B's T1-only study): no Laterality 2C error
+        ds.BodyPartExamined = "HIP"
+    outputs = build_outputs(result, None, None, tmp_path, settings=SETTINGS, source_datasets=headers)
     assert [o.kind for o in outputs] == ["sr", "sc_summary", "kos"]
     for o in outputs:
         assert dciodvfy_errors(tmp_path / o.path) == []

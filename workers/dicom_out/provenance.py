@@ -126,7 +126,9 @@ def _body_part(out: Dataset, ref: Dataset, both_hips: bool) -> None:
     Copied from the source when it is unpaired or comes with its Laterality. An output
     covering both hips whose source names a paired part without laterality (or none)
     says PELVIS: a paired part would need a single-sided Laterality, which a bilateral
-    result does not have (dciodvfy: Laterality Type 2C).
+    result does not have (dciodvfy: Laterality Type 2C). Any other output (a study that was
+    not analysed, maybe not even a hip) keeps the source's part with Laterality present and
+    empty: not known (Type 2C).
     """
     part = str(ref.get("BodyPartExamined") or "").strip()
     laterality = str(ref.get("Laterality") or "").strip()
@@ -136,5 +138,7 @@ def _body_part(out: Dataset, ref: Dataset, both_hips: bool) -> None:
             out.Laterality = laterality
     elif both_hips:
         out.BodyPartExamined = "PELVIS"
-    elif part:
-        out.BodyPartExamined = part
+    else:
+        if part:
+            out.BodyPartExamined = part
+        out.Laterality = ""
