@@ -6,6 +6,11 @@ else 0. Stored as 32-bit float with an identity Real World Value Mapping (unit U
 viewer can window it, set its opacity over the STIR and switch it off. Every frame names its
 source image (Derivation Image Sequence > Source Image Sequence, purpose "source image for image
 processing operation"), and the Referenced Series Sequence names the source series.
+
+Why stored = real-world value (slope 1): highdicom 0.28.2 cannot apply a non-identity Real World
+Value Mapping to float pixel data (``get_pixels`` raises AttributeError ``input_dtype``), so a
+scaled encoding would break the commonest Python reader. OHIF 3.13 draws a parametric map's
+stored value x 100 on a fixed 0-100 window: every oedema pixel (> 1) gets the top colour there.
 """
 
 from __future__ import annotations

@@ -135,13 +135,15 @@ def _measure(name: hd.sr.CodedConcept, value: float | None, unit: hd.sr.CodedCon
 
 
 def oedema_measurements(side: SideResult) -> list[hd.sr.Measurement]:
-    """The oedema's volume, its extent in each analysed region and its signal ratios (values the analysis computed)."""
-    extents = (("head", side.head_involvement_pct), ("neck", side.neck_involvement_pct),
-               ("intertrochanteric", side.intertrochanteric_involvement_pct))
+    """The oedema's volume, its extent in each region it involves (a region without oedema is not a
+    finding site) and its signal ratios: values the analysis computed, in the order a viewer prints them."""
+    extents: tuple[tuple[RegionName, float | None], ...] = (
+        ("head", side.head_involvement_pct), ("neck", side.neck_involvement_pct),
+        ("intertrochanteric", side.intertrochanteric_involvement_pct))
     return [
         *_measure(codes.volume(), side.oedema_volume_ml, codes.unit_ml()),
-        *[m for region, pct in extents for m in _measure(codes.extent(), pct, codes.unit_percent(),
-                                                          site=(region, side.side))],  # type: ignore[arg-type]
+        *[m for region, pct in extents if pct
+          for m in _measure(codes.extent(), pct, codes.unit_percent(), site=(region, side.side))],
         *_measure(codes.fluid_signal_ratio(), side.mean_signal_ratio, codes.unit_ratio(), derivation=codes.mean()),
         *_measure(codes.fluid_signal_ratio(), side.p95_signal_ratio, codes.unit_ratio(),
                   derivation=codes.percentile_95()),
