@@ -136,11 +136,11 @@ def test_sr_carries_the_comparison(follow_up: FollowUp) -> None:
         assert _num(change, "Change in bone marrow oedema volume since prior study") == [c.change_ml]
         pct = _num(change, "Percent change in bone marrow oedema volume since prior study")
         assert pct == ([] if c.change_pct is None else [pytest.approx(c.change_pct)])
-        assert _num(base, "Fraction of region volume with bone marrow oedema") == [c.head_pct_prior, c.neck_pct_prior]
+        assert _num(base, "Extent") == [c.head_pct_prior, c.neck_pct_prior]
         assert _num(base, "Hip joint effusion volume") == [c.effusion_ml_prior]
         [status] = change["Bone marrow oedema change since prior study"]
-        assert status.ConceptCodeSequence[0].CodeValue == {"resolved": "BMERESOLVED", "improved": "BMEIMPROVED",
-                                                            "no_oedema": "BMENONE"}[c.status]
+        assert status.ConceptCodeSequence[0].CodeValue == {"resolved": "413322009", "improved": "19776001",
+                                                            "no_oedema": "260388006"}[c.status]  # SNOMED CT
         assert change_id.endswith(c.status.replace("_", " "))
         assert comparison.prior.study_instance_uid == base["Study Instance UID"][0].UID
         assert base["Study Date"][0].Date == comparison.prior.study_date
