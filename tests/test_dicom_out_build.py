@@ -514,3 +514,27 @@ def test_sources_without_type2_patient_attributes(tmp_path: Path) -> None:
     assert dciodvfy_errors(tmp_path / sr.path) == []
     ds = pydicom.dcmread(tmp_path / sr.path)
     assert ds.PatientBirthDate == "" and ds.PatientID == study.fluid.datasets[0].PatientID
+
+
+def test_summary_text_stays_inside_its_cells_and_margins() -> None:
+    """A long follow-up cell is fitted to its column (smaller font, then an ellipsis): nothing runs into the
+    neighbouring column, and no text comes closer than the margin to the image edge."""
+    from workers.dicom_out.render import SUMMARY_TOP_MARGIN, SUMMARY_WIDTH, SummaryContent, fit, summary_image
+
+    long_cell = "yes (12.3 mL, fluid layer up to 13 mm) \u2192 yes (11.9 mL, fluid layer up to 12 mm)"
+    content = SummaryContent(version="0.1.0", title="Bone marrow oedema summary - follow-up of 2026-03-02",
+                             table_header=("", "Right hip", "Left hip"),
+                             table_rows=(("Effusion then \u2192 now", long_cell, long_cell),),
+                             findings="word " * 400, notes=("note " * 200,))
+    rgb = summary_image(content, None).astype(np.int32)
+    assert not rgb[:SUMMARY_TOP_MARGIN].any()  # the band viewers print their corner text on
+    bright = rgb.max(axis=2) > 120
+    margin, col0, row_h = 24, 290, 38
+    col_w = (SUMMARY_WIDTH - 2 * margin - col0) // 2
+    top = SUMMARY_TOP_MARGIN + 48 + margin + row_h  # the first table row (below the header row)
+    for start in (margin + col0, margin + col0 + col_w):  # where the right and the left hip columns begin
+        gutter = bright[top:top + row_h, start - 9:start + 9]
+        assert not gutter.any(), f"text in the gutter at x={start}"
+    assert not bright[SUMMARY_TOP_MARGIN + 48:, SUMMARY_WIDTH - 20:].any()  # right margin below the banner
+    text, size = fit(long_cell, 21, col_w - 20)
+    assert size >= 12 and (text.endswith("\u2026") or text == long_cell)

@@ -304,6 +304,9 @@ class SummaryContent:
 
 
 SUMMARY_WIDTH = 1600
+#: a black band above the summary's banner: viewers print their corner text (date, series) there,
+#: and the summary fills the viewport's width (OHIF printed over the banner without it)
+SUMMARY_TOP_MARGIN = 48
 
 
 def _table(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, content: SummaryContent) -> int:
@@ -363,4 +366,5 @@ def summary_image(content: SummaryContent, key_image: RGBArray | None) -> RGBArr
     for line in notes:
         _text(draw, (margin, y), line, 18, fill=MUTED_COLOUR)
         y += 26
-    return np.asarray(canvas, dtype=np.uint8)
+    band = np.zeros((SUMMARY_TOP_MARGIN, SUMMARY_WIDTH, 3), dtype=np.uint8)
+    return np.vstack([band, np.asarray(canvas, dtype=np.uint8)])
