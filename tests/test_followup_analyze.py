@@ -111,6 +111,11 @@ def _children(group: Dataset) -> dict[str, list[Dataset]]:
     return by_name
 
 
+def _first_outline_image(group: Dataset) -> str:
+    scoord = next(i for i in group.ContentSequence if i.ValueType == "SCOORD")
+    return str(scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+
+
 def _num(children: dict[str, list[Dataset]], name: str) -> list[float]:
     return [float(c.MeasuredValueSequence[0].NumericValue) for c in children.get(name, [])]
 
@@ -147,6 +152,9 @@ def test_sr_carries_the_comparison(follow_up: FollowUp) -> None:
         assert base["Accession Number"][0].TextValue == comparison.prior.accession_number
         prior_uid = change["Study Instance UID of the prior study compared with"][0].UID
         assert prior_uid == comparison.prior.study_instance_uid
+        # the hip's own finding and its comparison sit on different slices (OHIF prints their numbers there)
+        [own_id] = [k for k in groups if k in (f"{name} hip BME", f"{name} hip: no BME")]
+        assert _first_outline_image(groups[own_id]) != _first_outline_image(groups[change_id])
     stored = json.loads((follow_up.out / "result.json").read_text())
     assert stored["comparison"] == comparison.model_dump(mode="json")
 

@@ -306,7 +306,7 @@ class SummaryContent:
 SUMMARY_WIDTH = 1600
 #: a black band above the summary's banner: viewers print their corner text (date, series) there,
 #: and the summary fills the viewport's width (OHIF printed over the banner without it)
-SUMMARY_TOP_MARGIN = 48
+SUMMARY_TOP_MARGIN = 80
 
 
 def _table(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, content: SummaryContent) -> int:

@@ -99,13 +99,14 @@ class Outline:
 
 
 def finding_outline(frames: Sequence[FrameMaps], masks: Sequence[NDArray[np.bool_]], what: str) -> Outline:
-    """The outlines of a finding given its mask on each frame: the largest slice first, then in slice order."""
+    """The outlines of a finding given its mask on each frame, slices by decreasing area (the key slice first)."""
     areas = [int(m.sum()) for m in masks]
     if max(areas, default=0) == 0:
         raise RegionOutlineError(f"no {what} voxels")
-    key = int(np.argmax(areas))
+    order = sorted((i for i in range(len(frames)) if areas[i] > 0), key=lambda i: (-areas[i], i))
+    key = order[0]
     regions = []
-    for index in [key, *[i for i in range(len(frames)) if i != key]]:
+    for index in order:
         for polygon in piece_outlines(masks[index]):
             regions.append(hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=polygon,
                                              source_image=_source_for_region(frames[index])))
@@ -184,6 +185,18 @@ def _marrow_group(side: SideResult, result: AnalysisResult, frames: Sequence[Fra
     return group, outline
 
 
+def _other_slice(outline: Outline) -> hd.sr.ImageRegion:
+    """The finding's outline on its second-largest slice, for the hip's follow-up group: OHIF prints every
+    finding's numbers at its outline, so two findings on one slice print over each other."""
+    key_image = outline.regions[0].ContentSequence[0].ReferencedSOPSequence[0]
+    for region in outline.regions[1:]:
+        image = region.ContentSequence[0].ReferencedSOPSequence[0]
+        if (image.ReferencedSOPInstanceUID, image.get("ReferencedFrameNumber")) != \
+                (key_image.ReferencedSOPInstanceUID, key_image.get("ReferencedFrameNumber")):
+            return region
+    return outline.regions[0]
+
+
 def _effusion_group(side: SideResult, frames: Sequence[FrameMaps], uids: UidDeriver) -> Group | None:
     masks = [effusion_mask(f, side.side) for f in frames]
     if not side.effusion or not any(m.any() for m in masks):
@@ -221,7 +234,7 @@ def _finding_groups(result: AnalysisResult, frames: Sequence[FrameMaps], uids: U
         group, outline = _marrow_group(side, result, frames, uids)
         out.groups.append(group)
         out.key_frames.append(outline.key)
-        regions[name] = outline.regions[0]
+        regions[name] = _other_slice(outline)
         effusion = _effusion_group(side, frames, uids)
         if effusion is not None:
             out.groups.append(effusion)
