@@ -519,7 +519,14 @@ def test_sources_without_type2_patient_attributes(tmp_path: Path) -> None:
 def test_summary_text_stays_inside_its_cells_and_margins() -> None:
     """A long follow-up cell is fitted to its column (smaller font, then an ellipsis): nothing runs into the
     neighbouring column, and no text comes closer than the margin to the image edge."""
-    from workers.dicom_out.render import SUMMARY_TOP_MARGIN, SUMMARY_WIDTH, SummaryContent, fit, summary_image
+    from workers.dicom_out.render import (
+        SUMMARY_BOTTOM_MARGIN,
+        SUMMARY_TOP_MARGIN,
+        SUMMARY_WIDTH,
+        SummaryContent,
+        fit,
+        summary_image,
+    )
 
     long_cell = "yes (12.3 mL, fluid layer up to 13 mm) \u2192 yes (11.9 mL, fluid layer up to 12 mm)"
     content = SummaryContent(version="0.1.0", title="Bone marrow oedema summary - follow-up of 2026-03-02",
@@ -527,7 +534,7 @@ def test_summary_text_stays_inside_its_cells_and_margins() -> None:
                              table_rows=(("Effusion then \u2192 now", long_cell, long_cell),),
                              findings="word " * 400, notes=("note " * 200,))
     rgb = summary_image(content, None).astype(np.int32)
-    assert not rgb[:SUMMARY_TOP_MARGIN].any()  # the band viewers print their corner text on
+    assert not rgb[:SUMMARY_TOP_MARGIN].any() and not rgb[-SUMMARY_BOTTOM_MARGIN:].any()  # for the viewer's text
     bright = rgb.max(axis=2) > 120
     margin, col0, row_h = 24, 290, 38
     col_w = (SUMMARY_WIDTH - 2 * margin - col0) // 2

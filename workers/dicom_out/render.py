@@ -304,9 +304,10 @@ class SummaryContent:
 
 
 SUMMARY_WIDTH = 1600
-#: a black band above the summary's banner: viewers print their corner text (date, series) there,
-#: and the summary fills the viewport's width (OHIF printed over the banner without it)
+#: black bands above and below the summary: viewers print their corner text (date, series; window)
+#: there, and the summary fills the viewport's width (OHIF printed over the banner and the notes)
 SUMMARY_TOP_MARGIN = 80
+SUMMARY_BOTTOM_MARGIN = 60
 
 
 def _table(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, content: SummaryContent) -> int:
@@ -366,5 +367,6 @@ def summary_image(content: SummaryContent, key_image: RGBArray | None) -> RGBArr
     for line in notes:
         _text(draw, (margin, y), line, 18, fill=MUTED_COLOUR)
         y += 26
-    band = np.zeros((SUMMARY_TOP_MARGIN, SUMMARY_WIDTH, 3), dtype=np.uint8)
-    return np.vstack([band, np.asarray(canvas, dtype=np.uint8)])
+    top = np.zeros((SUMMARY_TOP_MARGIN, SUMMARY_WIDTH, 3), dtype=np.uint8)
+    bottom = np.zeros((SUMMARY_BOTTOM_MARGIN, SUMMARY_WIDTH, 3), dtype=np.uint8)
+    return np.vstack([top, np.asarray(canvas, dtype=np.uint8), bottom])
