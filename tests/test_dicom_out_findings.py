@@ -96,6 +96,12 @@ def test_regions_below_five_percent_are_not_named() -> None:
     assert "neck" not in text and "intertrochanteric" not in text
 
 
+def test_a_small_lesion_is_placed_in_the_region_that_holds_it() -> None:
+    right = _side("right", present=True, volume=1.3, head=2.1, pattern="focal")
+    text = draft_findings(_result(right, _side("left", present=False)))
+    assert "Right hip: focal subchondral bone marrow oedema of the femoral head, 1.3 mL (2 % of the head)" in text
+
+
 def test_focal_subchondral_pattern_gets_the_avn_caution() -> None:
     right = _side("right", present=True, volume=2.4, head=9.6, pattern="focal", band=True)
     text = draft_findings(_roundtrip(_result(right, _side("left", present=False))))

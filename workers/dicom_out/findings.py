@@ -80,11 +80,17 @@ def _param(result: AnalysisResult, name: str) -> float:
 
 
 def involved_regions(side: SideResult) -> list[tuple[str, float]]:
-    """(region word, % involved) of the regions with at least ``NAMED_REGION_MIN_PCT`` involved, head first."""
+    """(region word, % involved) of the regions with at least ``NAMED_REGION_MIN_PCT`` involved, head first;
+    when none reaches it (a small lesion), the region that holds most of the oedema."""
     pcts = {"head": side.head_involvement_pct, "neck": side.neck_involvement_pct,
             "intertrochanteric": side.intertrochanteric_involvement_pct}
-    return [(word, pct) for key, word in _REGION_WORDS
-            if (pct := pcts[key]) is not None and pct >= NAMED_REGION_MIN_PCT]
+    named = [(word, pct) for key, word in _REGION_WORDS
+             if (pct := pcts[key]) is not None and pct >= NAMED_REGION_MIN_PCT]
+    holding = [(m.oedema_volume_ml, key) for key, m in side.regions.items() if m.oedema_volume_ml > 0]
+    if named or not holding:
+        return named
+    key = max(holding)[1]
+    return [(dict(_REGION_WORDS)[key], side.regions[key].involvement_pct)]
 
 
 def supported_pattern(side: SideResult, result: AnalysisResult) -> Literal["diffuse", "focal"] | None:
