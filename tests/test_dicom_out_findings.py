@@ -89,6 +89,15 @@ def test_pattern_word_only_when_the_numbers_support_it(head: float, neck: float,
     assert (supported_pattern(left, result) == "diffuse") == word
 
 
+def test_regional_pattern_is_coded_but_the_text_names_the_region() -> None:
+    left = _side("left", present=True, volume=3.1, head=0.0, neck=12.0, pattern="regional")
+    result = _result(_side("right", present=False), left)
+    assert supported_pattern(left, result) == "regional"
+    text = draft_findings(result)
+    assert "Left hip: bone marrow oedema of the femoral neck, 3.1 mL (12 % of the neck)" in text
+    assert "regional" not in text
+
+
 def test_regions_below_five_percent_are_not_named() -> None:
     left = _side("left", present=True, volume=30.0, head=60.0, neck=0.4, itr=1.0, pattern="diffuse")
     text = draft_findings(_result(_side("right", present=False), left))

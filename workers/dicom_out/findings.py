@@ -93,14 +93,18 @@ def involved_regions(side: SideResult) -> list[tuple[str, float]]:
     return [(dict(_REGION_WORDS)[key], side.regions[key].involvement_pct)]
 
 
-def supported_pattern(side: SideResult, result: AnalysisResult) -> Literal["diffuse", "focal"] | None:
-    """The pattern word the numbers support, or None (then no pattern word is written or coded).
+def supported_pattern(side: SideResult, result: AnalysisResult) -> Literal["diffuse", "focal", "regional"] | None:
+    """The pattern the numbers support, or None (then no pattern is written or coded).
 
     "diffuse": head and neck involved (or most of the head), with the analysis' own thresholds;
-    "focal" (subchondral): the oedema lies mostly in the head and involves a small part of it.
+    "focal" (subchondral): the oedema lies mostly in the head and involves a small part of it;
+    "regional" (neither, e.g. the neck only): coded and tabled, but no word in the findings text,
+    which names the regions instead.
     """
     if not side.present:
         return None
+    if side.pattern == "regional":
+        return "regional"
     head, neck = side.head_involvement_pct or 0.0, side.neck_involvement_pct or 0.0
     if side.pattern == "diffuse":
         both = head >= _param(result, "diffuse_head_pct_min") and neck >= _param(result, "diffuse_neck_pct_min")
