@@ -27,6 +27,10 @@ class ManifestSeries(BaseModel):
     sop_class_uids: tuple[str, ...] = ()
     transfer_syntax_uids: tuple[str, ...] = ()
     files: tuple[str, ...] = Field((), description="File names (<sop_uid>.dcm) in the series folder.")
+    new_instance_count: int | None = Field(
+        None, ge=0, description="Instances of the series received in this batch; None: not recorded (all new).")
+    own_output: bool = Field(False, description="Carries MarrowMap's own Manufacturer/Model (one of its results).")
+    derived_secondary: bool = Field(False, description="ImageType DERIVED\\SECONDARY: made from other images.")
 
 
 class RouteDecision(BaseModel):
@@ -36,6 +40,7 @@ class RouteDecision(BaseModel):
 
     analyse: bool
     reason: str
+    own_results: bool = Field(False, description="Only MarrowMap's own results arrived: logged, no job, no record.")
 
 
 class Manifest(BaseModel):

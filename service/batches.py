@@ -23,6 +23,7 @@ from pydicom.errors import InvalidDicomError
 from marrowmap.contract import JobMessage, SeriesEntry
 from marrowmap.logs import get_logger
 from marrowmap.manifest import MANIFEST_NAME, Manifest, ManifestSeries
+from marrowmap.markers import is_derived_secondary, is_own_output
 from marrowmap.settings import Settings
 from service.routing import decide
 from service.spool import (
@@ -39,6 +40,7 @@ log = get_logger(__name__)
 _HEADER_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality", "SeriesNumber",
     "SeriesDescription", "StudyDescription", "ProtocolName", "BodyPartExamined",
+    "Manufacturer", "ManufacturerModelName", "ImageType",
 ]
 
 
@@ -55,6 +57,8 @@ class _Header:
     transfer_syntax: str
     calling_ae: str
     received: float
+    own_output: bool
+    derived_secondary: bool
 
 
 def _text(value: object) -> str:
@@ -66,6 +70,8 @@ def read_header(path: Path) -> _Header:
     ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     number = ds.get("SeriesNumber")
     meta = ds.file_meta
+    image_type = ds.get("ImageType") or ()
+    image_type = (image_type,) if isinstance(image_type, str) else tuple(str(v) for v in image_type)
     return _Header(
         series_uid=path.parent.name,
         modality=_text(ds.get("Modality")),
@@ -78,6 +84,8 @@ def read_header(path: Path) -> _Header:
         transfer_syntax=_text(meta.get("TransferSyntaxUID")),
         calling_ae=_text(meta.get("SourceApplicationEntityTitle")),
         received=path.stat().st_mtime,
+        own_output=is_own_output(_text(ds.get("Manufacturer")), _text(ds.get("ManufacturerModelName"))),
+        derived_secondary=is_derived_secondary(image_type),
     )
 
 
@@ -125,9 +133,9 @@ def build_batch(spool: Spool, sealing: SealingStudy, settings: Settings) -> tupl
         except (InvalidDicomError, OSError, ValueError) as exc:
             log.warning("spool.unreadable_file", file=rel, study_instance_uid=study, error=str(exc))
             unreadable.append(rel)
-    headers: dict[str, list[tuple[str, _Header]]] = defaultdict(list)
+    headers: dict[str, list[tuple[str, _Header, bool]]] = defaultdict(list)
     for rel, header in by_rel.items():
-        headers[header.series_uid].append((rel.split("/")[1], header))
+        headers[header.series_uid].append((rel.split("/")[1], header, rel in new))
     series = tuple(_series_entry(uid, hs) for uid, hs in sorted(headers.items()))
     new_headers = [by_rel[rel] for rel in new if rel in by_rel]
     all_headers = list(by_rel.values())
@@ -167,8 +175,8 @@ def build_batch(spool: Spool, sealing: SealingStudy, settings: Settings) -> tupl
     return final, manifest
 
 
-def _series_entry(uid: str, files: list[tuple[str, _Header]]) -> ManifestSeries:
-    headers = [h for _, h in files]
+def _series_entry(uid: str, files: list[tuple[str, _Header, bool]]) -> ManifestSeries:
+    headers = [h for _, h, _ in files]
     first = headers[0]
     return ManifestSeries(
         series_instance_uid=uid,
@@ -180,7 +188,10 @@ def _series_entry(uid: str, files: list[tuple[str, _Header]]) -> ManifestSeries:
         body_part_examined=next((h.body_part for h in headers if h.body_part), ""),
         sop_class_uids=tuple(sorted({h.sop_class for h in headers if h.sop_class})),
         transfer_syntax_uids=tuple(sorted({h.transfer_syntax for h in headers if h.transfer_syntax})),
-        files=tuple(sorted(name for name, _ in files)),
+        files=tuple(sorted(name for name, _, _ in files)),
+        new_instance_count=sum(1 for _, _, is_new in files if is_new),
+        own_output=any(h.own_output for h in headers),
+        derived_secondary=all(h.derived_secondary for h in headers),
     )
 
 

@@ -169,6 +169,11 @@ class Sealer:
             self._skip(batch_dir, manifest)
 
     def _skip(self, batch_dir: Path, manifest: Manifest) -> None:
+        if manifest.route.own_results:  # our results came back: not a job, so no job record
+            self._remove(batch_dir)
+            log.info("study.own_results", study_instance_uid=manifest.study_instance_uid, job_id=manifest.job_id,
+                     instances=manifest.new_instances, reason=manifest.route.reason)
+            return
         try:
             self._queue.jobs.record(
                 manifest.job_id,
@@ -181,11 +186,8 @@ class Sealer:
             )
         except QueueUnavailable as exc:
             log.warning("study.skip_not_recorded", job_id=manifest.job_id, error=str(exc))
-        shutil.rmtree(batch_dir)
+        self._remove(batch_dir)
         STUDIES_SKIPPED.inc()
-        study_dir = batch_dir.parent
-        if not any(study_dir.iterdir()):
-            study_dir.rmdir()
         log.info(
             "study.skipped",
             study_instance_uid=manifest.study_instance_uid,
@@ -193,6 +195,13 @@ class Sealer:
             instances=manifest.instance_count,
             reason=manifest.route.reason,
         )
+
+    @staticmethod
+    def _remove(batch_dir: Path) -> None:
+        shutil.rmtree(batch_dir)
+        study_dir = batch_dir.parent
+        if not any(study_dir.iterdir()):
+            study_dir.rmdir()
 
     def _flush_queue(self) -> None:
         if not self._pending or time.monotonic() < self._next_queue_attempt:

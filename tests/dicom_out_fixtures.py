@@ -294,6 +294,31 @@ def values_of(groups: list[Group]) -> dict[str, float]:
     return values
 
 
+def values_by_site(group: Group) -> dict[tuple[str, str | None, str | None], float]:
+    """Every number of a group by (concept meaning, finding site code, derivation meaning); each key once."""
+    values: dict[tuple[str, str | None, str | None], float] = {}
+    for m in group.get_measurements():
+        site = str(m.finding_sites[0].value.value) if m.finding_sites else None
+        derivation = m.derivation.meaning if m.derivation is not None else None
+        key = (str(m.name.meaning), site, derivation)
+        assert key not in values, f"{key} twice in one group"
+        values[key] = float(m.value)
+    return values
+
+
+def sr_units(ds: Dataset) -> set[tuple[str, str]]:
+    """(code value, scheme) of every unit of every NUM item under ``ds`` (an SR or one of its content items)."""
+    units: set[tuple[str, str]] = set()
+    stack = list(ds.get("ContentSequence", []))
+    while stack:
+        item = stack.pop()
+        stack.extend(item.get("ContentSequence", []))
+        if item.get("ValueType") == "NUM" and item.get("MeasuredValueSequence"):
+            code = item.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0]
+            units.add((str(code.CodeValue), str(code.CodingSchemeDesignator)))
+    return units
+
+
 def evaluations_of(groups: list[Group]) -> dict[str, str]:
     return {str(q.name.meaning): str(getattr(q.value, "meaning", q.value))
             for g in groups for q in g.get_qualitative_evaluations()}

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian
 
+from marrowmap.markers import MANUFACTURER, MODEL_NAME, SERIES_NUMBERS
 from marrowmap.settings import Settings
 from tests.dicom_out_fixtures import (
     HEAD_CENTRES,
@@ -25,14 +26,16 @@ from tests.dicom_out_fixtures import (
     laterality,
     make_study,
     read_report,
-    values_of,
+    sr_units,
+    values_by_site,
 )
 from workers.analysis.result import AnalysisResult, OutputFile
 from workers.dicom_out import build_outputs, draft_findings
-from workers.dicom_out.build import overlay_frames
+from workers.dicom_out.build import key_overlay_indices, overlay_frames
 from workers.dicom_out.geometry import edge_letters, source_frames
 from workers.dicom_out.render import PANEL_WIDTH, overlay_image_box
-from workers.dicom_out.stack import sample_maps
+from workers.dicom_out.seg import SEGMENT_RGB
+from workers.dicom_out.stack import keep_reported_oedema, sample_maps
 
 SETTINGS = Settings()
 
@@ -81,42 +84,50 @@ def _kinds(outputs: list[OutputFile]) -> dict[str, list[OutputFile]]:
     return kinds
 
 
+def _path(out: Path, outputs: list[OutputFile], kind: str) -> Path:
+    return out / next(o.path for o in outputs if o.kind == kind)
+
+
+ALL_KINDS = {"seg", "sr", "sc_overlay", "sc_summary", "pmap", "kos"}
+
+
 @pytest.mark.parametrize("case", ["standard", "multiframe", "mirrored", "normal"])
 def test_every_output_passes_dciodvfy(case: str, request: pytest.FixtureRequest) -> None:
     _, out, outputs = request.getfixturevalue(case)
     kinds = _kinds(outputs)
-    assert set(kinds) == {"seg", "sr", "sc_overlay", "sc_summary"}
+    assert set(kinds) == ALL_KINDS
     # overlays share one code path: the first and the last stand for the series (dciodvfy takes ~1 s a file)
-    checked = [*kinds["seg"], *kinds["sr"], kinds["sc_overlay"][0], kinds["sc_overlay"][-1], *kinds["sc_summary"]]
+    checked = [o for o in outputs if o.kind != "sc_overlay"] + [kinds["sc_overlay"][0], kinds["sc_overlay"][-1]]
     for o in checked:
         assert dciodvfy_errors(out / o.path) == [], o.path
 
 
 def test_dsrdump_reads_the_sr(standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
     _, out, outputs = standard
-    sr = next(o for o in outputs if o.kind == "sr")
-    proc = subprocess.run(["dsrdump", str(out / sr.path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["dsrdump", str(_path(out, outputs, "sr"))], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "Left hip BME (head and neck)" in proc.stdout
-    assert "Right hip: no BME detected" in proc.stdout
+    assert "Left hip BME" in proc.stdout and "Right hip: no BME" in proc.stdout
 
 
 def test_series_study_and_patient_modules(standard: tuple[FixtureStudy, Path, list[OutputFile]],
                                           multiframe: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
     for study, out, outputs in (standard, multiframe):
         src = study.full_datasets[0]
-        numbers = {"seg": 9901, "sr": 9902, "sc_overlay": 9903, "sc_summary": 9904}
         for o in outputs:
             ds = pydicom.dcmread(out / o.path)
             assert ds.SOPInstanceUID == o.sop_instance_uid and ds.SeriesInstanceUID == o.series_instance_uid
-            assert ds.SeriesNumber == numbers[o.kind]
+            assert ds.SeriesNumber == SERIES_NUMBERS[o.kind]
             assert "NOT FOR DIAGNOSTIC USE" in ds.SeriesDescription
             for kw in ("SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
                        "PatientSex", "PatientAge", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID",
                        "AccessionNumber", "ReferringPhysicianName", "StudyDescription"):
                 assert ds.get(kw) == src.get(kw), (o.path, kw)
-            assert ds.Manufacturer == "MarrowMap" and ds.SoftwareVersions == "0.1.0"
+            # the markers the listener's routing recognises (never analysed again)
+            assert ds.Manufacturer == MANUFACTURER and ds.ManufacturerModelName == MODEL_NAME, o.kind
+            assert ds.SoftwareVersions == "0.1.0"
             assert "MarrowMap" in [item.Manufacturer for item in ds.ContributingEquipmentSequence]
+            if "ImageType" in ds:
+                assert ds.ImageType[0] == "DERIVED", o.kind
             assert ds.ContentDate == "20260315"  # from the source, not the wall clock
         # non-ASCII names survive byte-exactly in the file's declared character set
         names = {str(pydicom.dcmread(out / o.path).PatientName) for o in outputs}
@@ -130,28 +141,37 @@ def test_non_ascii_names_are_not_mangled(standard: tuple[FixtureStudy, Path, lis
     assert mf.SpecificCharacterSet == "ISO_IR 100" and str(mf.PatientName) == "Åström^Zoë"
 
 
-def test_secondary_captures_are_plain_rgb(standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
-    _, out, outputs = standard
-    for o in outputs:
-        if not o.kind.startswith("sc_"):
-            continue
-        ds = pydicom.dcmread(out / o.path)
-        assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-        assert (ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.BitsAllocated, ds.PlanarConfiguration) == \
-            ("RGB", 3, 8, 0)
-        assert ds.Modality == "MR" and ds.BurnedInAnnotation == "YES"
-    overlays = [o for o in outputs if o.kind == "sc_overlay"]
-    assert len({o.series_instance_uid for o in overlays}) == 1
-    assert [pydicom.dcmread(out / o.path).InstanceNumber for o in overlays] == list(range(1, len(overlays) + 1))
+def test_secondary_captures_reference_their_source_slice(standard: tuple[FixtureStudy, Path, list[OutputFile]],
+                                                         multiframe: tuple[FixtureStudy, Path, list[OutputFile]]
+                                                         ) -> None:
+    for study, out, outputs in (standard, multiframe):
+        shown = overlay_frames(sample_maps(study.fluid, study.maps))
+        overlays = [o for o in outputs if o.kind == "sc_overlay"]
+        assert len(overlays) == len(shown)
+        for o, fm in zip(overlays, shown, strict=True):
+            ds = pydicom.dcmread(out / o.path)
+            assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+            assert (ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.BitsAllocated, ds.PlanarConfiguration) == \
+                ("RGB", 3, 8, 0)
+            assert ds.Modality == "MR" and ds.BurnedInAnnotation == "YES"
+            assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"]
+            [source] = ds.SourceImageSequence
+            assert source.ReferencedSOPInstanceUID == fm.frame.ref.sop_instance_uid
+            assert source.get("ReferencedFrameNumber") == fm.frame.ref.frame_number
+            assert source.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
+        assert [pydicom.dcmread(out / o.path).InstanceNumber for o in overlays] == list(range(1, len(overlays) + 1))
+        summary = pydicom.dcmread(_path(out, outputs, "sc_summary"))
+        assert len(summary.SourceImageSequence) == 1
 
 
 def test_seg_reads_back_and_matches_the_maps(standard: tuple[FixtureStudy, Path, list[OutputFile]],
                                              multiframe: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
     for study, out, outputs in (standard, multiframe):
-        seg = hd.seg.segread(out / next(o.path for o in outputs if o.kind == "seg"))
+        seg = hd.seg.segread(_path(out, outputs, "seg"))
         labels = [seg.get_segment_description(n).segment_label for n in seg.segment_numbers]
         assert labels == ["Right femoral head", "Right femoral neck", "Right intertrochanteric region",
-                          "Left hip BME", "Left femoral head", "Left femoral neck", "Left intertrochanteric region"]
+                          "Left hip BME", "Left hip joint effusion", "Left femoral head", "Left femoral neck",
+                          "Left intertrochanteric region"]
         bme = labels.index("Left hip BME") + 1
         desc = seg.get_segment_description(bme)
         assert desc.segmented_property_type.value == "79654002"
@@ -170,92 +190,179 @@ def test_seg_reads_back_and_matches_the_maps(standard: tuple[FixtureStudy, Path,
             np.testing.assert_array_equal(pixels > 0, oedema[z] == 2)
 
 
-def test_every_finding_has_an_image_region(standard: tuple[FixtureStudy, Path, list[OutputFile]],
-                                           normal: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
-    """OHIF shows (and 3.13 only survives) findings whose merged groups carry a 2-D SCOORD."""
-    for _, out, outputs in (standard, normal):
-        sr = read_report(out / next(o.path for o in outputs if o.kind == "sr"))
-        findings = findings_by_tracking(sr)
-        assert len(findings) == 8  # per hip: the oedema finding and three regions
-        for name, members in findings.items():
-            planar = [g for g in members if isinstance(g, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations)]
-            assert planar and planar[0].roi is not None, name
-        # and no TID 1501 group (it would have no region)
-        assert sr.get_image_measurement_groups() == []
+def test_seg_colours_differ_per_side_and_laterality_is_in_the_anatomic_region(
+        standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+    _, out, outputs = standard
+    seg = pydicom.dcmread(_path(out, outputs, "seg"))
+    colours: dict[str, set[tuple[int, ...]]] = {"Right": set(), "Left": set()}
+    for item in seg.SegmentSequence:
+        side = str(item.SegmentLabel).split()[0]
+        colours[side].add(tuple(int(v) for v in item.RecommendedDisplayCIELabValue))
+        [region] = item.AnatomicRegionSequence
+        assert region.AnatomicRegionModifierSequence[0].CodeMeaning == side, item.SegmentLabel
+    assert len(colours["Right"]) == 3 and len(colours["Left"]) == 5  # one colour per segment
+    assert not colours["Right"] & colours["Left"]
+    assert not {v for k, v in SEGMENT_RGB.items() if k[0] == "right"} & \
+        {v for k, v in SEGMENT_RGB.items() if k[0] == "left"}
+
+
+def test_one_group_per_hip_finding_each_with_its_outline(standard: tuple[FixtureStudy, Path, list[OutputFile]],
+                                                        normal: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+    """OHIF shows (and 3.13 only survives) groups that carry a 2-D SCOORD; one group per finding."""
+    expected = {"standard": ["Right hip: no BME", "Left hip BME", "Left hip joint effusion"],
+                "normal": ["Right hip: no BME", "Left hip: no BME"]}
+    for name, (_, out, outputs) in (("standard", standard), ("normal", normal)):
+        sr = read_report(_path(out, outputs, "sr"))
+        groups = sr.get_volumetric_roi_measurement_groups()
+        assert [str(g.tracking_identifier) for g in groups] == expected[name]
+        assert sr.get_planar_roi_measurement_groups() == [] and sr.get_image_measurement_groups() == []
+        assert len({str(g.tracking_uid) for g in groups}) == len(groups)  # one tracking UID per finding
+        for g in groups:
+            assert g.roi, g.tracking_identifier  # image regions on the source slices
+
+
+def test_no_edema_finding_for_a_normal_hip(normal: tuple[FixtureStudy, Path, list[OutputFile]],
+                                           standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+    for _, out, outputs in (normal, standard):
+        sr = read_report(_path(out, outputs, "sr"))
+        for g in sr.get_volumetric_roi_measurement_groups():
+            edema = g.finding_type is not None and g.finding_type.value == "79654002"
+            assert edema == (str(g.tracking_identifier) == "Left hip BME"), g.tracking_identifier
+            if str(g.tracking_identifier).endswith("no BME"):
+                assert g.finding_type is not None and g.finding_type.value == "281900007"
+                assert evaluations_of([g]) == {"Edema": "Absent"} and g.get_measurements() == []
+    seg = hd.seg.segread(_path(normal[1], normal[2], "seg"))
+    labels = [seg.get_segment_description(n).segment_label for n in seg.segment_numbers]
+    assert not any("BME" in label for label in labels) and "Left femoral head" in labels
 
 
 def test_sr_measurements_equal_result_json(standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
     study, out, outputs = standard
     (out / "result.json").write_text(study.result.model_dump_json())
     result = AnalysisResult.model_validate_json((out / "result.json").read_text())
-    sr = read_report(out / next(o.path for o in outputs if o.kind == "sr"))
+    sr = read_report(_path(out, outputs, "sr"))
     findings = findings_by_tracking(sr)
-    left, right = result.sides["left"], result.sides["right"]
-    for title, side in (("Left hip BME (head and neck)", left), ("Right hip: no BME detected", right)):
-        members = findings[title]
-        for g in members:
-            assert laterality(g) == side.side.capitalize()
-        values = values_of(members)
-        assert values["Volume"] == pytest.approx(side.oedema_volume_ml, rel=1e-12)
-        assert values["Hip joint effusion volume"] == pytest.approx(side.effusion_volume_ml, rel=1e-12)
-        if side.mean_signal_ratio is not None:
-            assert values["Mean fluid-sensitive signal ratio to reference marrow"] == \
-                pytest.approx(side.mean_signal_ratio, rel=1e-12)
-            assert values["P95 fluid-sensitive signal ratio to reference marrow"] == \
-                pytest.approx(side.p95_signal_ratio, rel=1e-12)
-            assert values["Mean T1 signal ratio to reference fatty marrow"] == pytest.approx(side.mean_t1_ratio)
-        evaluations = evaluations_of(members)
-        assert evaluations["Edema"] == ("Present" if side.present else "Absent")
-        assert evaluations["Effusion"] == ("Present" if side.effusion else "Absent")
-        assert evaluations["Bone marrow oedema pattern"] == {
-            "diffuse": "Diffuse", "focal": "Focal subchondral", "none": "No oedema"}[side.pattern or "none"]
-    # the left oedema is one finding: its polygon (planar) and its SEG segment (volumetric)
-    kinds = {type(g).__name__ for g in findings["Left hip BME (head and neck)"]}
-    assert kinds == {"PlanarROIMeasurementsAndQualitativeEvaluations",
-                     "VolumetricROIMeasurementsAndQualitativeEvaluations"}
-    name = {"head": "femoral head", "neck": "femoral neck", "intertrochanteric": "intertrochanteric region"}
-    for side in (left, right):
-        for region, m in side.regions.items():
-            members = findings[f"{side.side.capitalize()} {name[region]} BME {m.involvement_pct:.0f}%"]
-            values = values_of(members)
-            assert values["Volume"] == pytest.approx(m.region_volume_ml, rel=1e-12)
-            assert values["Bone marrow oedema volume within region"] == pytest.approx(m.oedema_volume_ml, rel=1e-12)
-            assert values["Fraction of region volume with bone marrow oedema"] == \
-                pytest.approx(m.involvement_pct, rel=1e-12)
-            assert {laterality(g) for g in members} == {side.side.capitalize()}
-    # the draft findings paragraph is in the SR as text
-    texts = [item.TextValue for item in sr[0].ContentSequence[-1].ContentSequence]
-    assert texts == [draft_findings(result)]
+    left = result.sides["left"]
+    [bme] = findings["Left hip BME"]
+    assert laterality(bme) == "Left" and [s.value.value for s in bme.finding_sites] == ["14016003", "310651003"]
+    values = values_by_site(bme)
+    assert values[("Volume", None, None)] == pytest.approx(left.oedema_volume_ml, rel=1e-12)
+    assert values[("Extent", "2812003", None)] == pytest.approx(left.head_involvement_pct, rel=1e-12)
+    assert values[("Extent", "29627003", None)] == pytest.approx(left.neck_involvement_pct, rel=1e-12)
+    assert left.intertrochanteric_involvement_pct == 0.0 and ("Extent", "ITROCH", None) not in values  # not involved
+    ratio = "Fluid-sensitive signal ratio to reference marrow"
+    assert values[(ratio, None, "Mean")] == pytest.approx(left.mean_signal_ratio, rel=1e-12)
+    assert values[(ratio, None, "95th Percentile Value of population")] == \
+        pytest.approx(left.p95_signal_ratio, rel=1e-12)
+    assert values[("T1 signal ratio to reference marrow", None, "Mean")] == pytest.approx(left.mean_t1_ratio)
+    assert len(values) == 6  # nothing else: no region volumes, no bare "Volume" of a region
+    assert evaluations_of([bme]) == {"Finding category": "Morphologically Abnormal Structure",
+                                     "Bone marrow oedema pattern": "Diffuse", "Subchondral low-signal band": "Absent"}
+    [effusion] = findings["Left hip joint effusion"]
+    assert effusion.finding_type is not None and effusion.finding_type.value == "41699000"
+    assert values_by_site(effusion) == {("Volume", None, None): pytest.approx(left.effusion_volume_ml, rel=1e-12)}
+    # the draft findings paragraph and the processing summary are in the Qualitative Evaluations container
+    container = sr[0].ContentSequence[-1]
+    assert container.ConceptNameCodeSequence[0].CodeValue == "C0034375"
+    texts = {i.ConceptNameCodeSequence[0].CodeMeaning: i.get("TextValue") for i in container.ContentSequence}
+    assert texts["Findings"] == draft_findings(result)
+    [summary] = [i for i in container.ContentSequence if i.ValueType == "CODE"]
+    assert summary.ConceptCodeSequence[0].CodeValue == "111242"  # all algorithms succeeded; with findings
 
 
-def test_sr_polygon_sits_on_the_largest_oedema_slice(standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+def test_sr_units_are_ucum_ml_percent_and_one(standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+    _, out, outputs = standard
+    measurements = next(i for i in pydicom.dcmread(_path(out, outputs, "sr")).ContentSequence
+                        if i.ConceptNameCodeSequence[0].CodeValue == "126010")  # Imaging Measurements
+    units = sr_units(measurements)
+    assert units and units <= {("mL", "UCUM"), ("%", "UCUM"), ("1", "UCUM"), ("mm", "UCUM")}
+    assert ("mL", "UCUM") in units and ("1", "UCUM") in units and ("%", "UCUM") in units
+
+
+def test_sr_names_the_procedure_and_the_algorithm_once(standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+    _, out, outputs = standard
+    sr = pydicom.dcmread(_path(out, outputs, "sr"))
+    root = sr.ContentSequence
+    [procedure] = [i for i in root if i.ConceptNameCodeSequence[0].CodeValue == "121058"]
+    assert procedure.ConceptCodeSequence[0].CodeValue == "241639000"
+    names = [i for i in _walk(root) if i.ConceptNameCodeSequence[0].CodeValue == "111001"]  # Algorithm Name
+    assert len(names) == 1 and names[0] in list(root)
+
+
+def _walk(items: pydicom.Sequence) -> list[pydicom.Dataset]:
+    out = []
+    for item in items:
+        out.append(item)
+        out.extend(_walk(item.get("ContentSequence", [])))
+    return out
+
+
+def test_sr_outline_starts_on_the_largest_oedema_slice(standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
     study, out, outputs = standard
-    sr = read_report(out / next(o.path for o in outputs if o.kind == "sr"))
-    group = next(g for g in sr.get_planar_roi_measurement_groups()
-                 if g.tracking_identifier == "Left hip BME (head and neck)")
-    roi = group.roi
-    assert roi is not None and roi.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
-    points = roi.value
+    sr = read_report(_path(out, outputs, "sr"))
+    group = next(g for g in sr.get_volumetric_roi_measurement_groups() if g.tracking_identifier == "Left hip BME")
+    regions = group.roi
+    assert regions and all(r.graphic_type == hd.sr.GraphicTypeValues.POLYLINE for r in regions)
+    first = regions[0]
+    points = first.value
     np.testing.assert_array_equal(points[0], points[-1])  # closed
-    ref_uid = roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+    ref_uid = first.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
     z = study.result.sides["left"].largest_slice_index
     assert z is not None and ref_uid == study.fluid.slices[z].sop_instance_uid
+    # every slice with left oedema has an outline
+    oedema = sitk.GetArrayFromImage(study.maps.oedema) == 2
+    slices = {r.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID for r in regions}
+    assert slices == {study.fluid.slices[k].sop_instance_uid for k in range(len(oedema)) if oedema[k].any()}
     frame = source_frames(study.fluid)[z]
     # polygon centroid lies in the left femoral head (LPS +x)
     col, row = points[:, 0].mean() - 0.5, points[:, 1].mean() - 0.5
     lps = frame.position + col * frame.spacing[1] * frame.row_dir + row * frame.spacing[0] * frame.col_dir
     assert lps[0] > 0
     assert np.linalg.norm(lps[[0, 2]] - HEAD_CENTRES["left"][[0, 2]]) < HEAD_RADIUS
+    seg = hd.seg.segread(_path(out, outputs, "seg"))
+    shared = [seg.get_segment_description(n) for n in seg.segment_numbers
+              if seg.get_segment_description(n).segment_label == "Left hip BME"]
+    assert str(shared[0].tracking_uid) == str(group.tracking_uid)  # the SR finding is the SEG segment
 
 
-def test_normal_study_says_no_oedema_per_side(normal: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
-    _, out, outputs = normal
-    seg = hd.seg.segread(out / next(o.path for o in outputs if o.kind == "seg"))
-    labels = [seg.get_segment_description(n).segment_label for n in seg.segment_numbers]
-    assert not any("BME" in label for label in labels) and "Left femoral head" in labels
-    sr = read_report(out / next(o.path for o in outputs if o.kind == "sr"))
-    titles = [g.tracking_identifier for g in sr.get_planar_roi_measurement_groups()]
-    assert [t for t in titles if t and " hip" in t] == ["Right hip: no BME detected", "Left hip: no BME detected"]
+def test_parametric_map_holds_the_score_on_each_source_frame(
+        standard: tuple[FixtureStudy, Path, list[OutputFile]],
+        multiframe: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+    for study, out, outputs in (standard, multiframe):
+        pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(_path(out, outputs, "pmap")))
+        assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30" and "FloatPixelData" in pm
+        mapping = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+        assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == "1"
+        assert (mapping.RealWorldValueSlope, mapping.RealWorldValueIntercept) == (1.0, 0.0)
+        assert pm.ReferencedSeriesSequence[0].SeriesInstanceUID == study.fluid.series_instance_uid
+        frames = keep_reported_oedema(sample_maps(study.fluid, study.maps), {2})
+        sources = {(str(s.ReferencedSOPInstanceUID), s.get("ReferencedFrameNumber"))
+                   for item in pm.PerFrameFunctionalGroupsSequence
+                   for s in item.DerivationImageSequence[0].SourceImageSequence}
+        assert sources == {(fm.frame.ref.sop_instance_uid, fm.frame.ref.frame_number) for fm in frames}
+        for fm in frames:
+            if fm.frame.ref.frame_number is None:
+                values = pm.get_pixels_by_source_instance(source_sop_instance_uids=[fm.frame.ref.sop_instance_uid])
+            else:
+                values = pm.get_pixels_by_source_frame(source_sop_instance_uid=fm.frame.ref.sop_instance_uid,
+                                                       source_frame_numbers=[fm.frame.ref.frame_number])
+            np.testing.assert_allclose(values[0, :, :, 0] if values.ndim == 4 else values[0], fm.score, rtol=1e-6)
+
+
+def test_kos_flags_the_summary_and_each_findings_key_overlay(
+        standard: tuple[FixtureStudy, Path, list[OutputFile]]) -> None:
+    study, out, outputs = standard
+    kos = pydicom.dcmread(_path(out, outputs, "kos"))
+    assert kos.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.59"
+    assert kos.ConceptNameCodeSequence[0].CodeValue == "113000"  # Of Interest
+    flagged = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in kos.ContentSequence
+               if i.ValueType == "IMAGE"]
+    overlays = [o for o in outputs if o.kind == "sc_overlay"]
+    shown = overlay_frames(keep_reported_oedema(sample_maps(study.fluid, study.maps), {2}))
+    keys = key_overlay_indices(study.result, shown)
+    assert flagged == [next(o.sop_instance_uid for o in outputs if o.kind == "sc_summary"),
+                       *[overlays[i].sop_instance_uid for i in keys]]
+    assert [shown[i].frame.z for i in keys] == [study.result.sides["left"].largest_slice_index]
 
 
 def _render(path: Path, tmp: Path) -> np.ndarray:
@@ -323,40 +430,70 @@ def test_different_input_different_uids(standard: tuple[FixtureStudy, Path, list
 
 
 @pytest.mark.parametrize("status", ["not_applicable", "failed"])
-def test_not_analysed_gives_sr_and_summary_only(status: str, tmp_path: Path) -> None:
+def test_not_analysed_gives_sr_summary_and_kos_only(status: str, tmp_path: Path) -> None:
     study = make_study(seed_uid="fixture-na")
-    result = AnalysisResult(status=status, reason="no fat-suppressed fluid-sensitive series in the study",
-                            study_instance_uid=study.result.study_instance_uid, algorithm=study.result.algorithm)
-    outputs = build_outputs(result, None, None, tmp_path, settings=SETTINGS, source_datasets=study.fluid.datasets)
-    assert [o.kind for o in outputs] == ["sr", "sc_summary"]
+    reason = "no fat-suppressed fluid-sensitive series in the study"
+    result = AnalysisResult(status=status, reason=reason, study_instance_uid=study.result.study_instance_uid,
+                            algorithm=study.result.algorithm)
+    headers = [ds.copy() for ds in study.fluid.datasets]
+    for ds in headers:  # a paired body part without laterality (phantom B's T1-only study): no Laterality 2C error
+        ds.BodyPartExamined = "HIP"
+    outputs = build_outputs(result, None, None, tmp_path, settings=SETTINGS, source_datasets=headers)
+    assert [o.kind for o in outputs] == ["sr", "sc_summary", "kos"]
     for o in outputs:
         assert dciodvfy_errors(tmp_path / o.path) == []
         ds = pydicom.dcmread(tmp_path / o.path)
         assert ds.StudyInstanceUID == study.result.study_instance_uid
         assert str(ds.PatientName) == str(study.full_datasets[0].PatientName)
-    sr = read_report(tmp_path / outputs[0].path)
-    text = sr[0].ContentSequence[-1].ContentSequence[0].TextValue
-    assert "no fat-suppressed fluid-sensitive series" in text and "DRAFT" in text
-    assert sr.get_planar_roi_measurement_groups() == []
+    sr_ds = pydicom.dcmread(tmp_path / outputs[0].path)
+    texts = [str(i.TextValue) for i in _walk(sr_ds.ContentSequence) if i.ValueType == "TEXT"]
+    assert sum(t.count(reason) for t in texts) == 1  # the reason once
+    container = sr_ds.ContentSequence[-1]
+    [summary] = [i for i in container.ContentSequence if i.ValueType == "CODE"]
+    assert summary.ConceptCodeSequence[0].CodeValue == "111245"  # no algorithms succeeded; without findings
+    assert all(i.ConceptNameCodeSequence[0].CodeValue != "126010" for i in sr_ds.ContentSequence)  # no groups
+    assert hd.sr.srread(tmp_path / outputs[0].path).SOPInstanceUID == outputs[0].sop_instance_uid
+    kos = pydicom.dcmread(tmp_path / outputs[2].path)
+    assert [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in kos.ContentSequence
+            if i.ValueType == "IMAGE"] == [outputs[1].sop_instance_uid]
     assert build_outputs(result, None, None, tmp_path / "none", settings=SETTINGS) == []
+
+
+def test_withheld_hip_has_no_group_only_its_reason(tmp_path: Path) -> None:
+    study = make_study(seed_uid="fixture-withheld")
+    reason = "fat suppression failed around the left hip; withheld without a T1"
+    left = study.result.sides["left"]
+    withheld = left.model_copy(update={"present": None, "reason": reason, "oedema_volume_ml": None,
+                                       "effusion": None, "pattern": None})
+    result = study.result.model_copy(update={"sides": {"right": study.result.sides["right"], "left": withheld}})
+    outputs = build_outputs(result, study.fluid, study.maps, tmp_path, settings=SETTINGS)
+    sr_path = _path(tmp_path, outputs, "sr")
+    assert dciodvfy_errors(sr_path) == []
+    sr = read_report(sr_path)
+    assert [str(g.tracking_identifier) for g in sr.get_volumetric_roi_measurement_groups()] == ["Right hip: no BME"]
+    ds = pydicom.dcmread(sr_path)
+    reasons = [i.TextValue for i in ds.ContentSequence[-1].ContentSequence
+               if i.ConceptNameCodeSequence[0].CodeValue == "NOTASSESSED"]
+    assert reasons == [f"Left hip: {reason}"]
+    summary = [i for i in ds.ContentSequence[-1].ContentSequence if i.ValueType == "CODE"]
+    assert summary[0].ConceptCodeSequence[0].CodeValue == "111243"  # not all succeeded; without findings
 
 
 def test_dcmqi_reads_the_measurement_report(standard: tuple[FixtureStudy, Path, list[OutputFile]],
                                             tmp_path: Path) -> None:
-    """An independent TID 1500 reader (QIICR dcmqi) finds finding, site, laterality and segment references."""
+    """An independent TID 1500 reader (QIICR dcmqi) finds finding, site, laterality and the measurements."""
     _, out, outputs = standard
-    sr = next(o for o in outputs if o.kind == "sr")
     target = tmp_path / "sr.json"
-    proc = subprocess.run(["tid1500reader", "--inputDICOM", str(out / sr.path), "--outputMetadata", str(target)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["tid1500reader", "--inputDICOM", str(_path(out, outputs, "sr")),
+                           "--outputMetadata", str(target)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    measurements = json.loads(target.read_text())["Measurements"]
-    by_id = {m["TrackingIdentifier"]: m for m in measurements}
-    left = next(m for m in measurements
-                if m["TrackingIdentifier"] == "Left hip BME (head and neck)" and "ReferencedSegment" in m)
+    by_id = {m["TrackingIdentifier"]: m for m in json.loads(target.read_text())["Measurements"]}
+    left = by_id["Left hip BME"]
     assert left["Finding"]["CodeValue"] == "79654002" and left["Laterality"]["CodeMeaning"] == "Left"
-    assert "ReferencedSegment" in left and left["FindingSite"]["CodeValue"] == "310651003"
-    assert by_id["Right hip: no BME detected"]["Laterality"]["CodeMeaning"] == "Right"
+    assert left["FindingSite"]["CodeValue"] == "14016003"
+    assert {i["units"]["CodeValue"] for i in left["measurementItems"]} == {"mL", "%", "1"}
+    right = by_id["Right hip: no BME"]
+    assert right["Finding"]["CodeValue"] == "281900007" and right["Laterality"]["CodeMeaning"] == "Right"
 
 
 def test_sources_without_type2_patient_attributes(tmp_path: Path) -> None:
@@ -377,3 +514,34 @@ def test_sources_without_type2_patient_attributes(tmp_path: Path) -> None:
     assert dciodvfy_errors(tmp_path / sr.path) == []
     ds = pydicom.dcmread(tmp_path / sr.path)
     assert ds.PatientBirthDate == "" and ds.PatientID == study.fluid.datasets[0].PatientID
+
+
+def test_summary_text_stays_inside_its_cells_and_margins() -> None:
+    """A long follow-up cell is fitted to its column (smaller font, then an ellipsis): nothing runs into the
+    neighbouring column, and no text comes closer than the margin to the image edge."""
+    from workers.dicom_out.render import (
+        SUMMARY_BOTTOM_MARGIN,
+        SUMMARY_TOP_MARGIN,
+        SUMMARY_WIDTH,
+        SummaryContent,
+        fit,
+        summary_image,
+    )
+
+    long_cell = "yes (12.3 mL, fluid layer up to 13 mm) \u2192 yes (11.9 mL, fluid layer up to 12 mm)"
+    content = SummaryContent(version="0.1.0", title="Bone marrow oedema summary - follow-up of 2026-03-02",
+                             table_header=("", "Right hip", "Left hip"),
+                             table_rows=(("Effusion then \u2192 now", long_cell, long_cell),),
+                             findings="word " * 400, notes=("note " * 200,))
+    rgb = summary_image(content, None).astype(np.int32)
+    assert not rgb[:SUMMARY_TOP_MARGIN].any() and not rgb[-SUMMARY_BOTTOM_MARGIN:].any()  # for the viewer's text
+    bright = rgb.max(axis=2) > 120
+    margin, col0, row_h = 24, 290, 38
+    col_w = (SUMMARY_WIDTH - 2 * margin - col0) // 2
+    top = SUMMARY_TOP_MARGIN + 48 + margin + row_h  # the first table row (below the header row)
+    for start in (margin + col0, margin + col0 + col_w):  # where the right and the left hip columns begin
+        gutter = bright[top:top + row_h, start - 9:start + 9]
+        assert not gutter.any(), f"text in the gutter at x={start}"
+    assert not bright[SUMMARY_TOP_MARGIN + 48:, SUMMARY_WIDTH - 20:].any()  # right margin below the banner
+    text, size = fit(long_cell, 21, col_w - 20)
+    assert size >= 12 and (text.endswith("\u2026") or text == long_cell)

@@ -78,7 +78,7 @@ def test_hip_phantom_with_patient_sex_0000_and_rtl_description_is_analysed(tmp_p
 
     assert result.status == "analyzed", result.reason
     kinds = sorted({o.kind for o in result.outputs})
-    assert kinds == ["sc_overlay", "sc_summary", "seg", "sr"]
+    assert kinds == ["kos", "pmap", "sc_overlay", "sc_summary", "seg", "sr"]
     for output in result.outputs:
         ds = dcmread(tmp_path / "out" / output.path)
         assert ds.PatientSex == "" and ds.SpecificCharacterSet == "ISO_IR 192"

@@ -22,7 +22,8 @@ from tests.pacs_peers import COMPREHENSIVE_3D_SR, SC_STORAGE, running_test_pacs
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ALL_RESULT_CLASSES = ["1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.88.22",
-                      SC_STORAGE, "1.2.840.10008.5.1.4.1.1.7.4", SEG_CLASS]
+                      SC_STORAGE, "1.2.840.10008.5.1.4.1.1.7.4", SEG_CLASS,
+                      "1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.88.59"]  # Parametric Map, KOS
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_study_without_usable_sequences_says_why(harness: Harness, not_applicabl
         # the explanatory objects (an SR with the status and why, a summary key image) reach
         # the PACS; never a SEG, an overlay or a number
         expected = {o["sop_instance_uid"] for o in result["outputs"]}
-        assert {o["kind"] for o in result["outputs"]} <= {"sr", "sc_summary"}
+        assert {o["kind"] for o in result["outputs"]} <= {"sr", "sc_summary", "kos"}
         wait_deadline = time.monotonic() + 30
         while set(pacs.stored) != expected and time.monotonic() < wait_deadline:
             time.sleep(0.2)

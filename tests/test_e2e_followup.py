@@ -98,13 +98,13 @@ def test_follow_up_reports_resolution(harness: Harness, orthanc: Orthanc, tmp_pa
     items = list(_items(sr.ContentSequence))
     statuses = {str(i.ConceptCodeSequence[0].CodeMeaning) for i in items if i.ValueType == "CODE"
                 and i.ConceptNameCodeSequence[0].CodeValue == "BMECHANGE"}
-    assert statuses == {"Resolved since prior study", "No oedema at either time point"}
+    assert statuses == {"Problem resolved", "No change"}
     volumes = {float(i.MeasuredValueSequence[0].NumericValue) for i in items
                if i.ValueType == "NUM" and i.ConceptNameCodeSequence[0].CodeMeaning == "Volume"}
     assert {left["volume_ml_prior"], left["volume_ml_current"]} <= volumes
     assert base["study_instance_uid"] in {str(i.UID) for i in items if i.ValueType == "UIDREF"}
     [text] = [str(i.TextValue) for i in items if i.ValueType == "TEXT"
-              and i.ConceptNameCodeSequence[0].CodeValue == "DRAFTFIND"]
+              and i.ConceptNameCodeSequence[0].CodeValue == "121070"]  # DCM Findings
     assert text == follow["findings_text"]
     assert (f"left hip bone marrow oedema has resolved ({left['volume_ml_prior']:.1f} mL -> "
             f"{left['volume_ml_current']:.1f} mL)") in text

@@ -28,7 +28,7 @@ def test_failed_analysis_still_writes_sr_and_summary_with_the_reason(tmp_path: P
     result = pipeline.analyze_study_dir(study, tmp_path / "out", settings=Settings(_env_file=None))
 
     assert result.status == "failed" and "simulated analysis bug" in result.reason
-    assert sorted(o.kind for o in result.outputs) == ["sc_summary", "sr"]
+    assert sorted(o.kind for o in result.outputs) == ["kos", "sc_summary", "sr"]
     sr = dcmread(tmp_path / "out" / next(o.path for o in result.outputs if o.kind == "sr"))
     assert str(sr.StudyInstanceUID) == result.study_instance_uid
     assert any("simulated analysis bug" in text for text in _texts(sr)), "the SR says why"

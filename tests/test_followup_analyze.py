@@ -111,6 +111,11 @@ def _children(group: Dataset) -> dict[str, list[Dataset]]:
     return by_name
 
 
+def _first_outline_image(group: Dataset) -> str:
+    scoord = next(i for i in group.ContentSequence if i.ValueType == "SCOORD")
+    return str(scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+
+
 def _num(children: dict[str, list[Dataset]], name: str) -> list[float]:
     return [float(c.MeasuredValueSequence[0].NumericValue) for c in children.get(name, [])]
 
@@ -136,17 +141,20 @@ def test_sr_carries_the_comparison(follow_up: FollowUp) -> None:
         assert _num(change, "Change in bone marrow oedema volume since prior study") == [c.change_ml]
         pct = _num(change, "Percent change in bone marrow oedema volume since prior study")
         assert pct == ([] if c.change_pct is None else [pytest.approx(c.change_pct)])
-        assert _num(base, "Fraction of region volume with bone marrow oedema") == [c.head_pct_prior, c.neck_pct_prior]
+        assert _num(base, "Extent") == [c.head_pct_prior, c.neck_pct_prior]
         assert _num(base, "Hip joint effusion volume") == [c.effusion_ml_prior]
         [status] = change["Bone marrow oedema change since prior study"]
-        assert status.ConceptCodeSequence[0].CodeValue == {"resolved": "BMERESOLVED", "improved": "BMEIMPROVED",
-                                                            "no_oedema": "BMENONE"}[c.status]
+        assert status.ConceptCodeSequence[0].CodeValue == {"resolved": "413322009", "improved": "19776001",
+                                                            "no_oedema": "260388006"}[c.status]  # SNOMED CT
         assert change_id.endswith(c.status.replace("_", " "))
         assert comparison.prior.study_instance_uid == base["Study Instance UID"][0].UID
         assert base["Study Date"][0].Date == comparison.prior.study_date
         assert base["Accession Number"][0].TextValue == comparison.prior.accession_number
         prior_uid = change["Study Instance UID of the prior study compared with"][0].UID
         assert prior_uid == comparison.prior.study_instance_uid
+        # the hip's own finding and its comparison sit on different slices (OHIF prints their numbers there)
+        [own_id] = [k for k in groups if k in (f"{name} hip BME", f"{name} hip: no BME")]
+        assert _first_outline_image(groups[own_id]) != _first_outline_image(groups[change_id])
     stored = json.loads((follow_up.out / "result.json").read_text())
     assert stored["comparison"] == comparison.model_dump(mode="json")
 

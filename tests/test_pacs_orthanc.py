@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from io import BytesIO
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 from pydicom import dcmread
 
 from marrowmap.settings import load_settings
+from tests.dicom_out_fixtures import make_study
+from tests.listener_fixtures import Harness, harness  # noqa: F401  (fixture)
 from tests.orthanc_harness import (
     Modality,
     Orthanc,
@@ -18,6 +21,7 @@ from tests.orthanc_harness import (
     wait_for,
 )
 from tests.pacs_peers import COMPREHENSIVE_3D_SR, running_test_pacs, write_result_files
+from workers.dicom_out import build_outputs
 from workers.pacs.store_scu import send_instances
 
 pytestmark = pytest.mark.integration
@@ -114,3 +118,37 @@ def test_documented_autoroute_forwards_stable_mr_series_only(
         wait_for(lambda: len(marrowmap.stored) >= 3, timeout=30, what="the routed MR series")
         time.sleep(2.5)  # the SR series is stable too by now; it must not follow
         assert marrowmap.kinds() == [MR_STORAGE] * 3
+
+
+@pytest.mark.e2e
+def test_results_in_the_pacs_are_never_routed_back_into_a_job(harness: Harness, tmp_path: Path) -> None:  # noqa: F811
+    """Orthanc with the shipped auto-route and the real listener: the study's MR images become one job; the
+    results stored next to them (SR, SEG, Parametric Map, KOS, SC overlays with Modality MR) are not forwarded,
+    and pushed to the listener by hand they are accepted, logged and become no job."""
+    study = make_study(seed_uid="orthanc-own-results")
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    for k, ds in enumerate(study.full_datasets):
+        ds.save_as(source / f"mr{k:03d}.dcm", enforce_file_format=True)
+    outputs = build_outputs(study.result, study.fluid, study.maps, out, settings=load_settings())
+    listener = harness.start_listener()
+    with running_orthanc(tmp_path / "orthanc", modalities={"marrowmap": Modality("MARROWMAP", harness.port)},
+                         lua_scripts=[AUTOROUTE_LUA], stable_age_seconds=1) as orthanc:
+        orthanc.upload_folder(source)
+        for o in outputs:
+            orthanc.upload(out / o.path)
+        study_uid = str(study.result.study_instance_uid)
+        wait_for(lambda: len(harness.queue_messages()) == 1, timeout=60, what="the MR series' job")
+        time.sleep(3.5)  # every result series is stable by now; none may follow
+        [job] = harness.queue_messages()
+        assert [s["modality"] for s in job["kwargs"]["job"]["series"]] == ["MR"]
+        assert len(job["kwargs"]["job"]["series"]) == 1  # the source series only
+        results = [s["ID"] for s in orthanc.series(study_uid)
+                   if s["MainDicomTags"].get("SeriesInstanceUID") != study.fluid.series_instance_uid]
+        assert len(results) == 6
+        answer = orthanc.post("/modalities/marrowmap/store", {"Resources": results, "Synchronous": True})
+        assert answer["InstancesCount"] == len(outputs)
+    wait_for(lambda: listener.events("study.own_results"), timeout=20, what="the results batch")
+    time.sleep(1.5)
+    assert len(harness.queue_messages()) == 1
+    assert [r["state"] for r in json.loads(harness.cli("status", "--json").stdout)] == ["queued"]

@@ -24,7 +24,7 @@ from marrowmap.jobstore import FINAL_STATES, JobState, JobStore
 from tests.listener_fixtures import REDIS_URL, Harness, harness, send_raw_files, wait_for  # noqa: F401
 from tests.realworld import Case, corpus_cases, corpus_dir, package_cases, series_count, tally
 
-NOT_ANALYSED_OUTPUTS = ["sc_summary", "sr"]
+NOT_ANALYSED_OUTPUTS = ["kos", "sc_summary", "sr"]
 
 
 def _sop_class_and_syntax(path: Path) -> tuple[str, str]:

@@ -99,7 +99,7 @@ def test_full_disk_refusal_makes_a_partial_batch_and_the_seal_recovers_without_r
     assert reason.startswith(f"study incomplete: {len(refused)} instance(s) were refused"), reason
     assert JobState.ANALYSED not in {h.state for h in record.history}
     outputs = json.loads((spool / "results" / manifest["job_id"] / "result.json").read_text())["outputs"]
-    assert sorted(o["kind"] for o in outputs) == ["sc_summary", "sr"], "the PACS is told why"
+    assert sorted(o["kind"] for o in outputs) == ["kos", "sc_summary", "sr"], "the PACS is told why"
     assert worker.popen.poll() is None
 
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "viewer_check"
@@ -76,24 +75,14 @@ def test_outputs_show_in_ohif(tmp_path: Path) -> None:
     for tool in ("npm", "node", "/usr/bin/chromium", "/usr/sbin/Orthanc"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed")
-    from marrowmap.settings import Settings
-    from workers.analysis.maps import AnalysisMaps
-    from workers.dicom_out import build_outputs
-    from workers.io.load import load_study
-    from workers.io.select import select_series
     from workers.phantom.study import dicom_dir, generate_study
-    from workers.pipeline import MAP_FILES, analyze_study_dir
+    from workers.pipeline import analyze_study_dir
 
     study_dir, res_dir = dicom_dir(tmp_path / "in"), tmp_path / "res"
     generate_study(tmp_path / "in", "itoh_left", seed=1, small=True)
     result = analyze_study_dir(study_dir, res_dir)
     assert result.status == "analyzed", result.reason
-    if not result.outputs:  # `analyze` does not write the DICOM outputs itself (yet): build them
-        study = load_study(study_dir)
-        fluid = select_series(study.loaded, study.problems).fluid_sensitive
-        assert fluid is not None
-        maps = AnalysisMaps(**{k: sitk.ReadImage(str(res_dir / v)) for k, v in MAP_FILES.items()})
-        build_outputs(result, fluid, maps, res_dir, settings=Settings())
+    assert {o.kind for o in result.outputs} == {"seg", "sr", "sc_overlay", "sc_summary", "pmap", "kos"}
 
     shots, report_file = tmp_path / "png", tmp_path / "report.json"
     proc = subprocess.run(
@@ -111,6 +100,9 @@ def test_outputs_show_in_ohif(tmp_path: Path) -> None:
     seg = shown["ohif_seg_stir.png"]
     assert seg["hydrated"] and seg["on_source"]
     assert any(label.startswith("Left") for label in seg["segments"]), seg["segments"]
+    pmap = shown["ohif_pmap_stir.png"]
+    assert pmap["on_source"] and "ohif_pmap_off.png" in shown
+    assert shown["ohif_kos.png"]["listed"]
     sr = shown["ohif_sr.png"]
     assert sr["annotation_text"], report["problems"]
     for name in shown:

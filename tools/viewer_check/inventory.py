@@ -9,7 +9,10 @@ and prints one JSON object that ``shoot.mjs`` follows:
   screenshot shows the slice where the overlay says the most;
 - ``sc_summary``: the summary key image series (description mentions "summary" or "key";
   failing that, the single-image SC series when there are several SC series);
-- ``seg_source``: the series the first SEG references (the fluid-sensitive series).
+- ``seg_source``: the series the first SEG references (the fluid-sensitive series);
+- ``pmap`` / ``kos``: the Parametric Map and Key Object Selection series; ``pmap_best_index``:
+  the 0-based position (in the source series' InstanceNumber order) of the source image under
+  the map's frame with the most non-zero pixels, where a screenshot of the map says the most.
 
 Usage: ``python3 inventory.py [--study STUDY_UID] FOLDER...``.
 """
@@ -32,7 +35,9 @@ _SC_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
     "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
 }
-_SUMMARY = re.compile(r"summary|key", re.IGNORECASE)
+_SUMMARY = re.compile(r"summary", re.IGNORECASE)
+_PMAP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
+_KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 
 
 class InventoryError(ValueError):
@@ -61,11 +66,21 @@ def _colour_pixels(ds: Dataset) -> int:
     return int(np.count_nonzero((np.abs(rgb[:, 0] - rgb[:, 1]) > 16) | (np.abs(rgb[:, 1] - rgb[:, 2]) > 16)))
 
 
+def _best_source(pm: Dataset) -> str | None:
+    """SOP Instance UID of the source image under the Parametric Map frame with the most non-zero pixels."""
+    frames = np.asarray(pm.pixel_array).reshape(int(pm.get("NumberOfFrames", 1)), -1)
+    best = int(np.argmax(np.count_nonzero(frames, axis=1)))
+    item = pm.PerFrameFunctionalGroupsSequence[best]
+    sources = item.DerivationImageSequence[0].SourceImageSequence if "DerivationImageSequence" in item else []
+    return str(sources[0].ReferencedSOPInstanceUID) if sources else None
+
+
 def collect(folders: Sequence[Path], study_uid: str | None = None) -> dict[str, object]:
     """Describe the SR, SEG and SC series of the (single, or given) study under ``folders``."""
     series: dict[str, SeriesInfo] = {}
     studies: set[str] = set()
     seg_refs: dict[str, list[str]] = {}
+    pmap_best_source: str | None = None
     paths = sorted({p for folder in folders for p in folder.rglob("*") if p.is_file()})
     for path in paths:
         try:
@@ -93,6 +108,8 @@ def collect(folders: Sequence[Path], study_uid: str | None = None) -> dict[str, 
             info.colour_counts[str(ds.SOPInstanceUID)] = _colour_pixels(dcmread(path))
         if info.modality == "SEG":
             seg_refs[uid] = [str(r.SeriesInstanceUID) for r in ds.get("ReferencedSeriesSequence", [])]
+        if info.sop_class == _PMAP_CLASS:
+            pmap_best_source = _best_source(dcmread(path))
     if not series:
         raise InventoryError(f"no DICOM series under {', '.join(map(str, folders))}")
     if len(studies) != 1:
@@ -111,6 +128,11 @@ def collect(folders: Sequence[Path], study_uid: str | None = None) -> dict[str, 
     segs = [s for s in by_kind if s.modality == "SEG"]
     source_uid = seg_refs[segs[0].series_uid][0] if segs and seg_refs.get(segs[0].series_uid) else None
     source = series.get(source_uid) if source_uid else None
+    pmaps = [s for s in by_kind if s.sop_class == _PMAP_CLASS]
+    pmap_index = 0
+    if source is not None and pmap_best_source is not None:
+        sops = [sop for _, sop in source.instances]
+        pmap_index = sops.index(pmap_best_source) if pmap_best_source in sops else 0
 
     def brief(s: SeriesInfo) -> dict[str, object]:
         d = asdict(s)
@@ -127,6 +149,9 @@ def collect(folders: Sequence[Path], study_uid: str | None = None) -> dict[str, 
         "seg_source": brief(source) if source else None,
         "sc_overlays": [brief(s) for s in overlays],
         "sc_summary": [brief(s) for s in summary],
+        "pmap": [brief(s) for s in pmaps],
+        "pmap_best_index": pmap_index,
+        "kos": [brief(s) for s in by_kind if s.sop_class == _KOS_CLASS],
         "all": [brief(s) for s in by_kind],
     }
 

@@ -224,6 +224,66 @@ async function shootSeg(context, seg) {
   }
 }
 
+/** The Parametric Map over its source series (OHIF's PMAP viewport), then the same slice with the map
+ * switched off: the source series alone in that viewport, after "Reset" (OHIF 3.13.2 otherwise keeps
+ * the map's colour map and window on the source series). */
+async function shootPmap(context, pmap) {
+  const page = await openViewer(context);
+  try {
+    await openSeries(page, pmap);
+    await page.getByText('Loading Parametric Map', { exact: false }).first()
+      .waitFor({ state: 'detached', timeout: 60000 }).catch(() => {});
+    await settle(page, 3000);
+    await goToImage(page, inv.pmap_best_index);
+    await page.mouse.move(5, VIEWPORT.height - 5);
+    const topLeft = await overlayText(page, 'top-left');
+    const source = inv.seg_source ? inv.seg_source.description : '';
+    const onSource = !!source && topLeft.includes(source);
+    if (!onSource) problem(`ohif_pmap_stir.png: the map is not shown over "${source}" (overlay: "${topLeft}")`);
+    await shot(page, 'ohif_pmap_stir.png', {
+      what: 'Parametric Map over its source series (OHIF PMAP viewport)', series: pmap.description,
+      on_source: onSource, overlay_top_left: topLeft, image: await imagePosition(page),
+      window: await overlayText(page, 'bottom-left'),
+    });
+    if (inv.seg_source) {
+      await openSeries(page, inv.seg_source);  // the same viewport without the map: switched off
+      await page.locator('[data-cy="Reset-btn"]').first().click();
+      await settle(page, 2000);
+      await goToImage(page, inv.pmap_best_index);
+      await page.mouse.move(5, VIEWPORT.height - 5);
+      await shot(page, 'ohif_pmap_off.png', {
+        what: 'the same slice with the map switched off (source series alone)', series: inv.seg_source.description,
+        overlay_top_left: await overlayText(page, 'top-left'), image: await imagePosition(page),
+      });
+    }
+  } finally {
+    await page.close();
+  }
+}
+
+/** The Key Object Selection series in the study browser, with the tooltip OHIF gives it. */
+async function shootKos(context, kos) {
+  const page = await openViewer(context);
+  try {
+    const thumb = page.locator(THUMB, { hasText: kos.description.slice(0, 20) });
+    const listed = (await thumb.count()) > 0;
+    if (!listed) problem(`ohif_kos.png: no "${kos.description}" entry in the study browser`);
+    let tooltip = '';
+    if (listed) {
+      const warning = thumb.first().locator('svg').last();
+      await warning.hover().catch(() => thumb.first().hover());
+      await page.waitForTimeout(1000);
+      const tip = page.locator('[role="tooltip"], [data-radix-popper-content-wrapper]');
+      tooltip = (await tip.count()) ? (await tip.first().innerText()).replace(/\s+/g, ' ').trim() : '';
+    }
+    await shot(page, 'ohif_kos.png', {
+      what: 'Key Object Selection in the study browser', series: kos.description, listed, tooltip,
+    });
+  } finally {
+    await page.close();
+  }
+}
+
 /** The SR viewport steps through its measurement groups with the arrows top right (fresh page:
  * on the first page the arrow would dismiss OHIF's "track measurements?" prompt). */
 async function shootSrNext(context, sr, direction = 'right') {
@@ -320,6 +380,10 @@ try {
   if (inv.sc_summary.length) steps.push(() => shootSc(context, inv.sc_summary[0], 'ohif_sc_summary.png'));
   if (inv.seg.length) steps.push(() => shootSeg(context, inv.seg[0]));
   else problem('no SEG series in the study');
+  if (inv.pmap.length) steps.push(() => shootPmap(context, inv.pmap[0]));
+  else problem('no Parametric Map series in the study');
+  if (inv.kos.length) steps.push(() => shootKos(context, inv.kos[0]));
+  else problem('no Key Object Selection series in the study');
   if (inv.sr.length) {
     steps.push(() => shootSr(context, inv.sr[0]));
     steps.push(() => (srDrawn ? shootSrNext(context, inv.sr[0]) : null));

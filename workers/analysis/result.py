@@ -108,7 +108,7 @@ class Quality(_Model):
 
 
 class OutputFile(_Model):
-    kind: Literal["seg", "sr", "sc_overlay", "sc_summary"]
+    kind: Literal["seg", "sr", "sc_overlay", "sc_summary", "pmap", "kos"]
     path: str
     sop_class_uid: str
     sop_instance_uid: str

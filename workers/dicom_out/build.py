@@ -1,22 +1,24 @@
 """``build_outputs``: turn one study's analysis into the DICOM objects sent back to the PACS.
 
-What is written (under ``out_dir/dicom/``), all in the source study, each in its own
-new series:
+What is written (under ``out_dir/dicom/``), all in the source study, each in its own new
+series (numbers in ``marrowmap.markers.SERIES_NUMBERS``), every object marked as MarrowMap's
+(Manufacturer/Model, derived images; see ``marrowmap.markers``):
 
-- analysed (``status == "analyzed"``): the oedema shown (SEG segments, overlay colour) is
-  the analysis mask of the sides the result reports as present, graded by the score; a
-  side below the reporting threshold shows no colour (its sub-threshold volume is in the
-  SR and the summary table). Files: ``seg.dcm`` (9901, SEG), ``sr.dcm`` (9902, TID 1500
-  SR), ``sc_overlay_NN.dcm`` (9903, one RGB overlay per slice covering the femoral heads /
-  necks or any oedema) and ``sc_summary.dcm`` (9904, the key image with the table and the
-  draft findings). No SEG when no region was localised at all (nothing to segment).
+- analysed (``status == "analyzed"``): the oedema shown (SEG segments, map, overlay colour)
+  is the analysis mask of the sides the result reports as present; a side below the
+  reporting threshold shows none. Files: ``seg.dcm`` (SEG: oedema, effusion, regions),
+  ``pmap.dcm`` (Parametric Map of the oedema score), ``sr.dcm`` (TID 1500 SR),
+  ``sc_overlay_NN.dcm`` (one RGB overlay per slice covering the femoral heads / necks or any
+  oedema), ``sc_summary.dcm`` (the key image with the table and the draft findings) and
+  ``kos.dcm`` (Key Object Selection: the summary and each finding's key overlay). No SEG
+  when no region was localised at all (nothing to segment).
 - not analysed (``not_applicable`` / ``failed``): a radiologist must see that MarrowMap
   looked at the study and why it gives no numbers (a silent nothing reads as "still
-  running" or "normal"). So we write only ``sr.dcm`` (one group with the analysis status
-  and the reason as text) and ``sc_summary.dcm`` (the reason, readable in any viewer),
-  placed in the study of ``source_datasets`` (or of the fluid series). No SEG, no overlays,
-  no numbers. Without any source header there is no study to attach them to, and
-  nothing is written.
+  running" or "normal"). So we write ``sr.dcm`` (the processing summary and the reason),
+  ``sc_summary.dcm`` (the reason, readable in any viewer) and ``kos.dcm`` (the summary as
+  key image), placed in the study of ``source_datasets`` (or of the fluid series). No SEG,
+  no map, no overlays, no numbers. Without any source header there is no study to attach
+  them to, and nothing is written.
 
 UIDs are derived from (study UID, sorted input SOP Instance UIDs, algorithm version,
 output kind, index) with ``settings.uid_prefix``; dates/times come from the source
@@ -36,12 +38,15 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydicom.dataset import Dataset
 
+from marrowmap.markers import SERIES_NUMBERS
 from marrowmap.settings import Settings
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.result import AnalysisResult, OutputFile
 from workers.dicom_out.demographics import with_valid_demographics
 from workers.dicom_out.findings import draft_findings, fluid_sequence_name, fmt_ml
 from workers.dicom_out.geometry import patient_orientation
+from workers.dicom_out.kos import build_kos
+from workers.dicom_out.pmap import build_pmap
 from workers.dicom_out.provenance import (
     contributing_equipment,
     finish_header,
@@ -57,7 +62,7 @@ from workers.dicom_out.render import (
     summary_image,
 )
 from workers.dicom_out.sc import build_sc
-from workers.dicom_out.seg import SIDE_VALUE, SIDES, build_seg
+from workers.dicom_out.seg import SIDE_VALUE, SIDES, build_seg, effusion_mask, segment_mask
 from workers.dicom_out.sr import build_sr
 from workers.dicom_out.stack import FrameMaps, keep_reported_oedema, sample_maps
 from workers.dicom_out.summary import summary_content
@@ -66,15 +71,19 @@ from workers.dicom_out.uids import UidDeriver
 from workers.followup.prior import KEY_IMAGE_FILE
 from workers.io.types import LoadedSeries
 
-SERIES_SEG, SERIES_SR, SERIES_OVERLAY, SERIES_SUMMARY = 9901, 9902, 9903, 9904
 _SUFFIX = " - NOT FOR DIAGNOSTIC USE"
 DESCRIPTIONS = {
     "seg": "MarrowMap BME segmentation" + _SUFFIX,
     "sr": "MarrowMap BME report" + _SUFFIX,
     "sc_overlay": "MarrowMap BME overlay" + _SUFFIX,
     "sc_summary": "MarrowMap BME summary" + _SUFFIX,
+    "pmap": "MarrowMap BME score map" + _SUFFIX,
+    "kos": "MarrowMap key images" + _SUFFIX,
 }
 HEAD_NECK_LABELS = (1, 2, 4, 5)  # REGION_LABELS of right/left head and neck
+OVERLAY_DERIVATION = ("{sequence} slice in grey; oedema score in colour (fat 0, muscle 1, oedema > 1); "
+                      "analysed regions and joint effusion outlined")
+SUMMARY_DERIVATION = "Summary of the bone marrow oedema analysis: table, key slice and draft findings"
 
 
 class OutputInputError(ValueError):
@@ -118,8 +127,23 @@ def _side_lines(result: AnalysisResult) -> list[str]:
         elif s.present and s.oedema_volume_ml is not None:
             lines.append(f"{side.capitalize()}: {fmt_ml(s.oedema_volume_ml)}")
         else:
-            lines.append(f"{side.capitalize()}: no BME")
+            lines.append(f"{side.capitalize()}: none")
     return lines
+
+
+def key_overlay_indices(result: AnalysisResult, shown: Sequence[FrameMaps]) -> list[int]:
+    """Per hip with a reported finding, the overlay (index into ``shown``) where its oedema, else its
+    effusion, is largest; right hip first, without repeats."""
+    out: list[int] = []
+    for name in SIDES:
+        side = result.sides.get(name)
+        if side is None or not (side.present or side.effusion):
+            continue
+        masks = [segment_mask(f, name, None) if side.present else effusion_mask(f, name) for f in shown]
+        areas = [int(m.sum()) for m in masks]
+        if max(areas, default=0) > 0 and (index := int(np.argmax(areas))) not in out:
+            out.append(index)
+    return out
 
 
 def _source_image_name(fm: FrameMaps) -> str:
@@ -154,38 +178,50 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
         finish_header(ds, ref, date, time, settings.institution_name, both_hips=True)
         outputs.append(_record(kind, ds, _write(ds, out_dir, name), out_dir))
 
-    seg = build_seg(frames, result, uids, series_number=SERIES_SEG, series_description=DESCRIPTIONS["seg"],
+    seg = build_seg(frames, result, uids, series_number=SERIES_NUMBERS["seg"], series_description=DESCRIPTIONS["seg"],
                     equipment=equipment)
     if seg is not None:
         emit("seg", seg.dataset, "seg.dcm")
-    evidence = list({str(f.frame.dataset.SOPInstanceUID): f.frame.dataset for f in frames}.values())
-    sr = build_sr(result, frames, seg, uids, evidence=evidence, findings_text=text, series_number=SERIES_SR,
+    pmap = build_pmap(frames, result, uids, series_number=SERIES_NUMBERS["pmap"],
+                      series_description=DESCRIPTIONS["pmap"], equipment=equipment)
+    emit("pmap", pmap, "pmap.dcm")
+    evidence = [*{str(f.frame.dataset.SOPInstanceUID): f.frame.dataset for f in frames}.values(), pmap,
+                *([seg.dataset] if seg is not None else [])]
+    sr = build_sr(result, frames, uids, evidence=evidence, findings_text=text, series_number=SERIES_NUMBERS["sr"],
                   series_description=DESCRIPTIONS["sr"], equipment=equipment)
     emit("sr", sr, "sr.dcm")
     scale = DisplayScale.for_frames(frames)
     lines = _side_lines(result)
     sequence = fluid_sequence_name(result)
     shown = overlay_frames(frames)
+    overlays = []
     for index, fm in enumerate(shown, start=1):
         caption = (f"{sequence} series {fluid.series_number or '-'} \u201c{clean_text(fluid.series_description, 64)}\u201d"
                    f"  |  {_source_image_name(fm)}  |  slice {fm.frame.z + 1}/{len(frames)}"
                    f"  |  overlay {index}/{len(shown)}")
-        pixels = overlay_frame(fm, scale, version=version, caption=caption, side_lines=lines)
+        pixels = overlay_frame(fm, scale, version=version, caption=caption, side_lines=lines, sequence=sequence)
         sc = build_sc(pixels, ref, series_uid=uids.uid("sc_overlay.series"),
-                      instance_uid=uids.uid("sc_overlay.instance", index), series_number=SERIES_OVERLAY,
+                      instance_uid=uids.uid("sc_overlay.instance", index), series_number=SERIES_NUMBERS["sc_overlay"],
                       instance_number=index, series_description=DESCRIPTIONS["sc_overlay"], version=version,
                       orientation=patient_orientation(fm.frame),
-                      pixel_spacing=_display_spacing(pixels.shape[1], fm), equipment=equipment)
+                      pixel_spacing=_display_spacing(pixels.shape[1], fm), equipment=equipment,
+                      sources=[fm.frame.ref], derivation=OVERLAY_DERIVATION.format(sequence=sequence))
         emit("sc_overlay", sc, f"sc_overlay_{index:02d}.dcm")
+        overlays.append(sc)
     key = key_frame(frames)
     key_pixels = key_image(key, scale)
     Image.fromarray(key_pixels, "RGB").save(out_dir / KEY_IMAGE_FILE)  # shown beside the next follow-up's
     summary = summary_image(with_comparison(summary_content(result, text), result),
                             comparison_key_image(result, key_pixels, prior_key_image))
     sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
-                  series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
-                  version=version, orientation=None, pixel_spacing=None, equipment=equipment)
+                  series_number=SERIES_NUMBERS["sc_summary"], instance_number=1,
+                  series_description=DESCRIPTIONS["sc_summary"], version=version, orientation=None,
+                  pixel_spacing=None, equipment=equipment, sources=[key.frame.ref], derivation=SUMMARY_DERIVATION)
     emit("sc_summary", sc, "sc_summary.dcm")
+    key_objects = [sc, *[overlays[i] for i in key_overlay_indices(result, shown)]]
+    kos = build_kos(key_objects, result, uids, series_number=SERIES_NUMBERS["kos"],
+                    series_description=DESCRIPTIONS["kos"], equipment=equipment)
+    emit("kos", kos, "kos.dcm")
     return outputs
 
 
@@ -199,13 +235,16 @@ def _not_analysed(result: AnalysisResult, headers: Sequence[Dataset], out_dir: P
     equipment = [contributing_equipment(version, settings.institution_name)]
     text = draft_findings(result)
     outputs = []
-    sr = build_sr(result, [], None, uids, evidence=headers, findings_text=text, series_number=SERIES_SR,
+    sr = build_sr(result, [], uids, evidence=headers, findings_text=text, series_number=SERIES_NUMBERS["sr"],
                   series_description=DESCRIPTIONS["sr"], equipment=equipment)
     summary = summary_image(summary_content(result, text), None)
     sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
-                  series_number=SERIES_SUMMARY, instance_number=1, series_description=DESCRIPTIONS["sc_summary"],
-                  version=version, orientation=None, pixel_spacing=None, equipment=equipment)
-    for kind, ds, name in (("sr", sr, "sr.dcm"), ("sc_summary", sc, "sc_summary.dcm")):
+                  series_number=SERIES_NUMBERS["sc_summary"], instance_number=1,
+                  series_description=DESCRIPTIONS["sc_summary"], version=version, orientation=None,
+                  pixel_spacing=None, equipment=equipment, derivation=SUMMARY_DERIVATION)
+    kos = build_kos([sc], result, uids, series_number=SERIES_NUMBERS["kos"], series_description=DESCRIPTIONS["kos"],
+                    equipment=equipment)
+    for kind, ds, name in (("sr", sr, "sr.dcm"), ("sc_summary", sc, "sc_summary.dcm"), ("kos", kos, "kos.dcm")):
         finish_header(ds, ref, date, time, settings.institution_name, both_hips=False)
         outputs.append(_record(kind, ds, _write(ds, out_dir, name), out_dir))
     return outputs

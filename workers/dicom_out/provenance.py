@@ -18,11 +18,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from marrowmap.logs import get_logger
+from marrowmap.markers import MANUFACTURER, MODEL_NAME
 
 log = get_logger(__name__)
 
-MANUFACTURER = "MarrowMap"
-MODEL_NAME = "MarrowMap BME map"
 DEVICE_SERIAL_NUMBER = "MARROWMAP"
 
 #: (date, time) attribute pairs tried in this order on each source header
@@ -117,7 +116,7 @@ def finish_header(out: hd.SOPClass, ref: Dataset, date: str, time: str, institut
             item.ContributionDateTime = date + time
     if institution_name:
         out.InstitutionName = institution_name
-    if out.Modality != "SR":
+    if out.Modality not in ("SR", "KO"):  # documents, not images: no body part
         _body_part(out, ref, both_hips)
 
 
@@ -127,7 +126,9 @@ def _body_part(out: Dataset, ref: Dataset, both_hips: bool) -> None:
     Copied from the source when it is unpaired or comes with its Laterality. An output
     covering both hips whose source names a paired part without laterality (or none)
     says PELVIS: a paired part would need a single-sided Laterality, which a bilateral
-    result does not have (dciodvfy: Laterality Type 2C).
+    result does not have (dciodvfy: Laterality Type 2C). Any other output (a study that was
+    not analysed, maybe not even a hip) keeps the source's part with Laterality present and
+    empty: not known (Type 2C).
     """
     part = str(ref.get("BodyPartExamined") or "").strip()
     laterality = str(ref.get("Laterality") or "").strip()
@@ -137,5 +138,7 @@ def _body_part(out: Dataset, ref: Dataset, both_hips: bool) -> None:
             out.Laterality = laterality
     elif both_hips:
         out.BodyPartExamined = "PELVIS"
-    elif part:
-        out.BodyPartExamined = part
+    else:
+        if part:
+            out.BodyPartExamined = part
+        out.Laterality = ""

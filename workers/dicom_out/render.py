@@ -2,15 +2,17 @@
 
 Pure numpy + Pillow, no DICOM. Every image carries the burned-in banner
 "MarrowMap <version> - NOT FOR DIAGNOSTIC USE". The grey image is windowed on robust
-percentiles of the whole series (same window on every slice); the oedema score is
-blended in a yellow-red colour map where it is above zero (nothing where it is zero)
-on a fixed study-wide scale shown by the colour bar; region outlines use the SEG
-segment colours; orientation letters come from the direction cosines.
+percentiles of the whole series (same window on every slice). The oedema score (the
+fluid-sensitive signal on the study's own scale: fat = 0, muscle = 1, oedema > 1) is
+blended in a red-yellow colour map where the result reports oedema (nothing elsewhere),
+on the same fixed scale (0 to ``SCORE_MAX``) in every study; the colour bar says what
+the numbers mean. Region and effusion outlines use the SEG segment colours, which differ
+between the sides; orientation letters come from the direction cosines. Text is fitted
+to its box (smaller font, then cut with an ellipsis) so nothing runs into a neighbour.
 """
 
 from __future__ import annotations
 
-import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from workers.analysis.result import REGION_LABELS
 from workers.dicom_out.geometry import edge_letters
-from workers.dicom_out.seg import REGION_RGB, REGION_TEXT, REGIONS
+from workers.dicom_out.seg import REGIONS, SEGMENT_RGB, SIDE_VALUE, SIDES
 from workers.dicom_out.stack import FrameMaps
 
 RGBArray = NDArray[np.uint8]
@@ -37,7 +39,8 @@ BACKGROUND = (0, 0, 0)
 PANEL_BACKGROUND = (24, 24, 28)
 IMAGE_TARGET_PX = 768  # longer side of the image area
 OVERLAY_ALPHA = 0.6
-EFFUSION_RGB = (120, 160, 255)
+#: top of the colour scale: three times the muscle signal (brighter pixels get the top colour)
+SCORE_MAX = 3.0
 # colour map anchors (position 0..1 -> RGB): dark red -> red -> orange -> yellow
 _CMAP_ANCHORS = ((0.0, (150, 0, 0)), (0.35, (230, 30, 0)), (0.7, (255, 150, 0)), (1.0, (255, 255, 90)))
 
@@ -63,11 +66,10 @@ def colour_lut() -> NDArray[np.uint8]:
 
 @dataclass(frozen=True)
 class DisplayScale:
-    """Study-wide grey window and score range, so every slice is shown alike."""
+    """Study-wide grey window, so every slice is shown alike (the score scale is fixed: 0 to ``SCORE_MAX``)."""
 
     grey_low: float
     grey_high: float
-    score_max: float
 
     @classmethod
     def for_frames(cls, frames: Sequence[FrameMaps]) -> DisplayScale:
@@ -75,19 +77,7 @@ class DisplayScale:
         top = float(np.percentile(grey, 99.0)) if grey.size else 1.0
         body = grey[grey > 0.05 * top] if top > 0 else grey
         low, high = (float(np.percentile(body, 0.5)), float(np.percentile(body, 99.5))) if body.size else (0.0, 1.0)
-        scores = np.concatenate([f.score[f.score > 0].ravel() for f in frames])
-        return cls(low, max(high, low + 1e-3), nice_ceiling(float(np.percentile(scores, 99))) if scores.size else 1.0)
-
-
-def nice_ceiling(value: float) -> float:
-    """The next 'nice' number (1, 2, 2.5, 5 x 10^n) at or above ``value``."""
-    if value <= 0:
-        return 1.0
-    exp = math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if step * 10**exp >= value - 1e-12:
-            return float(step * 10**exp)
-    return float(10.0 ** (exp + 1))
+        return cls(low, max(high, low + 1e-3))
 
 
 def _display_size(fm: FrameMaps) -> tuple[int, int]:
@@ -123,14 +113,15 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     rgb = np.repeat(grey[..., None], 3, axis=2)
     score = _resize(fm.score, size, nearest=False)
     inside = _resize((fm.score > 0).astype(np.float32), size, nearest=True) > 0.5
-    level = np.clip(score / scale.score_max, 0, 1)
+    level = np.clip(score / SCORE_MAX, 0, 1)
     colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
     rgb[inside] = (1 - OVERLAY_ALPHA) * rgb[inside] + OVERLAY_ALPHA * colour[inside]
     edges = _outlines(_resize(fm.regions, size, nearest=True))
-    for (_, region), label in REGION_LABELS.items():
-        rgb[edges == label] = REGION_RGB[region]
-    effusion = _outlines(_resize((fm.effusion > 0).astype(np.float32), size, nearest=True))
-    rgb[effusion > 0] = EFFUSION_RGB
+    for (side, region), label in REGION_LABELS.items():
+        rgb[edges == label] = SEGMENT_RGB[(side, region)]
+    effusion = _outlines(_resize(fm.effusion, size, nearest=True))
+    for side in SIDES:
+        rgb[effusion == SIDE_VALUE[side]] = SEGMENT_RGB[(side, "effusion")]
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
@@ -154,47 +145,79 @@ def clean_text(text: str, limit: int = MAX_DRAWN_CHARS) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[:limit - 1].rstrip() + "\u2026"
 
 
+def fit(text: str, size: int, width: float, bold: bool = False, min_size: int = 12) -> tuple[str, int]:
+    """``text`` and a font size at which it is at most ``width`` px wide: the size shrinks down to
+    ``min_size``, then the text is cut and ends with an ellipsis."""
+    for s in range(size, min_size - 1, -1):
+        if font(s, bold).getlength(text) <= width:
+            return text, s
+    f = font(min_size, bold)
+    while text and f.getlength(text + "\u2026") > width:
+        text = text[:-1]
+    return text.rstrip() + "\u2026", min_size
+
+
 def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int, *,
           fill: tuple[int, int, int] = TEXT_COLOUR, bold: bool = False, anchor: str = "la",
-          stroke: int = 0) -> None:
-    draw.text(xy, clean_text(text), font=font(size, bold), fill=fill, anchor=anchor, stroke_width=stroke,
+          stroke: int = 0, width: float | None = None) -> None:
+    """Draw ``text`` (cleaned, ``clean_text``); with ``width``, fitted to that many pixels (``fit``)."""
+    text = clean_text(text)
+    if width is not None:
+        text, size = fit(text, size, width, bold)
+    draw.text(xy, text, font=font(size, bold), fill=fill, anchor=anchor, stroke_width=stroke,
               stroke_fill=(0, 0, 0))
 
 
 def _banner(draw: ImageDraw.ImageDraw, width: int, version: str, title: str) -> None:
     draw.rectangle((0, 0, width, 47), fill=PANEL_BACKGROUND)
-    _text(draw, (12, 24), f"MarrowMap {version} \u2014 NOT FOR DIAGNOSTIC USE", 22, fill=BANNER_COLOUR,
-          bold=True, anchor="lm")
-    if font(22, True).getlength(f"MarrowMap {version} - NOT FOR DIAGNOSTIC USE") + font(20).getlength(title) + 60 < width:
-        _text(draw, (width - 12, 24), title, 20, anchor="rm")
+    banner = f"MarrowMap {version} \u2014 NOT FOR DIAGNOSTIC USE"
+    _text(draw, (12, 24), banner, 22, fill=BANNER_COLOUR, bold=True, anchor="lm")
+    room = width - 24 - font(22, True).getlength(banner) - 36
+    if room > 120:
+        _text(draw, (width - 12, 24), title, 20, anchor="rm", width=room)
 
 
-def _colour_bar(draw: ImageDraw.ImageDraw, x: int, y: int, height: int, scale: DisplayScale) -> None:
+#: what the colour bar's numbers mean, one line each
+SCALE_LINES = ("STIR signal on this study's", "scale: 0 = fat, 1 = muscle;", "oedema is brighter (> 1).",
+               "Colour only where the", "result reports oedema.")
+
+
+def _colour_bar(draw: ImageDraw.ImageDraw, x: int, y: int, height: int, sequence: str) -> int:
+    """The colour bar with its ticks and its definition; returns the y below it."""
     lut = colour_lut()
     _text(draw, (x, y - 34), "Oedema score", 18, bold=True)
     for i in range(height):
         c = lut[round((height - 1 - i) / max(height - 1, 1) * 255)]
         draw.line((x, y + i, x + 26, y + i), fill=(int(c[0]), int(c[1]), int(c[2])))
     draw.rectangle((x, y, x + 26, y + height), outline=TEXT_COLOUR)
-    for frac in (0.0, 0.5, 1.0):
-        ty = y + height - frac * height
+    ticks = ((0.0, "0  fat"), (1.0, "1  muscle"), (2.0, "2"), (SCORE_MAX, f"{SCORE_MAX:g}+"))
+    for value, label in ticks:
+        ty = y + height - value / SCORE_MAX * height
         draw.line((x + 26, ty, x + 34, ty), fill=TEXT_COLOUR)
-        label = f"{frac * scale.score_max:g}" + ("+" if frac == 1.0 else "")
-        _text(draw, (x + 40, ty), label, 18, anchor="lm")
-    _text(draw, (x, y + height + 14), "no colour = 0", 16, fill=MUTED_COLOUR)
+        _text(draw, (x + 40, ty), label, 17, anchor="lm", width=PANEL_WIDTH - 60)
+    y += height + 12
+    for line in SCALE_LINES:
+        _text(draw, (x, y), line.replace("STIR", sequence), 15, fill=MUTED_COLOUR, width=PANEL_WIDTH - 30)
+        y += 19
+    return y
 
 
 def _legend(draw: ImageDraw.ImageDraw, x: int, y: int) -> int:
+    """Outline colours, one swatch per side (R, L); returns the y below it."""
     _text(draw, (x, y), "Outlines", 18, bold=True)
-    y += 30
-    for region in REGIONS:
-        draw.line((x, y + 10, x + 28, y + 10), fill=REGION_RGB[region], width=3)
-        _text(draw, (x + 38, y + 10), REGION_TEXT[region].replace("intertrochanteric region", "intertroch."),
-              17, anchor="lm")
-        y += 28
-    draw.line((x, y + 10, x + 28, y + 10), fill=EFFUSION_RGB, width=3)
-    _text(draw, (x + 38, y + 10), "joint effusion", 17, anchor="lm")
-    return y + 28
+    _text(draw, (x + 130, y + 2), "R", 16, fill=MUTED_COLOUR)
+    _text(draw, (x + 166, y + 2), "L", 16, fill=MUTED_COLOUR)
+    y += 28
+    rows: tuple[tuple[str, str], ...] = (*((r, r) for r in REGIONS), ("effusion", "effusion"))
+    names = {"head": "femoral head", "neck": "femoral neck", "intertrochanteric": "intertroch.",
+             "effusion": "joint effusion"}
+    for part, _ in rows:
+        _text(draw, (x, y + 10), names[part], 16, anchor="lm", width=120)
+        for k, side in enumerate(SIDES):
+            draw.line((x + 126 + 36 * k, y + 10, x + 152 + 36 * k, y + 10),
+                      fill=SEGMENT_RGB[(side, part)], width=3)  # type: ignore[index]
+        y += 25
+    return y
 
 
 def _orientation(draw: ImageDraw.ImageDraw, fm: FrameMaps, box: tuple[int, int, int, int]) -> None:
@@ -220,7 +243,7 @@ def overlay_image_box(fm: FrameMaps) -> tuple[int, int, int, int]:
 
 
 def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
-                  side_lines: Sequence[str]) -> RGBArray:
+                  side_lines: Sequence[str], sequence: str = "STIR") -> RGBArray:
     """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
     fused = fused_image(fm, scale)
     _, top, w, h = overlay_image_box(fm)
@@ -232,15 +255,15 @@ def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: 
     _orientation(draw, fm, (0, top, w, top + h))
     draw.rectangle((w, HEADER, width, height - FOOTER), fill=PANEL_BACKGROUND)
     px = w + 20
-    _colour_bar(draw, px, HEADER + 50, 200, scale)
-    y = _legend(draw, px, HEADER + 310)
-    y += 14
+    y = _colour_bar(draw, px, HEADER + 50, 160, sequence)
+    y = _legend(draw, px, y + 16)
+    y += 10
     _text(draw, (px, y), "Oedema volume", 18, bold=True)
     for line in side_lines:
-        y += 28
-        _text(draw, (px, y), line, 17)
+        y += 26
+        _text(draw, (px, y), line, 17, width=PANEL_WIDTH - 30)
     draw.rectangle((0, height - FOOTER, width, height), fill=PANEL_BACKGROUND)
-    _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR)
+    _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR, width=width - 24)
     return np.asarray(canvas, dtype=np.uint8)
 
 
@@ -281,6 +304,10 @@ class SummaryContent:
 
 
 SUMMARY_WIDTH = 1600
+#: black bands above and below the summary: viewers print their corner text (date, series; window)
+#: there, and the summary fills the viewport's width (OHIF printed over the banner and the notes)
+SUMMARY_TOP_MARGIN = 80
+SUMMARY_BOTTOM_MARGIN = 60
 
 
 def _table(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, content: SummaryContent) -> int:
@@ -289,16 +316,18 @@ def _table(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, content: Summa
     col_w = (width - col0) // max(cols, 1)
     row_h = 38
     draw.rectangle((x, y, x + width, y + row_h), fill=(45, 45, 55))
+    room = [col0 - 20, *([col_w - 20] * cols)]  # 10 px padding on both sides of every cell
     for i, head in enumerate(content.table_header):
         cx = x + 10 if i == 0 else x + col0 + (i - 1) * col_w + 10
-        _text(draw, (cx, y + row_h / 2), head, 22, bold=True, anchor="lm")
+        _text(draw, (cx, y + row_h / 2), head, 22, bold=True, anchor="lm", width=room[i])
     y += row_h
     for r, row in enumerate(content.table_rows):
         if r % 2:
             draw.rectangle((x, y, x + width, y + row_h), fill=(30, 30, 36))
         for i, cell in enumerate(row):
             cx = x + 10 if i == 0 else x + col0 + (i - 1) * col_w + 10
-            _text(draw, (cx, y + row_h / 2), cell, 21, anchor="lm", fill=MUTED_COLOUR if i == 0 else TEXT_COLOUR)
+            _text(draw, (cx, y + row_h / 2), cell, 21, anchor="lm", fill=MUTED_COLOUR if i == 0 else TEXT_COLOUR,
+                  width=room[i])
         y += row_h
     return y
 
@@ -329,8 +358,7 @@ def summary_image(content: SummaryContent, key_image: RGBArray | None) -> RGBArr
     if content.table_rows:
         _table(draw, margin + key_w, y, table_w, content)
     y = HEADER + top_h
-    _text(draw, (margin, y), "Draft findings (machine-generated, not verified by a radiologist)", 22,
-          bold=True, fill=BANNER_COLOUR)
+    _text(draw, (margin, y), "Findings", 22, bold=True, fill=BANNER_COLOUR)
     y += 40
     for line in findings:
         _text(draw, (margin, y), line, 22)
@@ -339,4 +367,6 @@ def summary_image(content: SummaryContent, key_image: RGBArray | None) -> RGBArr
     for line in notes:
         _text(draw, (margin, y), line, 18, fill=MUTED_COLOUR)
         y += 26
-    return np.asarray(canvas, dtype=np.uint8)
+    top = np.zeros((SUMMARY_TOP_MARGIN, SUMMARY_WIDTH, 3), dtype=np.uint8)
+    bottom = np.zeros((SUMMARY_BOTTOM_MARGIN, SUMMARY_WIDTH, 3), dtype=np.uint8)
+    return np.vstack([top, np.asarray(canvas, dtype=np.uint8), bottom])

@@ -1,12 +1,12 @@
 """The follow-up comparison in the TID 1500 SR: two measurement groups per hip.
 
 For each hip, a TID 1410 group at the *follow-up* time point (Time Point Context, order 2)
-with the hip's polygon on a source slice of the current study (the hip's own outline, on a
-slice no other finding of the hip is drawn on where possible), the current values, the change (mL and %) and the change status as a coded
-qualitative evaluation; then a TID 1501 group at the *baseline* time point (type Baseline,
+with the hip's outline on the current study's slice where its finding is largest, the current
+values, the change (mL and %) and the change status as a coded qualitative evaluation; then a TID 1501 group at the *baseline* time point (type Baseline,
 order 1) with the prior study's values (oedema volume, % head / neck, effusion volume,
 oedema and effusion present/absent). Both share one tracking UID (the same finding at two
-time points). The prior study's reference goes in as observation context (Study Instance
+time points); the finding is "Edema" only at a time point with oedema, else "No abnormality
+detected". The prior study's reference goes in as observation context (Study Instance
 UID, Study Date, Accession Number) on the baseline group, and a local "prior study compared
 with" UID item on the follow-up group. A hip that could not be compared gets only the
 follow-up group, with status "not compared" and the reason as text.
@@ -36,39 +36,37 @@ from workers.followup.text import STATUS_WORD, fmt_date
 
 ComparisonGroup = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
 
-_STATUS_CODES: dict[ComparisonStatus, tuple[str, str]] = {
-    "resolved": ("BMERESOLVED", "Resolved since prior study"),
-    "improved": ("BMEIMPROVED", "Improved since prior study"),
-    "stable": ("BMESTABLE", "Stable since prior study"),
-    "worse": ("BMEWORSE", "Worse since prior study"),
-    "new": ("BMENEW", "New since prior study"),
-    "no_oedema": ("BMENONE", "No oedema at either time point"),
-    "not_compared": ("BMENOTCOMP", "Not compared"),
+#: Change status values: SNOMED CT where one says it (CID 6134 / 3235 / 6002 concepts), local otherwise.
+_STATUS_CODES: dict[ComparisonStatus, tuple[str, str, str]] = {
+    "resolved": ("413322009", "SCT", "Problem resolved"),
+    "improved": ("19776001", "SCT", "Decrease in size"),
+    "stable": ("129723006", "SCT", "No significant changes in the finding"),
+    "worse": ("15454001", "SCT", "Increase in size"),
+    "new": ("129721008", "SCT", "New finding"),
+    "no_oedema": ("260388006", "SCT", "No change"),
+    "not_compared": ("BMENOTCOMP", codes.LOCAL_SCHEME, "Not compared"),
 }
 
 
-def _local(value: str, meaning: str) -> CodedConcept:
-    return CodedConcept(value, codes.LOCAL_SCHEME, meaning)
-
-
 def change_status_concept() -> CodedConcept:
-    return _local("BMECHANGE", "Bone marrow oedema change since prior study")
+    return codes.local("BMECHANGE", "Bone marrow oedema change since prior study")
 
 
 def change_status_value(status: ComparisonStatus) -> CodedConcept:
-    return _local(*_STATUS_CODES[status])
+    value, scheme, meaning = _STATUS_CODES[status]
+    return CodedConcept(value, scheme, meaning)
 
 
 def volume_change() -> CodedConcept:
-    return _local("BMEVOLCHG", "Change in bone marrow oedema volume since prior study")
+    return codes.local("BMEVOLCHG", "Change in bone marrow oedema volume since prior study")
 
 
 def volume_change_pct() -> CodedConcept:
-    return _local("BMEVOLCHGPCT", "Percent change in bone marrow oedema volume since prior study")
+    return codes.local("BMEVOLCHGPCT", "Percent change in bone marrow oedema volume since prior study")
 
 
 def comparison_reason() -> CodedConcept:
-    return _local("CMPREASON", "Reason the comparison was not made")
+    return codes.local("CMPREASON", "Reason the comparison was not made")
 
 
 def _num(name: CodedConcept, value: float | None, unit: CodedConcept,
@@ -88,7 +86,7 @@ def _time_point(label: str, baseline: bool) -> hd.sr.TimePointContext:
 
 
 def prior_study_uid_concept() -> CodedConcept:
-    return _local("PRIORSTUDY", "Study Instance UID of the prior study compared with")
+    return codes.local("PRIORSTUDY", "Study Instance UID of the prior study compared with")
 
 
 def _prior_reference(comparison: Comparison) -> list[hd.sr.ContentItem]:
@@ -111,23 +109,28 @@ def _presence(concept: CodedConcept, value: bool | None) -> list[hd.sr.Qualitati
     return [] if value is None else [hd.sr.QualitativeEvaluation(concept, codes.present(value))]
 
 
-def _baseline_group(c: SideComparison, comparison: Comparison, uids: UidDeriver,
-                    algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _finding(present: bool | None) -> CodedConcept:
+    """Edema only where oedema was found at that time point."""
+    return codes.edema() if present else codes.no_abnormality()
+
+
+def _baseline_group(c: SideComparison, comparison: Comparison,
+                    uids: UidDeriver) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     date = fmt_date(comparison.prior.study_date)
     measurements = [
-        *_num(codes.volume(), c.volume_ml_prior, codes.unit_cm3()),
-        *_num(codes.involvement_pct(), c.head_pct_prior, codes.unit_percent(), codes.region_site("head"), c.side),
-        *_num(codes.involvement_pct(), c.neck_pct_prior, codes.unit_percent(), codes.region_site("neck"), c.side),
-        *_num(codes.effusion_volume(), c.effusion_ml_prior, codes.unit_cm3()),
+        *_num(codes.volume(), c.volume_ml_prior, codes.unit_ml()),
+        *_num(codes.extent(), c.head_pct_prior, codes.unit_percent(), codes.region_site("head"), c.side),
+        *_num(codes.extent(), c.neck_pct_prior, codes.unit_percent(), codes.region_site("neck"), c.side),
+        *_num(codes.effusion_volume(), c.effusion_ml_prior, codes.unit_ml()),
     ]
     evaluations = [*_presence(codes.edema(), c.present_prior), *_presence(codes.effusion(), c.effusion_prior)]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=_tracking_uid(c, uids),
                                                      identifier=f"{c.side.capitalize()} hip BME at prior MRI {date}"),
         time_point_context=_time_point(f"Prior MRI {date}", baseline=True),
-        finding_type=codes.edema(), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
-                                                                     laterality=codes.laterality(c.side))],
-        algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations or None)
+        finding_type=_finding(c.present_prior), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
+                                                                                 laterality=codes.laterality(c.side))],
+        measurements=measurements or None, qualitative_evaluations=evaluations or None)
 
 
 def _tracking_uid(c: SideComparison, uids: UidDeriver) -> str:
@@ -136,16 +139,15 @@ def _tracking_uid(c: SideComparison, uids: UidDeriver) -> str:
 
 
 def _followup_group(c: SideComparison, comparison: Comparison, current_date: str, region: hd.sr.ImageRegion,
-                    uids: UidDeriver, algorithm: hd.sr.AlgorithmIdentification,
-                    ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+                    uids: UidDeriver) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     prior_date = fmt_date(comparison.prior.study_date)
     measurements = [
-        *_num(codes.volume(), c.volume_ml_current, codes.unit_cm3()),
-        *_num(volume_change(), c.change_ml, codes.unit_cm3()),
+        *_num(codes.volume(), c.volume_ml_current, codes.unit_ml()),
+        *_num(volume_change(), c.change_ml, codes.unit_ml()),
         *_num(volume_change_pct(), c.change_pct, codes.unit_percent()),
-        *_num(codes.involvement_pct(), c.head_pct_current, codes.unit_percent(), codes.region_site("head"), c.side),
-        *_num(codes.involvement_pct(), c.neck_pct_current, codes.unit_percent(), codes.region_site("neck"), c.side),
-        *_num(codes.effusion_volume(), c.effusion_ml_current, codes.unit_cm3()),
+        *_num(codes.extent(), c.head_pct_current, codes.unit_percent(), codes.region_site("head"), c.side),
+        *_num(codes.extent(), c.neck_pct_current, codes.unit_percent(), codes.region_site("neck"), c.side),
+        *_num(codes.effusion_volume(), c.effusion_ml_current, codes.unit_ml()),
     ]
     evaluations = [hd.sr.QualitativeEvaluation(change_status_concept(), change_status_value(c.status)),
                    *_presence(codes.edema(), c.present_current), *_presence(codes.effusion(), c.effusion_current)]
@@ -154,14 +156,13 @@ def _followup_group(c: SideComparison, comparison: Comparison, current_date: str
             uid=_tracking_uid(c, uids),
             identifier=f"{c.side.capitalize()} hip BME since {prior_date}: {STATUS_WORD[c.status]}"),
         referenced_region=region, time_point_context=_time_point(f"Follow-up MRI {fmt_date(current_date)}", baseline=False),
-        finding_type=codes.edema(), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
-                                                                     laterality=codes.laterality(c.side))],
-        algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations)
+        finding_type=_finding(c.present_current), finding_sites=[hd.sr.FindingSite(codes.proximal_femur(),
+                                                                                   laterality=codes.laterality(c.side))],
+        measurements=measurements or None, qualitative_evaluations=evaluations)
 
 
 def comparison_groups(comparison: Comparison, current_date: str, regions: Mapping[ComparedSide, hd.sr.ImageRegion],
-                      uids: UidDeriver, algorithm: hd.sr.AlgorithmIdentification,
-                      ) -> list[ComparisonGroup]:
+                      uids: UidDeriver) -> list[ComparisonGroup]:
     """The follow-up and baseline groups of every hip (right, then left), with the prior study's reference.
 
     ``regions`` = the polygon of each hip on the current study's source slice; a hip without
@@ -174,7 +175,7 @@ def comparison_groups(comparison: Comparison, current_date: str, regions: Mappin
         region = regions.get(side)
         if c is None or region is None:
             continue
-        follow = _followup_group(c, comparison, current_date, region, uids, algorithm)
+        follow = _followup_group(c, comparison, current_date, region, uids)
         if c.reason:
             follow[0].ContentSequence.append(hd.sr.TextContentItem(
                 name=comparison_reason(), value=c.reason, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
@@ -183,7 +184,7 @@ def comparison_groups(comparison: Comparison, current_date: str, regions: Mappin
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
         groups.append(follow)
         if c.status != "not_compared":
-            baseline = _baseline_group(c, comparison, uids, algorithm)
+            baseline = _baseline_group(c, comparison, uids)
             baseline[0].ContentSequence.extend(_prior_reference(comparison))
             groups.append(baseline)
     return groups

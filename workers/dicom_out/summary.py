@@ -3,54 +3,57 @@
 from __future__ import annotations
 
 from workers.analysis.result import AnalysisResult, SideResult
-from workers.dicom_out.findings import fluid_sequence_name, fmt_ml, fmt_pct, fmt_ratio
+from workers.dicom_out.findings import (
+    fluid_sequence_name,
+    fmt_ml,
+    fmt_pct,
+    fmt_ratio,
+    large_effusion,
+    supported_pattern,
+)
 from workers.dicom_out.render import SummaryContent, clean_text
 
-_PATTERN_TEXT = {"diffuse": "diffuse", "focal": "focal subchondral", "regional": "regional", "none": "none"}
+_PATTERN_TEXT = {"diffuse": "diffuse", "focal": "focal subchondral", "regional": "regional"}
 
 
 def _yes_no(value: bool | None) -> str:
-    return "n/a" if value is None else ("yes" if value else "no")
+    return "-" if value is None else ("yes" if value else "no")
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else fmt_pct(value)
+    return "-" if value is None else fmt_pct(value)
 
 
-def _volume(side: SideResult) -> str:
-    if side.oedema_volume_ml is None:
-        return "n/a"
-    if not side.present and side.oedema_volume_ml > 0:
-        return f"{fmt_ml(side.oedema_volume_ml)} (below threshold)"
-    return fmt_ml(side.oedema_volume_ml)
-
-
-def _cell_values(side: SideResult | None) -> list[str]:
-    if side is None or not side.localized:
-        return ["not assessed", *(["-"] * 9)]
-    oedema = {True: "PRESENT", False: "not detected", None: "not assessed"}[side.present]
-    # signal ratios describe the reported oedema; below the threshold they would read as a finding
-    ratio = "-" if not side.present or side.mean_signal_ratio is None else fmt_ratio(side.mean_signal_ratio)
-    if side.present and side.p95_signal_ratio is not None:
-        ratio += f" / {fmt_ratio(side.p95_signal_ratio)}"
-    t1 = "-" if not side.present or side.mean_t1_ratio is None else fmt_ratio(side.mean_t1_ratio)
+def _effusion(side: SideResult) -> str:
     if side.effusion is None:
-        effusion = "n/a"
-    elif side.effusion:
-        effusion = "yes" + (f" ({fmt_ml(side.effusion_volume_ml)})" if side.effusion_volume_ml is not None else "")
-    else:
-        effusion = "no"
+        return "-"
+    if not side.effusion:
+        return "no"
+    volume = f" ({fmt_ml(side.effusion_volume_ml)})" if side.effusion_volume_ml is not None else ""
+    return ("LARGE" if large_effusion(side) else "yes") + volume
+
+
+def _cell_values(side: SideResult | None, result: AnalysisResult) -> list[str]:
+    """One hip's column; numbers of the oedema only where the result reports oedema."""
+    if side is None or not side.localized or side.present is None:
+        return ["not assessed", *(["-"] * 9)]
+    if not side.present:
+        return ["none", *(["-"] * 8), _effusion(side)]
+    ratio = "-" if side.mean_signal_ratio is None else fmt_ratio(side.mean_signal_ratio)
+    if side.p95_signal_ratio is not None:
+        ratio += f" / {fmt_ratio(side.p95_signal_ratio)}"
+    pattern = supported_pattern(side, result)
     return [
-        oedema,
-        _volume(side),
+        "PRESENT",
+        fmt_ml(side.oedema_volume_ml or 0.0),
         _pct(side.head_involvement_pct),
         _pct(side.neck_involvement_pct),
         _pct(side.intertrochanteric_involvement_pct),
-        "n/a" if side.pattern is None else _PATTERN_TEXT[side.pattern],
+        "-" if pattern is None else _PATTERN_TEXT[pattern],
         _yes_no(side.subchondral_low_signal_band),
         ratio,
-        t1,
-        effusion,
+        "-" if side.mean_t1_ratio is None else fmt_ratio(side.mean_t1_ratio),
+        _effusion(side),
     ]
 
 
@@ -64,19 +67,18 @@ def _series_name(result: AnalysisResult, uid: str | None) -> str:
 
 
 ROW_LABELS = ("Bone marrow oedema", "Oedema volume", "% femoral head", "% femoral neck",
-              "% intertrochanteric", "Pattern", "Subchondral band", "SI ratio mean / p95",
+              "% intertrochanteric", "Pattern", "Subchondral band", "Signal ratio mean / p95",
               "T1 ratio (mean)", "Joint effusion")
 
 
 def summary_content(result: AnalysisResult, findings_text: str) -> SummaryContent:
     """The summary's table, text and notes for ``result``."""
     version = result.algorithm.version
-    if result.status != "analyzed":
+    if result.status != "analyzed":  # the reason is in the findings text, once
         word = "FAILED" if result.status == "failed" else "NOT ANALYSED"
         return SummaryContent(version=version, title=f"Bone marrow oedema: {word}", table_header=(),
-                              table_rows=(), findings=findings_text,
-                              notes=(f"Reason: {result.reason or 'not given'}",))
-    right, left = _cell_values(result.sides.get("right")), _cell_values(result.sides.get("left"))
+                              table_rows=(), findings=findings_text, notes=())
+    right, left = (_cell_values(result.sides.get(s), result) for s in ("right", "left"))
     rows = tuple((label, r, lft) for label, r, lft in zip(ROW_LABELS, right, left, strict=True))
     notes = []
     sequence = fluid_sequence_name(result)
@@ -85,9 +87,7 @@ def summary_content(result: AnalysisResult, findings_text: str) -> SummaryConten
     refs = [f"{s.side}: {s.reference}" for s in result.sides.values() if s.reference]
     if refs:
         notes.append("Reference marrow - " + "; ".join(refs) + ".")
-    quality = result.quality
-    notes.append(f"Confidence: {quality.confidence}.")
-    notes.extend(f"Warning: {w}" for w in quality.warnings)
+    notes.append("Oedema score: signal on this study's scale fat = 0, muscle = 1; oedema is brighter than muscle.")
     return SummaryContent(version=version, title="Bone marrow oedema summary",
                           table_header=("", "Right hip", "Left hip"), table_rows=rows,
                           findings=findings_text, notes=tuple(notes))

@@ -56,6 +56,8 @@ _KIND_BY_SOP_CLASS: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.7.3": "SC",
     "1.2.840.10008.5.1.4.1.1.7.4": "SC",  # Multi-frame True Color SC
     "1.2.840.10008.5.1.4.1.1.66.4": "SEG",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.30": "PM",  # Parametric Map
+    "1.2.840.10008.5.1.4.1.1.88.59": "KOS",  # Key Object Selection Document
 }
 
 
