@@ -27,6 +27,7 @@ from workers.analysis.anatomy import (
     WorkingImages,
     body_mask,
     locate_femurs,
+    midline,
 )
 from workers.analysis.coverage import Coverage, coverage_note, hip_coverage
 from workers.analysis.maps import AnalysisMaps
@@ -52,8 +53,14 @@ from workers.analysis.preparation import (
     sub_image,
     voxel_volume_ml,
 )
-from workers.analysis.quality import PhaseEncodeCheck, check_phase_encode_artefacts
-from workers.analysis.regions import REGION_NAMES, FemurFrame, femur_frame, femur_regions
+from workers.analysis.quality import PhaseEncodeCheck, check_phase_encode_artefacts, metal_implants
+from workers.analysis.regions import (
+    REGION_NAMES,
+    FemurFrame,
+    femur_frame,
+    femur_regions,
+    shaft_marrow,
+)
 from workers.analysis.result import REGION_LABELS, Quality, RegionName, Side, SideResult
 from workers.analysis.tissues import TissueError, TissueLevels, free_fluid_level, tissue_levels
 
@@ -66,6 +73,7 @@ MIN_T1_COVERAGE = 0.5
 TISSUE_RADIUS_MM = 80.0  # tissue levels are sampled this close to the head centre
 SHAFT_DEPTH_MM = 110.0  # the hip's block reaches this far below the head centre
 MIN_REFERENCE_VOXELS = 30
+SHADING_RATIO_MAX = 1.5  # muscle signal of one hip / the other's beyond this: coil shading left in
 
 
 @dataclass
@@ -267,7 +275,8 @@ def analyze_images(
     with timer.stage("prepare", "preparing images (bias correction, T1 onto the fluid-sensitive grid)"):
         fluid_bias, t1_bias, work = _prepare(fluid_image, t1_image, params, warnings)
     with timer.stage("anatomy", "locating femoral heads and necks"):
-        loc = locate_femurs(work, params)
+        metal = metal_implants(work, midline(work)[0])
+        loc = locate_femurs(work, params, skip=metal)
     with timer.stage("quality", "checking for motion ghosts and wrap-around"):
         phase = check_phase_encode_artefacts(fluid_image, t1_image if t1_bias is not None else None, loc, params)
 
@@ -335,6 +344,15 @@ def _measure(side: Side, hip: _Hip, phase: PhaseEncodeCheck, params: AnalysisPar
                "series): bright marrow there may be fat, not water; result withheld")
         warnings.append(msg)
         return _withheld(femur, msg)
+    shaft = shaft_marrow(hip.frame, hip.marrow, params.shaft_check_below_mm)
+    if float(shaft.sum()) * voxel_ml >= params.shaft_check_min_ml:
+        shaft_u = float(np.median(levels.u(hip.fluid[shaft])))
+        if shaft_u >= params.shaft_u_max:
+            msg = (f"the {side} femoral shaft marrow is as bright as muscle on the fluid-sensitive series "
+                   f"({shaft_u:.1f} on the fat-muscle scale; fatty marrow is near 0): fat suppression has failed "
+                   "over this hip, or its marrow is replaced; result withheld")
+            warnings.append(msg)
+            return _withheld(femur, msg)
     roi = hip.regions["head"] | hip.regions["neck"] | hip.regions["intertrochanteric"]
     mask, score = oedema_mask(hip.fluid, hip.t1, hip.marrow, levels, hip.spacing, params)
     mask &= roi
@@ -415,6 +433,12 @@ def _quality(sides: dict[Side, SideResult], hips: dict[Side, _Hip], loc: Localiz
         confidence = "reduced"
     if len(withheld) + len(missing) == 2:
         confidence = "withheld"
+    levels = [h.levels for h in hips.values() if h.levels is not None]
+    if len(levels) == 2:
+        shading = levels[0].fluid_muscle / levels[1].fluid_muscle
+        if not 1 / SHADING_RATIO_MAX <= shading <= SHADING_RATIO_MAX:
+            all_warnings.append(f"muscle signal differs {max(shading, 1 / shading):.1f}-fold between the hips after "
+                                "bias correction (coil shading): each hip is measured on its own tissue scale")
     refs = "; ".join(f"{s}: {r.reference}" for s, r in sides.items() if r.reference) or "none"
     statement = (f"Series: {fluid_label}" + (f" with {t1_label}" if t1_used else " (no T1)") +
                  f". Reference marrow: {refs}.")

@@ -137,7 +137,11 @@ def body_mask(image: FloatArray) -> npt.NDArray[np.bool_]:
 def _gradient(image: FloatArray, body: npt.NDArray[np.bool_], spacing: float, signed: bool) -> _Gradient:
     inside = image[body]
     scale = float(np.percentile(inside, 95)) if inside.size else 1.0
-    norm = ndimage.gaussian_filter(image / max(scale, 1e-6), 1.0)
+    if signed:  # T1: fatty marrow bright against the dark cortex
+        norm = ndimage.gaussian_filter(image / max(scale, 1e-6), 1.0)
+    else:  # fluid-sensitive: log intensity, so a dark (suppressed fatty) head is outlined like a bright one
+        floor = max(float(np.percentile(inside, 5)) if inside.size else 0.0, 1e-3 * scale)
+        norm = ndimage.gaussian_filter(np.log(np.maximum(image, floor) / max(scale, 1e-6)), 1.0)
     gz, gy, gx = (g.astype(np.float32) / spacing for g in np.gradient(norm))
     mag = np.sqrt(gz * gz + gy * gy + gx * gx)
     thr = float(np.percentile(mag[body], 85)) if inside.size else 0.0
@@ -226,11 +230,14 @@ def sphere_outline(work: WorkingImages, grads: list[_Gradient], centre: Vec,
     best = sub.argmax(axis=1)
     strong = sub[np.arange(len(dirs)), best] >= 0.75
     ray_r = radii[window][best]
+    # on T1 the strongest edge is fatty marrow against the cortex, inside the head's surface; on a
+    # fluid-sensitive series alone it is the surface (dark marrow and cortex against cartilage)
+    cortex = params.cortex_mm if grads[0].signed else 0.0
     if strong.sum() < 12:
-        return r_edge + params.cortex_mm, float(strong.mean())
+        return r_edge + cortex, float(strong.mean())
     med = float(np.median(ray_r[strong]))
     sphericity = float((strong & (np.abs(ray_r - med) <= 3.0)).mean())
-    return r_edge + params.cortex_mm, sphericity
+    return r_edge + cortex, sphericity
 
 
 def _imaged_rays(work: WorkingImages, centre: Vec, dirs: Vec, reach_mm: float) -> npt.NDArray[np.bool_]:
@@ -276,13 +283,13 @@ def _candidates(
     return out
 
 
-def _plausible(c: _Candidate, params: AnalysisParameters) -> str:
+def _plausible(c: _Candidate, params: AnalysisParameters, min_coherence: float) -> str:
     if np.isnan(c.radius):
         return "too little of the femoral head lies inside the imaged volume to fit it"
     if not params.head_radius_min_mm <= c.radius <= params.head_radius_max_mm:
         return f"fitted femoral-head radius {c.radius:.1f} mm is outside {params.head_radius_min_mm:.0f}-{params.head_radius_max_mm:.0f} mm"
-    if c.coherence < params.head_edge_coherence_min:
-        return (f"femoral-head outline unclear (edge coherence {c.coherence:.2f} < {params.head_edge_coherence_min:.2f}); "
+    if c.coherence < min_coherence:
+        return (f"femoral-head outline unclear (edge coherence {c.coherence:.2f} < {min_coherence:.2f}); "
                 "motion, wrap-around or a deformed head")
     return ""
 
@@ -390,8 +397,13 @@ def _neck_radius(work: WorkingImages, grads: list[_Gradient], head: Vec, radius:
     return float(np.median(found))
 
 
-def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localization:
-    """Find both proximal femurs; a side that fails the gates gets None and a reason."""
+def locate_femurs(work: WorkingImages, params: AnalysisParameters,
+                  skip: dict[Side, str] | None = None) -> Localization:
+    """Find both proximal femurs; a side that fails the gates gets None and a reason.
+
+    ``skip``: sides not to look for (e.g. a metal implant), with the reason; the other side is then
+    found on its own, without the pair gates."""
+    skip = skip or {}
     sp = work.spacing
     body = work.body
     if not body.any():
@@ -399,7 +411,7 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
         return Localization(femurs={"right": None, "left": None}, reasons={"right": reason, "left": reason},
                             body_centre_x_mm=float("nan"))
     xs = work.origin[0] + sp * np.arange(body.shape[2])
-    mid_x, midline_note = _midline(work)
+    mid_x, midline_note = midline(work)
     grads = []
     if work.t1 is not None:
         grads.append(_gradient(work.t1, body, sp, signed=True))
@@ -412,10 +424,13 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
     acc = _vote(grads, body & near_heads[None, None, :], radii_vox)
 
     cands: dict[Side, list[_Candidate]] = {
-        "right": _candidates(work, grads, acc, body, mid_x, -1.0, params),
-        "left": _candidates(work, grads, acc, body, mid_x, 1.0, params),
+        side: [] if side in skip else _candidates(work, grads, acc, body, mid_x, lateral, params)
+        for side, lateral in SIDES
     }
-    good: dict[Side, list[_Candidate]] = {s: [c for c in cs if not _plausible(c, params)] for s, cs in cands.items()}
+    # without a T1 the head is outlined only where cartilage or fluid borders it, not against the acetabulum
+    min_coherence = params.head_edge_coherence_min if work.t1 is not None else params.head_edge_coherence_min_no_t1
+    good: dict[Side, list[_Candidate]] = {s: [c for c in cs if not _plausible(c, params, min_coherence)]
+                                          for s, cs in cands.items()}
     reasons: dict[Side, str] = {}
     chosen: dict[Side, _Candidate | None] = {"right": None, "left": None}
     pairs = [
@@ -430,7 +445,7 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
             if not cands[side]:
                 reasons[side] = f"no femoral-head candidate found on the {side} side"
             elif not good[side]:
-                reasons[side] = _plausible(cands[side][0], params)
+                reasons[side] = _plausible(cands[side][0], params, min_coherence)
         if good["right"] and good["left"]:
             problem = _pair_problem(good["right"][0], good["left"][0], mid_x, params)
             reasons["right"] = reasons["left"] = f"implausible femoral-head pair: {problem}"
@@ -470,7 +485,9 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
     imaged: dict[Side, bool] = {}
     for side, lateral in SIDES:
         imaged[side] = femurs.get(side) is not None or _in_view(xs, mid_x, lateral, params)
-        if not imaged[side]:
+        if side in skip:
+            reasons[side] = skip[side]
+        elif not imaged[side]:
             reasons[side] = (f"not imaged: the {side} hip lies outside the field of view (x {xs[0]:.0f} to "
                              f"{xs[-1]:.0f} mm, patient midline at x {mid_x:.0f} mm)")
         elif femurs.get(side) is None and side not in reasons:
@@ -478,7 +495,7 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters) -> Localizati
     return Localization(femurs=femurs, reasons=reasons, body_centre_x_mm=mid_x, notes=tuple(notes), imaged=imaged)
 
 
-def _midline(work: WorkingImages) -> tuple[float, str]:
+def midline(work: WorkingImages) -> tuple[float, str]:
     """The patient's midline (LPS x) and, when it is not seen, a note saying what was assumed.
 
     The body's centre when the field of view holds the whole width of the pelvis; otherwise (a

@@ -32,6 +32,7 @@ class AnalysisParameters:
     head_pair_tilt_max_deg: float = 12.0  # the line between the heads leans at most this (pelvic obliquity, rotation)
     midline_tolerance_mm: float = 25.0  # |mid-point of the heads - body centre| (symmetry gate)
     head_edge_coherence_min: float = 0.45  # sphericity: fraction of rays whose edge lies on one sphere
+    head_edge_coherence_min_no_t1: float = 0.3  # on a fluid-sensitive series alone (no edge against the acetabulum)
     cortex_mm: float = 2.0  # head radius = marrow edge on T1 + cortex and edge blur (calibrated on the phantom)
     neck_shaft_angle_deg: float = 130.0
     neck_length_mm: float = 22.0  # average neck length beyond the head surface, when no shaft is found
@@ -69,6 +70,9 @@ class AnalysisParameters:
     # quality guards
     ghost_prominence_min: float = 0.15  # autocorrelation peak of periodic replicas along an image axis: motion
     fat_sat_ratio_max: float = 1.0  # fat / muscle on the fluid-sensitive series around a hip: more = failed
+    shaft_check_below_mm: float = 20.0  # the femoral shaft's (yellow) marrow this far below the neck base ...
+    shaft_check_min_ml: float = 2.0  # ... when at least this much of it is in view ...
+    shaft_u_max: float = 0.8  # ... brighter than this on the fat-muscle scale: suppression failed or marrow replaced
 
     def as_strings(self) -> dict[str, str]:
         """The parameters as strings, for ``AnalysisResult.algorithm.parameters``."""

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 from scipy import ndimage
 
-from workers.analysis.anatomy import SIDES, FemurGeometry, Localization, body_mask
+from workers.analysis.anatomy import SIDES, FemurGeometry, Localization, WorkingImages, body_mask
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Side
 
@@ -253,3 +253,40 @@ def _mark_wrapped(fluid_image: sitk.Image, t1_image: sitk.Image | None, loc: Loc
                                f"(correlation across them {continuity:.2f}), folded anatomy reaches the "
                                f"{side} femoral head ({how})")
 
+
+
+# --- metal (arthroplasty, screws) ----------------------------------------------------------------
+
+METAL_VOID_FRACTION = 0.1  # a signal void: below this x the body's median on every series
+METAL_CORE_DEPTH_MM = 4.0  # a void at least 8 mm thick somewhere (cortex, vessels and tendons are thinner)
+METAL_MIN_ML = 2.0  # of such thick void
+METAL_LATERAL_MM = (50.0, 170.0)  # from the midline: where a hip's implant lies
+
+
+def metal_implants(work: WorkingImages, mid_x: float) -> dict[Side, str]:
+    """Sides with a metal implant: a signal void on every series, thicker than any normal dark
+    tissue (cortex, tendon, vessel), lying where the hip is. The reason says what was seen."""
+    body = ndimage.binary_fill_holes(work.body)
+    if not body.any():
+        return {}
+    void = body & (work.fluid < np.float32(METAL_VOID_FRACTION * float(np.median(work.fluid[body]))))
+    if work.t1 is not None:
+        void &= work.t1 < np.float32(METAL_VOID_FRACTION * float(np.median(work.t1[body])))
+    depth = ndimage.distance_transform_edt(void, sampling=work.spacing)
+    labels, n = ndimage.label(depth >= METAL_CORE_DEPTH_MM)
+    found: dict[Side, str] = {}
+    voxel_ml = work.spacing**3 / 1000.0
+    for i in range(1, n + 1):
+        zz, yy, xx = np.nonzero(labels == i)
+        core_ml = len(zz) * voxel_ml
+        if core_ml < METAL_MIN_ML:
+            continue
+        x = float(work.to_lps(np.array([zz.mean(), yy.mean(), xx.mean()]))[0])
+        offset = x - mid_x
+        if not METAL_LATERAL_MM[0] <= abs(offset) <= METAL_LATERAL_MM[1]:
+            continue
+        side: Side = "left" if offset > 0 else "right"
+        series = "both series" if work.t1 is not None else "the fluid-sensitive series"
+        found[side] = (f"not assessable: metal implant (a signal void on {series}, {core_ml:.0f} mL of it more "
+                       f"than {2 * METAL_CORE_DEPTH_MM:.0f} mm thick, at the {side} hip)")
+    return found

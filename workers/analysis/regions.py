@@ -103,9 +103,8 @@ def connected_to(mask: BoolArray, seed: BoolArray) -> BoolArray:
     return out
 
 
-def reference_marrow(femur: FemurGeometry, frame: FemurFrame, marrow: BoolArray,
-                     params: AnalysisParameters) -> BoolArray:
-    """Marrow of the same femur away from the head and neck (trochanters, proximal shaft): where
-    ITOH rarely reaches, the hip's own normal-marrow reference."""
-    beyond: BoolArray = marrow & (frame.along >= np.float32(neck_end(femur, params) + 10.0))
-    return beyond
+def shaft_marrow(frame: FemurFrame, marrow: BoolArray, below_mm: float) -> BoolArray:
+    """Marrow of the femoral shaft at least ``below_mm`` below the neck base: yellow (fatty) marrow in
+    adults, which ITOH does not reach."""
+    out: BoolArray = marrow & (frame.shaft_below >= np.float32(below_mm))
+    return out
