@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 from click.testing import CliRunner
 
 from marrowmap.cli import main
@@ -89,6 +90,18 @@ def test_failed_fat_suppression_warns_without_false_oedema(analysed: AnalysedFac
         assert s.present in (False, None), (side, s.oedema_volume_ml)
 
 
+@pytest.mark.parametrize("case", ["normal", "itoh_left", "itoh_right", "bilateral", "avn_left",
+                                  "followup_resolved", "followup_improved"])
+def test_every_oedema_voxel_lies_in_the_segmented_femoral_marrow(analysed: AnalysedFactory, case: str) -> None:
+    a = analysed(case, seed=0)
+    assert a.result.status == "analyzed", a.result.reason
+    oedema = sitk.GetArrayFromImage(sitk.ReadImage(str(a.out / "oedema_mask.nii.gz")))
+    marrow = sitk.GetArrayFromImage(sitk.ReadImage(str(a.out / "marrow.nii.gz")))
+    for label in (1, 2):
+        assert not ((oedema == label) & (marrow != label)).any()
+    assert (marrow > 0).any()
+
+
 def test_result_json_and_maps_are_written(analysed: AnalysedFactory) -> None:
     a = analysed("itoh_left", seed=0)
     data = json.loads((a.out / "result.json").read_text())
@@ -101,7 +114,7 @@ def test_result_json_and_maps_are_written(analysed: AnalysedFactory) -> None:
             assert key in data["sides"][side]
     assert {"load", "select", "prepare", "anatomy", "score", "measure", "total"} <= set(data["timings_s"])
     assert data["algorithm"]["version"] and data["algorithm"]["parameters"]
-    for name in ("oedema_mask.nii.gz", "score.nii.gz", "regions.nii.gz", "effusion.nii.gz"):
+    for name in ("oedema_mask.nii.gz", "score.nii.gz", "regions.nii.gz", "effusion.nii.gz", "marrow.nii.gz"):
         assert (a.out / name).is_file()
 
 
