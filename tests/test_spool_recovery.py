@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -34,6 +33,7 @@ from tests.listener_fixtures import (  # noqa: F401
     wait_for_job,
 )
 from tests.orthanc_harness import Modality, running_orthanc
+from tests.tmpfs_fixtures import mounted_tmpfs
 
 pytestmark = pytest.mark.integration
 STORESCU = "/usr/bin/storescu"
@@ -42,15 +42,8 @@ STORESCU = "/usr/bin/storescu"
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 16 MiB file system (tmpfs) for the spool; root only (CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "size=16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(path: Path) -> None:

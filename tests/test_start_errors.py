@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.listener_fixtures import MARROWMAP, REDIS_URL, free_port
+from tests.tmpfs_fixtures import mounted_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,15 +39,8 @@ def _one_line(run: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def read_only_spool(tmp_path: Path) -> Iterator[Path]:
     """A real read-only file system (tmpfs mounted ro) as the spool."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.parametrize("command", [["listen"], ["worker", "--pool", "solo"], ["up"]])
