@@ -245,20 +245,23 @@ def rasterise(anat: Anatomy, sides: dict[str, SidePathology], h: float,
 
 def _paint_implant(cv: Canvas, fem: Femur, implant: Implant) -> tuple[tuple[slice, slice, slice], F32]:
     """Resect the head and proximal neck, ream the socket, insert the implant; return where and how
-    much fat suppression fails around it."""
+    much fat suppression fails around it (a smooth field, computed on a lattice of about 3 mm)."""
     ax = cv.axes(*implant.bbox(40.0))
     assert ax is not None
     sl, x, y, z = ax
+    x1, y1, z1 = x.reshape(-1), y.reshape(-1), z.reshape(-1)
     full = np.broadcast_shapes(x.shape, y.shape, z.shape)
     X, Y, Z = (np.ascontiguousarray(np.broadcast_to(a, full)) for a in (x, y, z))
     view = cv.labels[sl]
-    along = fem.along_neck(X, Y, Z)
-    resected = (fem.sdf(X, Y, Z) < 0.0) & (along < implant.resection_mm)
+    resected = (adaptive(fem.sdf, x1, y1, z1, 1.0) < 0.0) & (fem.along_neck(X, Y, Z) < implant.resection_mm)
     socket = sphere(X, Y, Z, implant.centre, implant.cup_radius) < 0.0
     view[resected | socket] = Tissue.MUSCLE  # pseudocapsule and scar
-    view[implant.polymer_sdf(X, Y, Z) < 0.0] = Tissue.POLYMER
-    view[implant.metal_sdf(X, Y, Z) < 0.0] = Tissue.METAL
-    return sl, fat_failure(implant, x, y, z)
+    view[adaptive(implant.polymer_sdf, x1, y1, z1, 1.0) < 0.0] = Tissue.POLYMER
+    view[adaptive(implant.metal_sdf, x1, y1, z1, 1.0) < 0.0] = Tissue.METAL
+    factor = max(1, int(round(3.0 / cv.h)))
+    cidx = [_coarse_index(n, factor) for n in full]
+    coarse = fat_failure(implant, x1[cidx[0]][:, None, None], y1[cidx[1]][None, :, None], z1[cidx[2]][None, None, :])
+    return sl, _upsample(coarse, full, cidx)
 
 
 def _tube(x: F32, y: F32, z: F32, a: Vec, b: Vec, r: float) -> F32:
