@@ -103,14 +103,19 @@ class Series:
     datasets: list[Dataset]
     real: F32  # (slices, rows, cols): stored values x RescaleSlope + RescaleIntercept
     geo: SeriesGeometry
+    positions: list[NDArray[np.float64]] = field(default_factory=list)  # each slice's ImagePositionPatient
     changed: bool = False
     description: str | None = None  # a new SeriesDescription
     rescale: tuple[float, float] | None = None  # (slope, intercept) to store with; None: as before
     bits_stored: int | None = None
 
-    def set(self, real: F32, geo: SeriesGeometry | None = None) -> None:
-        """New pixels (and geometry) for this series."""
-        self.real, self.geo, self.changed = np.asarray(real, np.float32), geo or self.geo, True
+    def set(self, real: F32, geo: SeriesGeometry | None = None,
+            positions: list[NDArray[np.float64]] | None = None) -> None:
+        """New pixels (and geometry, and slice positions: by default the geometry's) for this series."""
+        self.real, self.changed = np.asarray(real, np.float32), True
+        if geo is not None:
+            self.geo = geo
+            self.positions = positions if positions is not None else [geo.slice_origin(k) for k in range(geo.n_slices)]
 
 
 @dataclass
@@ -162,7 +167,8 @@ def _read_series(folder: Path, role: str) -> Series:
         origin=(float(origin[0]), float(origin[1]), float(origin[2])), rows=int(datasets[0].Rows),
         cols=int(datasets[0].Columns), row_spacing=row_spacing, col_spacing=col_spacing,
         n_slices=len(datasets), spacing=round(spacing, 4), thickness=float(datasets[0].SliceThickness))
-    return Series(folder.name, role, datasets, real, geo)
+    return Series(folder.name, role, datasets, real, geo,
+                  [np.asarray(ds.ImagePositionPatient, float) for ds in datasets])
 
 
 def load(src: Path) -> Study:
@@ -188,18 +194,20 @@ def load(src: Path) -> Study:
 
 def _crop(series: Series, r0: int, nr: int, c0: int, nc: int) -> None:
     g = series.geo
-    origin = (np.asarray(g.origin) + r0 * g.row_spacing * np.asarray(g.col_dir)
-              + c0 * g.col_spacing * np.asarray(g.row_dir))
+    offset = r0 * g.row_spacing * np.asarray(g.col_dir) + c0 * g.col_spacing * np.asarray(g.row_dir)
+    origin = np.asarray(g.origin) + offset
     series.set(series.real[:, r0:r0 + nr, c0:c0 + nc],
-               replace(g, origin=(float(origin[0]), float(origin[1]), float(origin[2])), rows=nr, cols=nc))
+               replace(g, origin=(float(origin[0]), float(origin[1]), float(origin[2])), rows=nr, cols=nc),
+               [p + offset for p in series.positions])
 
 
 def _keep_slices(series: Series, first: int, count: int, step: int) -> None:
     g = series.geo
     origin = g.slice_origin(first)
-    series.set(series.real[first:first + (count - 1) * step + 1:step],
+    picks = slice(first, first + (count - 1) * step + 1, step)
+    series.set(series.real[picks],
                replace(g, origin=(float(origin[0]), float(origin[1]), float(origin[2])), n_slices=count,
-                       spacing=g.spacing * step))
+                       spacing=g.spacing * step), series.positions[picks])
 
 
 def _mid_slice(series: Series, study: Study) -> float:
@@ -252,6 +260,7 @@ def _implant_image(s: Series, implant: Implant, fluid: bool) -> F32:
     out = s.real.copy()
     offsets = (-g.thickness / 3.0, 0.0, g.thickness / 3.0)
     ring, replaced, void, halo = [], [], [], []
+    lo, hi = implant.bbox(5.0)
     for k in range(g.n_slices):
         x, y, z = slice_points(g, k, 0.0)
         d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
@@ -260,9 +269,10 @@ def _implant_image(s: Series, implant: Implant, fluid: bool) -> F32:
         ring.append((d > implant.cup_radius + 5.0) & (d < implant.cup_radius + 20.0))
         replaced.append((d < implant.cup_radius) | ((t > 0) & (t < implant.resection_mm) & (radial < neck_radius)))
         solid = np.zeros_like(x)
+        near = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
         for off in offsets:
-            p = slice_points(g, k, off)
-            solid += ((implant.metal_sdf(*p) < 0) | (implant.polymer_sdf(*p) < 0)).astype(np.float32)
+            p = [a[near] for a in slice_points(g, k, off)]
+            solid[near] += ((implant.metal_sdf(*p) < 0) | (implant.polymer_sdf(*p) < 0)).astype(np.float32)
         void.append(solid / len(offsets))
         halo.append(fat_failure(implant, x, y, z) if fluid else np.zeros_like(x))
     around = np.asarray(ring)
@@ -431,7 +441,12 @@ def _stored(real: F32, ds: Dataset, rescale: tuple[float, float] | None, bits: i
 
 
 def _ds(v: float) -> str:
-    return f"{v:.4f}".rstrip("0").rstrip(".") or "0"
+    """A decimal string (at most 16 characters) that reads back as ``v`` to 10 significant digits."""
+    for digits in range(10, 3, -1):
+        text = f"{v:.{digits}g}"
+        if len(text) <= 16:
+            return "0" if text == "-0" else text
+    return f"{v:.3g}"
 
 
 def _write_series(out: Path, s: Series, tag: str) -> dict[str, Any]:
@@ -449,7 +464,7 @@ def _write_series(out: Path, s: Series, tag: str) -> dict[str, Any]:
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(sop)
         ds.SeriesInstanceUID = series_uid
         ds.InstanceNumber = k + 1
-        pos = g.slice_origin(k)
+        pos = s.positions[k]
         ds.ImagePositionPatient = [_ds(v) for v in pos]
         ds.ImageOrientationPatient = [_ds(v) for v in (*g.row_dir, *g.col_dir)]
         ds.PixelSpacing = [_ds(g.row_spacing), _ds(g.col_spacing)]
