@@ -66,6 +66,8 @@ METAL = ("metal", "implant", "arthroplasty", "prosthe")
 COVERAGE = ("incomplete coverage", "partial coverage", "covered", "coverage")
 T1_HANDLED = ("registered", "t1 not used", "t1 ignored", "t1 was not used", "misregist", "t1 moved")
 SHADING = ("shading", "bias field", "inhomogene", "coil")
+FLAG_FIELDS = ("imaged", "metal", "assessable")
+COVERAGE_FIELDS = ("coverage_pct", "coverage")
 UNCERTAINTY_FIELDS = ("oedema_volume_range_ml", "oedema_volume_interval_ml", "volume_range_ml")
 HALF_WIDTH_FIELDS = ("oedema_volume_uncertainty_ml", "volume_uncertainty_ml")
 _RANGE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*ml", re.IGNORECASE)
@@ -211,11 +213,12 @@ def prepare_study(row: Row, seed: int, config: Config) -> Study:
 
 
 def _extra_fields(sr: SideResult) -> dict[str, str]:
-    """Result fields the analysis may add for these situations, as text."""
+    """Result fields beyond the plain measurements that speak to these situations, as text
+    (``imaged``, ``metal``, ``assessable`` only when they say no, or yes for metal)."""
     out = {}
-    for name in ("imaged", "metal", "assessable", "coverage", *UNCERTAINTY_FIELDS, *HALF_WIDTH_FIELDS):
+    for name in (*FLAG_FIELDS, *COVERAGE_FIELDS, *UNCERTAINTY_FIELDS, *HALF_WIDTH_FIELDS):
         value = getattr(sr, name, None)
-        if value is not None:
+        if value is not None and not (name in FLAG_FIELDS and value is (name != "metal")):
             dumped = value.model_dump() if hasattr(value, "model_dump") else value
             out[name] = json.dumps(dumped, sort_keys=True, default=str)
     return out
@@ -289,8 +292,9 @@ def judge(outcome: Outcome, results: dict[str, SideResult]) -> None:
             hip.verdict = said and hip.present is None
             hip.why = "not assessable: metal" if hip.verdict else ("metal said, oedema reported" if said else "metal not said")
         elif situation == "partial_coverage":
-            flagged = _has(text, COVERAGE) or "coverage" in hip.flags
-            fraction = "coverage" in hip.flags or bool(_FRACTION.search(text))
+            fields = any(name in hip.flags for name in COVERAGE_FIELDS)
+            flagged = _has(text, COVERAGE)
+            fraction = fields or bool(_FRACTION.search(text))
             hip.verdict = flagged and fraction
             hip.why = "flagged with a fraction" if hip.verdict else ("flagged, no fraction" if flagged else "not flagged")
         else:
