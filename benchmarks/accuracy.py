@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import SimpleITK as sitk
@@ -47,6 +47,7 @@ from workers.phantom.truth import GroundTruth
 if TYPE_CHECKING:
     from workers.analysis.result import AnalysisResult, Side
 
+T = TypeVar("T")
 LABELS: dict[Side, int] = {"right": 1, "left": 2}
 OTHER: dict[Side, Side] = {"right": "left", "left": "right"}
 REASON_CHARS = 60
@@ -531,18 +532,26 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
     return jobs
 
 
-def run_all(jobs: Sequence[Job], setup: Setup, workers: int) -> list[Row]:
-    """Run the jobs in ``workers`` processes; rows in job order."""
+def run_in_pool(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]], workers: int,
+                describe: Callable[[int, T], str]) -> list[T]:
+    """``fn(*args)`` for each of ``calls`` in ``workers`` processes, results in call order; a progress
+    line (``describe(index, result)``) on stderr as each finishes."""
     start = time.perf_counter()
-    rows: dict[int, Row] = {}
+    done: dict[int, T] = {}
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures: dict[Future[Row], int] = {pool.submit(run_job, job, setup): i for i, job in enumerate(jobs)}
+        futures: dict[Future[T], int] = {pool.submit(fn, *args): i for i, args in enumerate(calls)}
         for future in as_completed(futures):
             i = futures[future]
-            rows[i] = future.result()
-            print(f"  [{len(rows)}/{len(jobs)}] {jobs[i].generator} {_label(rows[i])} s{jobs[i].seed}: "
-                  f"{rows[i].status} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    return [rows[i] for i in range(len(jobs))]
+            done[i] = future.result()
+            print(f"  [{len(done)}/{len(calls)}] {describe(i, done[i])} ({time.perf_counter() - start:.0f} s)",
+                  file=sys.stderr, flush=True)
+    return [done[i] for i in range(len(calls))]
+
+
+def run_all(jobs: Sequence[Job], setup: Setup, workers: int) -> list[Row]:
+    """Run the jobs in ``workers`` processes; rows in job order."""
+    return run_in_pool(run_job, [(job, setup) for job in jobs], workers,
+                       lambda i, row: f"{jobs[i].generator} {_label(row)} s{jobs[i].seed}: {row.status}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -319,7 +319,10 @@ def resend(ctx: click.Context, job_id: str) -> None:
 @click.option("--case", "case", required=True, help="normal, itoh_left, itoh_right, bilateral, avn_left, "
               "followup_resolved, followup_improved")
 @click.option("--seed", type=int, default=0, show_default=True, help="Patient and noise seed.")
-@click.option("--variant", "variants", multiple=True, help="Acquisition variant (repeatable), e.g. oblique.")
+@click.option("--variant", "variants", multiple=True,
+              help="Acquisition variant (repeatable), e.g. oblique, one_hip_left, arthroplasty_right, "
+              "axial_stir, pd_fs_3d, dixon, gapped, partial_coverage, coil_shading, t1_shifted, "
+              "repacked_12bit; README 'Phantom variants' lists them all.")
 @click.option("--small", is_flag=True, help="Small matrices (128 x 128, ~18 slices) for tests.")
 def phantom_cmd(out_dir: Path, case: str, seed: int, variants: tuple[str, ...], small: bool) -> None:
     """Write a synthetic hip MRI study into OUT_DIR/dicom and its ground truth into OUT_DIR/truth."""

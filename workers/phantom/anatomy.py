@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from workers.phantom.implant import cup_axis
 from workers.phantom.sdf import (
     F32,
     SmoothNoise,
@@ -343,7 +344,7 @@ class Anatomy:
     @staticmethod
     def opening_dir(fem: Femur) -> np.ndarray:
         """Axis of the acetabular opening: lateral, inferior and anterior."""
-        return unit((fem.sign * 0.74, -0.30, -0.60))
+        return cup_axis(fem.sign)
 
     def acetabular_opening(self, x: F32, y: F32, z: F32, fem: Femur) -> F32:
         """Negative inside the cone the acetabulum leaves open (limited to near the joint)."""

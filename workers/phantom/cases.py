@@ -20,12 +20,39 @@ VARIANTS: tuple[str, ...] = (
     "jpeg2000", "jpegls", "rle", "siemens", "ge", "philips", "low_res", "noisy",
     "fat_sat_failure", "nonascii_name", "nonascii_utf8", "other_patient", "localizer",
     "motion", "wrap",
+    # real hip protocols (issue 11; workers/phantom/situations.py)
+    "one_hip_left", "one_hip_right", "arthroplasty_left", "arthroplasty_right", "axial_stir",
+    "pd_fs_3d", "dixon", "gapped", "partial_coverage", "coil_shading", "t1_shifted", "repacked_12bit",
 )
 
 _EXCLUSIVE = (
     ("jpeg2000", "jpegls", "rle"),
     ("siemens", "ge", "philips"),
     ("motion", "wrap"),
+    ("one_hip_left", "one_hip_right"),
+    ("arthroplasty_left", "arthroplasty_right"),
+    # each replaces the coronal STIR by another fluid-sensitive series
+    ("axial_only", "axial_stir", "pd_fs_3d", "dixon"),
+    ("gapped", "partial_coverage"),
+)
+#: (variant, the variants it cannot be combined with, why)
+_CONFLICTS = (
+    ("axial_only", ("oblique", "mismatched_grids", "enhanced_stir"),
+     "axial_only has no coronal series to tilt, mismatch or enhance"),
+    ("axial_only", ("motion", "wrap"),
+     "motion and wrap corrupt the coronal fluid-sensitive series; axial_only has none"),
+    ("wrap", ("mismatched_grids",),
+     "wrap sets its own (too small) field of view; it cannot be combined with mismatched_grids"),
+    ("axial_only", ("gapped", "partial_coverage", "t1_shifted"),
+     "axial_only has no coronal stack to thin and both of its series are acquired together"),
+    ("one_hip_left", ("mismatched_grids", "wrap"), "one_hip sets its own field of view"),
+    ("one_hip_right", ("mismatched_grids", "wrap"), "one_hip sets its own field of view"),
+    ("axial_stir", ("enhanced_stir", "motion", "wrap", "mismatched_grids"),
+     "the coronal STIR these act on is replaced by an axial one"),
+    ("pd_fs_3d", ("enhanced_stir", "motion", "wrap", "mismatched_grids", "oblique"),
+     "the coronal STIR these act on is replaced by a 3D PD FS series"),
+    ("dixon", ("enhanced_stir", "motion", "wrap", "mismatched_grids", "fat_sat_failure"),
+     "the coronal STIR these act on is replaced by Dixon water and fat images"),
 )
 
 
@@ -88,13 +115,9 @@ def check_request(case: str, variants: Sequence[str]) -> tuple[str, ...]:
             raise PhantomError(f"variants {hit} cannot be combined")
     if "nonascii_name" in chosen and "nonascii_utf8" in chosen:
         raise PhantomError("variants nonascii_name and nonascii_utf8 cannot be combined")
-    if "axial_only" in chosen and ("oblique" in chosen or "mismatched_grids" in chosen
-                                   or "enhanced_stir" in chosen):
-        raise PhantomError("axial_only has no coronal series to tilt, mismatch or enhance")
-    if "axial_only" in chosen and ("motion" in chosen or "wrap" in chosen):
-        raise PhantomError("motion and wrap corrupt the coronal fluid-sensitive series; axial_only has none")
-    if "wrap" in chosen and "mismatched_grids" in chosen:
-        raise PhantomError("wrap sets its own (too small) field of view; it cannot be combined with mismatched_grids")
+    for variant, others, why in _CONFLICTS:
+        if variant in chosen and any(o in chosen for o in others):
+            raise PhantomError(why)
     return chosen
 
 

@@ -113,7 +113,7 @@ def _mr_acquisition(ds: Dataset, proto: Protocol, geo: SeriesGeometry, coil: str
     ds.ScanningSequence = list(proto.scanning_sequence)
     ds.SequenceVariant = list(proto.sequence_variant)
     ds.ScanOptions = list(proto.scan_options) if proto.scan_options else ""
-    ds.MRAcquisitionType = "2D"
+    ds.MRAcquisitionType = proto.acquisition_type
     ds.SequenceName = proto.sequence_name
     ds.RepetitionTime = _ds(t.tr_ms)
     ds.EchoTime = _ds(t.te_ms)
@@ -261,7 +261,7 @@ def write_enhanced_series(folder: Path, meta: StudyMeta, proto: Protocol, geo: S
     ds.PresentationLUTShape = "IDENTITY"
     # MR pulse sequence module
     ds.PulseSequenceName = proto.sequence_name.lstrip("*")
-    ds.MRAcquisitionType = "2D"
+    ds.MRAcquisitionType = proto.acquisition_type
     ds.EchoPulseSequence = "SPIN"
     ds.MultipleSpinEcho = "NO"
     ds.MultiPlanarExcitation = "NO"

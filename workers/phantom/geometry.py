@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,9 @@ from scipy import ndimage
 
 from workers.phantom.raster import Canvas
 from workers.phantom.sdf import F32, Vec
+
+#: Maps LPS point arrays (x, y, z) to other LPS points (e.g. where a moved patient's tissue was).
+PointMap = Callable[[F32, F32, F32], tuple[F32, F32, F32]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,21 @@ class SeriesGeometry:
         return (np.asarray(self.origin) + k * self.spacing * self.normal
                 + row * self.row_spacing * np.asarray(self.col_dir)
                 + col * self.col_spacing * np.asarray(self.row_dir))
+
+    def contains(self, x: F32, y: F32, z: F32) -> NDArray[np.bool_]:
+        """Which LPS points lie inside the imaged volume: the field of view and the slab from the
+        first slice's to the last slice's outer face (gaps between slices count as inside)."""
+        o = np.asarray(self.origin)
+        d = (np.asarray(x) - o[0], np.asarray(y) - o[1], np.asarray(z) - o[2])
+
+        def along(v: Vec | NDArray[np.float64], step: float) -> NDArray[np.float64]:
+            return np.asarray((d[0] * v[0] + d[1] * v[1] + d[2] * v[2]) / step)
+
+        k = along(self.normal, self.spacing)
+        r, c = along(self.col_dir, self.row_spacing), along(self.row_dir, self.col_spacing)
+        half = self.thickness / (2.0 * self.spacing)
+        return np.asarray((k >= -half) & (k <= self.n_slices - 1 + half) & (r >= -0.5)
+                          & (r <= self.rows - 0.5) & (c >= -0.5) & (c <= self.cols - 0.5))
 
     def lps_to_index(self, p: Vec) -> NDArray[np.float64]:
         """(k, row, col) of an LPS point (fractional)."""
@@ -119,14 +138,18 @@ def sample(volume: F32, canvas: Canvas, x: F32, y: F32, z: F32) -> F32:
     return np.asarray(out.reshape(x.shape), np.float32)
 
 
-def render_slices(volume: F32, canvas: Canvas, geo: SeriesGeometry) -> F32:
-    """Noise-free image stack (slices, rows, cols) with slice-profile and pixel partial volume."""
+def render_slices(volume: F32, canvas: Canvas, geo: SeriesGeometry, moved: PointMap | None = None) -> F32:
+    """Noise-free image stack (slices, rows, cols) with slice-profile and pixel partial volume.
+
+    ``moved``: the patient moved; maps each scanner point to where that tissue was in the model.
+    """
     through, inplane = subsample_offsets(geo, canvas.h)
     out = np.zeros((geo.n_slices, geo.rows, geo.cols), np.float32)
     for k in range(geo.n_slices):
         acc = np.zeros((geo.rows, geo.cols), np.float32)
         for off in through:
             for sub in inplane:
-                acc += sample(volume, canvas, *slice_points(geo, k, off, sub))
+                points = slice_points(geo, k, off, sub)
+                acc += sample(volume, canvas, *(moved(*points) if moved is not None else points))
         out[k] = acc / (len(through) * len(inplane))
     return out

@@ -13,8 +13,8 @@ VENDORS = ("generic", "siemens", "ge", "philips")
 class Protocol:
     """One acquired series: contrast, plane, timing and the header spellings of its vendor."""
 
-    key: str  # "t1_cor" | "stir_cor" | "t2fs_ax" | "t1_ax"
-    contrast: str  # "t1" | "stir" | "t2fs"
+    key: str  # "t1_cor" | "stir_cor" | "t2fs_ax" | "t1_ax" | "stir_ax" | "pdfs_cor" | "dixon_water_cor" | ...
+    contrast: str  # "t1" | "stir" | "t2fs" | "pdfs" | "dixon_water" | "dixon_fat"
     plane: str  # "coronal" | "axial"
     timing: SequenceTiming
     series_number: int
@@ -33,6 +33,7 @@ class Protocol:
     extra: dict[str, str] = field(default_factory=dict)
     phase_encoding: str = "ROW"  # InPlanePhaseEncodingDirection
     percent_phase_fov: float = 100.0  # phase field of view / frequency field of view, percent
+    acquisition_type: str = "2D"  # MRAcquisitionType: "2D" slices or a "3D" slab
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ EQUIPMENT = {
 T1 = SequenceTiming("se", tr_ms=560.0, te_ms=11.0)
 STIR = SequenceTiming("stir", tr_ms=4800.0, te_ms=38.0, ti_ms=160.0)
 T2FS = SequenceTiming("fs", tr_ms=4100.0, te_ms=72.0, fat_suppression=0.95)
+PDFS_3D = SequenceTiming("fs", tr_ms=1600.0, te_ms=35.0, fat_suppression=0.95)
+DIXON_WATER = SequenceTiming("se", tr_ms=4000.0, te_ms=80.0, dixon="water")
+DIXON_FAT = SequenceTiming("se", tr_ms=4000.0, te_ms=80.0, dixon="fat")
+#: Contrasts that are fluid-sensitive and fat-suppressed (the series the oedema truth is drawn on).
+FLUID_CONTRASTS = ("stir", "t2fs", "pdfs", "dixon_water")
 
 
 def protocol(contrast: str, plane: str, vendor: str, series_number: int) -> Protocol:
@@ -124,4 +130,63 @@ _SPELLINGS: dict[str, dict[str, dict[str, str]]] = {
         "t2fs": {"desc": "T2W_SPAIR_{p}", "prot": "T2W_SPAIR_{p}", "ss": "SE", "sv": "SK",
                  "so": "FS", "name": "TSE"},
     },
+}
+
+
+def pd_fs_3d_protocol(vendor: str, series_number: int) -> Protocol:
+    """A coronal isotropic 3D PD fat-suppressed turbo spin echo (SPACE / CUBE / VISTA).
+
+    Variable-flip-angle 3D TSE: a long echo train (``EchoTrainLength`` 48), ``MRAcquisitionType``
+    3D, spectral fat saturation (``FS``), TR 1600 ms and TE 35 ms (PD-weighted at long TR).
+    """
+    names = _3D_SPELLINGS[vendor]
+    return Protocol(
+        key="pdfs_cor", contrast="pdfs", plane="coronal", timing=PDFS_3D, series_number=series_number,
+        description=names["desc"], protocol_name=names["desc"],
+        scanning_sequence=("SE",), sequence_variant=tuple(names["sv"].split("\\")),
+        scan_options=tuple(names["so"].split("\\")), sequence_name=names["name"],
+        echo_train_length=48, flip_angle=120.0, pixel_bandwidth=500.0, snr=16.0,
+        image_type=tuple(names["itype"].split("\\")), acquisition_type="3D",
+    )
+
+
+def dixon_protocols(vendor: str, series_number: int) -> tuple[Protocol, Protocol]:
+    """The water and fat images of a coronal two-point Dixon T2 TSE (series ``n`` and ``n + 1``).
+
+    No spectral fat saturation: the water image is fat-free by water-fat separation.
+    ``ImageType`` is ``DERIVED\\PRIMARY\\DIXON\\WATER`` / ``...\\FAT`` as Siemens writes it.
+    """
+    names = _DIXON_SPELLINGS[vendor]
+    out = []
+    for i, (part, timing) in enumerate((("water", DIXON_WATER), ("fat", DIXON_FAT))):
+        desc = names[part]
+        out.append(Protocol(
+            key=f"dixon_{part}_cor", contrast=f"dixon_{part}", plane="coronal", timing=timing,
+            series_number=series_number + i, description=desc, protocol_name=names["prot"],
+            scanning_sequence=("SE",), sequence_variant=("SK", "SP", "OSP"), scan_options=(),
+            sequence_name=names["name"], echo_train_length=15, flip_angle=150.0, pixel_bandwidth=300.0,
+            snr=22.0, image_type=("DERIVED", "PRIMARY", "DIXON", part.upper()),
+        ))
+    return out[0], out[1]
+
+
+_3D_SPELLINGS: dict[str, dict[str, str]] = {
+    "generic": {"desc": "COR PD FS 3D ISO", "sv": "SK\\SP", "so": "FS", "name": "tse3d",
+                "itype": "ORIGINAL\\PRIMARY\\OTHER"},
+    "siemens": {"desc": "pd_space_fs_cor_iso", "sv": "SK\\SP\\OSP", "so": "PFP\\FS", "name": "*spc3d1rr48",
+                "itype": "ORIGINAL\\PRIMARY\\M\\ND\\NORM"},
+    "ge": {"desc": "COR PD CUBE FS", "sv": "SK", "so": "FAST_GEMS\\EDR_GEMS\\FS", "name": "Cube",
+           "itype": "ORIGINAL\\PRIMARY\\OTHER"},
+    "philips": {"desc": "PDW_SPAIR_VISTA_COR", "sv": "SK", "so": "FS", "name": "TSE",
+                "itype": "ORIGINAL\\PRIMARY\\OTHER"},
+}
+
+_DIXON_SPELLINGS: dict[str, dict[str, str]] = {
+    "generic": {"water": "COR T2 DIXON W", "fat": "COR T2 DIXON F", "prot": "HIP COR T2 DIXON",
+                "name": "tse2d"},
+    "siemens": {"water": "t2_tse_dixon_cor_W", "fat": "t2_tse_dixon_cor_F", "prot": "t2_tse_dixon_cor",
+                "name": "*tse2d1_15"},
+    "ge": {"water": "WATER: COR T2 FLEX", "fat": "FAT: COR T2 FLEX", "prot": "HIP/PELVIS", "name": "fse"},
+    "philips": {"water": "T2W_mDIXON_COR_W", "fat": "T2W_mDIXON_COR_F", "prot": "T2W_mDIXON_COR",
+                "name": "TSE"},
 }

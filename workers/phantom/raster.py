@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from workers.phantom.anatomy import CARTILAGE_MM, Anatomy, Femur, muscle_partition
+from workers.phantom.implant import Implant, fat_failure
 from workers.phantom.pathology import (
     SidePathology,
     avn_labels,
@@ -87,6 +88,7 @@ class Model:
     oedema_boxes: list[tuple[tuple[slice, slice, slice], F32]]
     fat_fail: tuple[tuple[slice, slice, slice], F32] | None
     texture: NDArray[np.float16]
+    metal_fail: tuple[tuple[slice, slice, slice], F32] | None = None  # arthroplasty: fat suppression fails
 
 
 def _box(c: Vec, r: Vec, pad: float = 2.0) -> tuple[Vec, Vec]:
@@ -180,8 +182,8 @@ def coarse_noise(shape: tuple[int, int, int], h: float, step_mm: float | tuple[f
 
 
 def rasterise(anat: Anatomy, sides: dict[str, SidePathology], h: float,
-              fat_sat_failure_side: str | None = None) -> Model:
-    """Draw the patient on a grid of spacing ``h`` mm."""
+              fat_sat_failure_side: str | None = None, implant: Implant | None = None) -> Model:
+    """Draw the patient on a grid of spacing ``h`` mm (with a hip arthroplasty when ``implant``)."""
     cv = Canvas.create(h)
     ax = cv.axes(MODEL_LO, MODEL_HI)
     assert ax is not None
@@ -235,9 +237,31 @@ def rasterise(anat: Anatomy, sides: dict[str, SidePathology], h: float,
         assert fax is not None
         fsl, fx, fy, fz = fax
         fat_fail = (fsl, fat_sat_failure_field(anat, fat_sat_failure_side, fx, fy, fz))
+    metal_fail = None if implant is None else _paint_implant(cv, anat.femur(implant.side), implant)
     tex = smooth_field(cv.shape, h, 3.0, np.random.default_rng([anat.seed, 0x7E4])).astype(np.float16)
     return Model(canvas=cv, anatomy=anat, oedema_boxes=[b for b in boxes if b is not None],
-                 fat_fail=fat_fail, texture=tex)
+                 fat_fail=fat_fail, texture=tex, metal_fail=metal_fail)
+
+
+def _paint_implant(cv: Canvas, fem: Femur, implant: Implant) -> tuple[tuple[slice, slice, slice], F32]:
+    """Resect the head and proximal neck, ream the socket, insert the implant; return where and how
+    much fat suppression fails around it (a smooth field, computed on a lattice of about 3 mm)."""
+    ax = cv.axes(*implant.bbox(40.0))
+    assert ax is not None
+    sl, x, y, z = ax
+    x1, y1, z1 = x.reshape(-1), y.reshape(-1), z.reshape(-1)
+    full = np.broadcast_shapes(x.shape, y.shape, z.shape)
+    X, Y, Z = (np.ascontiguousarray(np.broadcast_to(a, full)) for a in (x, y, z))
+    view = cv.labels[sl]
+    resected = (adaptive(fem.sdf, x1, y1, z1, 1.0) < 0.0) & (fem.along_neck(X, Y, Z) < implant.resection_mm)
+    socket = sphere(X, Y, Z, implant.centre, implant.cup_radius) < 0.0
+    view[resected | socket] = Tissue.MUSCLE  # pseudocapsule and scar
+    view[adaptive(implant.polymer_sdf, x1, y1, z1, 1.0) < 0.0] = Tissue.POLYMER
+    view[adaptive(implant.metal_sdf, x1, y1, z1, 1.0) < 0.0] = Tissue.METAL
+    factor = max(1, int(round(3.0 / cv.h)))
+    cidx = [_coarse_index(n, factor) for n in full]
+    coarse = fat_failure(implant, x1[cidx[0]][:, None, None], y1[cidx[1]][None, :, None], z1[cidx[2]][None, None, :])
+    return sl, _upsample(coarse, full, cidx)
 
 
 def _tube(x: F32, y: F32, z: F32, a: Vec, b: Vec, r: float) -> F32:
@@ -384,10 +408,13 @@ def signal_volume(model: Model, seq: SequenceTiming, fat_fail_strength: float = 
         lab = labels[sl]
         fm = np.where(lab == Tissue.YELLOW_MARROW, f, 0.0).astype(np.float32)
         view += fm * (oed - yellow * (1.0 + 0.06 * model.texture[sl]))
-    if model.fat_fail is not None and seq.kind in ("stir", "fs"):
-        # unsuppressed fat: the STIR inversion / spectral pulse misses the fat locally, so the
-        # fat compartment shows as on a plain spin echo with the same TR/TE
+    if seq.kind in ("stir", "fs"):
+        # unsuppressed fat: the STIR inversion / spectral pulse misses the fat locally (a failed
+        # suppression, or the off-resonance around metal), so the fat compartment shows as on a
+        # plain spin echo with the same TR/TE
         plain = signal_table(SequenceTiming("se", seq.tr_ms, seq.te_ms))[1]
-        sl, field = model.fat_fail
-        out[sl] += fat_fail_strength * field * plain[labels[sl]]
+        for fail, strength in ((model.fat_fail, fat_fail_strength), (model.metal_fail, 1.0)):
+            if fail is not None:
+                sl, field = fail
+                out[sl] += strength * field * plain[labels[sl]]
     return np.asarray(out, np.float32)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -44,13 +45,36 @@ from workers.phantom.dicom_write import (
     write_enhanced_series,
 )
 from workers.phantom.geometry import SeriesGeometry, plan, render_slices, slice_points
-from workers.phantom.protocols import Protocol, protocol
+from workers.phantom.implant import Implant
+from workers.phantom.pathology import NORMAL_SIDE, SidePathology
+from workers.phantom.protocols import (
+    FLUID_CONTRASTS,
+    Protocol,
+    dixon_protocols,
+    pd_fs_3d_protocol,
+    protocol,
+)
 from workers.phantom.raster import Model, rasterise, signal_volume
 from workers.phantom.sdf import F32, Vec
+from workers.phantom.situations import (
+    ARTHROPLASTY,
+    ONE_HIP,
+    REPACK_FULL_SCALE,
+    RigidMotion,
+    coronal_stack,
+    metal_artefacts,
+    one_hip_fov,
+    repack,
+    shade,
+    shading_truth,
+    side_of,
+    t1_motion,
+)
 from workers.phantom.tissue import TISSUES, SequenceTiming, Tissue, tissue_signal
 from workers.phantom.truth import (
     GroundTruth,
     SeriesTruth,
+    coverage,
     geometry_dict,
     grid_image,
     masks_on_grid,
@@ -103,23 +127,46 @@ def _size(small: bool, low_res: bool) -> dict[str, float]:
 
 
 @lru_cache(maxsize=4)
-def _small_model(seed: int, case: str, fail_side: str | None) -> Model:
+def _small_model(seed: int, case: str, fail_side: str | None, metal_side: str | None) -> Model:
     """The small-mode model, kept for the next study of the same patient and case (tests)."""
     anat = Anatomy.from_seed(seed)
-    return rasterise(anat, pathology(case, anat, seed), 1.5, fail_side)
+    return rasterise(anat, case_sides(case, anat, seed, metal_side), 1.5, fail_side,
+                     implant_for(anat, metal_side))
+
+
+def case_sides(case: str, anat: Anatomy, seed: int, metal_side: str | None) -> dict[str, SidePathology]:
+    """Per side pathology of the case; a hip with an arthroplasty has no native head, so none."""
+    sides = pathology(case, anat, seed)
+    return sides if metal_side is None else {**sides, metal_side: NORMAL_SIDE}
+
+
+def implant_for(anat: Anatomy, side: str | None) -> Implant | None:
+    """The total hip arthroplasty of one hip (None: no implant)."""
+    if side is None:
+        return None
+    fem = anat.femur(side)
+    return Implant.for_hip(side, fem.head_centre, fem.head_radius, fem.neck_dir, fem.neck_length,
+                           fem.shaft_dir)
 
 
 def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift: Vec) -> list[SeriesPlan]:
     """The series of the study, their protocols and slice geometry."""
+    chosen = tuple(variants)
     vendor = next((v for v in ("siemens", "ge", "philips") if v in variants), "generic")
     sz = _size(small, "low_res" in variants)
     ff = "feet_first" in variants
     tilt = 15.0 if "oblique" in variants else 0.0
     cy = round((anat.left.head_centre[1] + anat.right.head_centre[1]) / 2.0, 1)
     sx, sy, sz_ = visit_shift
-    cor_centre: Vec = (sx, cy + sy, -15.0 + sz_)
-    ax_centre: Vec = (sx, 5.0 + sy, -18.0 + sz_)
-    fov = 380.0
+    fov, cx = 380.0, 0.0
+    one_hip = side_of(chosen, ONE_HIP)
+    if one_hip is not None:  # a dedicated one-hip protocol: small field of view centred on that hip
+        fov = one_hip_fov(anat.seed)
+        cx = round(anat.femur(one_hip).head_centre[0], 1)
+        sz = {k: (max(16, int(round(v * fov / 380.0 / 16.0)) * 16) if k in ("t1", "stir", "ax") else v)
+              for k, v in sz.items()}
+    cor_centre: Vec = (cx + sx, cy + sy, -15.0 + sz_)
+    ax_centre: Vec = (cx + sx, 5.0 + sy, -18.0 + sz_)
     plans: list[SeriesPlan] = []
     if "localizer" in variants:
         loc = replace(protocol("t1", "coronal", vendor, 1), key="localizer",
@@ -129,16 +176,13 @@ def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift
         pieces = tuple(plan(p, cor_centre, (fov + 70.0, fov + 70.0), (128, 128), 1, 8.0, 8.0,
                             feet_first=ff) for p in ("coronal", "axial", "sagittal"))
         plans.append(SeriesPlan(loc, pieces[0], extra_pieces=pieces[1:]))
+    n_ax, th_ax, sp_ax, m_ax = int(sz["ax_n"]), sz["ax_th"], sz["ax_sp"], int(sz["ax"])
+    axial = plan("axial", ax_centre, (fov, fov), (m_ax, m_ax), n_ax, th_ax, sp_ax, feet_first=ff)
     if "axial_only" in variants:
-        n, th, sp, m = int(sz["ax_n"]), sz["ax_th"], sz["ax_sp"], int(sz["ax"])
-        plans.append(SeriesPlan(protocol("t1", "axial", vendor, 3),
-                                plan("axial", ax_centre, (fov, fov), (m, m), n, th, sp, feet_first=ff),
-                                reverse_numbering=ff))
-        plans.append(SeriesPlan(protocol("t2fs", "axial", vendor, 4),
-                                plan("axial", ax_centre, (fov, fov), (m, m), n, th, sp, feet_first=ff),
-                                reverse_numbering=ff))
+        plans.append(SeriesPlan(protocol("t1", "axial", vendor, 3), axial, reverse_numbering=ff))
+        plans.append(SeriesPlan(protocol("t2fs", "axial", vendor, 4), axial, reverse_numbering=ff))
         return plans
-    n, th, sp = int(sz["cor_n"]), sz["cor_th"], sz["cor_sp"]
+    n, th, sp = coronal_stack(int(sz["cor_n"]), sz["cor_th"], sz["cor_sp"], chosen, anat.seed)
     m1, ms = int(sz["t1"]), int(sz["stir"])
     t1_geo = plan("coronal", cor_centre, (fov, fov), (m1, m1), n, th, sp, tilt_deg=tilt, feet_first=ff)
     if "mismatched_grids" in variants:
@@ -160,11 +204,21 @@ def plan_series(anat: Anatomy, variants: Sequence[str], small: bool, visit_shift
                        percent_phase_fov=round(100.0 * stir_geo.cols * stir_geo.col_spacing
                                                / (stir_geo.rows * stir_geo.row_spacing), 2))
     plans.append(SeriesPlan(protocol("t1", "coronal", vendor, 3), t1_geo, reverse_numbering=ff))
-    plans.append(SeriesPlan(stir, stir_geo, enhanced="enhanced_stir" in variants, reverse_numbering=ff))
-    ma, na = int(sz["ax"]), int(sz["ax_n"])
-    plans.append(SeriesPlan(protocol("t2fs", "axial", vendor, 5),
-                            plan("axial", ax_centre, (fov, fov), (ma, ma), na, sz["ax_th"],
-                                 sz["ax_sp"], feet_first=ff), reverse_numbering=ff))
+    if "axial_stir" in variants:  # coronal T1 and an axial STIR: the only fluid-sensitive series is axial
+        plans.append(SeriesPlan(protocol("stir", "axial", vendor, 4), axial, reverse_numbering=ff))
+        return plans
+    if "pd_fs_3d" in variants:
+        iso = 2.0 if small else 1.0
+        m3 = int(round(fov / iso))
+        slab = plan("coronal", cor_centre, (m3 * iso, m3 * iso), (m3, m3), int(round(112.0 / iso)), iso, iso,
+                    feet_first=ff)
+        plans.append(SeriesPlan(pd_fs_3d_protocol(vendor, 4), slab, reverse_numbering=ff))
+    elif "dixon" in variants:
+        plans += [SeriesPlan(p, stir_geo, reverse_numbering=ff) for p in dixon_protocols(vendor, 4)]
+    else:
+        plans.append(SeriesPlan(stir, stir_geo, enhanced="enhanced_stir" in variants, reverse_numbering=ff))
+    plans.append(SeriesPlan(protocol("t2fs", "axial", vendor, plans[-1].proto.series_number + 1), axial,
+                            reverse_numbering=ff))
     return plans
 
 
@@ -182,13 +236,16 @@ def _bias(geo: SeriesGeometry, seed: int) -> F32:
 
 def _reference_signal(timing: SequenceTiming) -> float:
     """The tissue scaled to a fixed stored value: fat on T1, joint fluid on fluid-sensitive."""
-    tissue = Tissue.FAT if timing.kind == "se" else Tissue.JOINT_FLUID
+    tissue = Tissue.FAT if timing.kind == "se" and timing.dixon != "water" else Tissue.JOINT_FLUID
     return tissue_signal(TISSUES[tissue], timing)
 
 
-def _clean(model: Model, sp: SeriesPlan, volume: F32, seed: int, artefact: str | None) -> tuple[F32, F32]:
-    """(noise-free image as acquired, noise-free image without the artefact) of one series."""
-    clean = render_slices(volume, model.canvas, sp.geo) * _bias(sp.geo, seed)
+def _clean(model: Model, sp: SeriesPlan, volume: F32, seed: int, artefact: str | None,
+           motion: RigidMotion | None = None) -> tuple[F32, F32]:
+    """(noise-free image as acquired, noise-free image without the artefact) of one series;
+    ``motion``: the patient moved before this series."""
+    moved = motion.before if motion is not None else None
+    clean = render_slices(volume, model.canvas, sp.geo, moved) * _bias(sp.geo, seed)
     pe = sp.proto.phase_encoding
     if artefact == "motion":
         return motion_ghosts(clean, pe), clean
@@ -200,7 +257,9 @@ def _clean(model: Model, sp: SeriesPlan, volume: F32, seed: int, artefact: str |
     return clean, clean
 
 
-def _pixels(clean: F32, sp: SeriesPlan, seed: int, noise_key: int, noisy: bool) -> NDArray[np.uint16]:
+def _pixels(clean: F32, sp: SeriesPlan, seed: int, noise_key: int, noisy: bool,
+            full_scale: float = 1000.0, bits: int = 12) -> NDArray[np.uint16]:
+    """Stored values: magnitude with Rician noise, the reference tissue at ``full_scale``."""
     ref = _reference_signal(sp.proto.timing)
     snr = sp.proto.snr / (2.5 if noisy else 1.0)
     rng = np.random.default_rng([seed, sp.proto.series_number, noise_key])
@@ -208,10 +267,10 @@ def _pixels(clean: F32, sp: SeriesPlan, seed: int, noise_key: int, noisy: bool) 
     n1 = rng.standard_normal(clean.shape, dtype=np.float32) * sigma
     n2 = rng.standard_normal(clean.shape, dtype=np.float32) * sigma
     mag = np.sqrt((clean + n1) ** 2 + n2**2)
-    scale = 1000.0 / ref
+    scale = full_scale / ref
     if sp.proto.rescale is not None:
         scale /= sp.proto.rescale[0]
-    out: NDArray[np.uint16] = np.clip(np.rint(mag * scale), 0, 2**12 - 1).astype(np.uint16)
+    out: NDArray[np.uint16] = np.clip(np.rint(mag * scale), 0, 2**bits - 1).astype(np.uint16)
     return out
 
 
@@ -232,7 +291,9 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     chosen = check_request(case, variants)
     out_dir = Path(out_dir)
     anat = Anatomy.from_seed(seed)
-    sides = pathology(case, anat, seed)
+    metal_side = side_of(chosen, ARTHROPLASTY)
+    implant = implant_for(anat, metal_side)
+    sides = case_sides(case, anat, seed, metal_side)
     visit = VISITS.get(case, BASELINE)
     family_case = "itoh_left" if case.startswith("followup_") else case
     ident = patient or default_identity(seed, chosen)
@@ -242,7 +303,8 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     fail_side = fat_sat_failure_side(sides) if "fat_sat_failure" in chosen else None
     h = 1.5 if small else 1.0
     say(f"modelling the anatomy ({'small' if small else 'full size'}, case {case}, seed {seed})")
-    model = _small_model(seed, case, fail_side) if small else rasterise(anat, sides, h, fail_side)
+    model = (_small_model(seed, case, fail_side, metal_side) if small
+             else rasterise(anat, sides, h, fail_side, implant))
     uid_parts = ("study", case, str(seed), *chosen, "small" if small else "full")
     vendor = next((v for v in ("siemens", "ge", "philips") if v in chosen), "generic")
     variant_tag = f"{zlib.crc32(','.join(chosen).encode()) % 256:02X}" if chosen else ""
@@ -255,6 +317,9 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
         identity=ident, vendor=vendor, patient_position="FFS" if "feet_first" in chosen else "HFS",
         body_part="PELVIS", uid_parts=uid_parts)
     plans = plan_series(anat, chosen, small, shift)
+    primary = next(sp for sp in plans if sp.proto.contrast in FLUID_CONTRASTS and sp.proto.series_number != 1)
+    motion = t1_motion((anat.right.head_centre, anat.left.head_centre), seed) if "t1_shifted" in chosen else None
+    situations: dict[str, Any] = {}
     ts = next((_TRANSFER[v] for v in chosen if v in _TRANSFER), None)
     # the noise depends on the acquisition only: encodings, vendor spellings and identities
     # do not change the pixel values, so variants can be compared pixel for pixel
@@ -277,14 +342,27 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
         for i, geo in enumerate((sp.geo, *sp.extra_pieces)):
             piece = replace(sp, geo=geo)
             hit = artefact_kind if (i == 0 and sp.proto.contrast == "stir" and sp.proto.series_number != 1) else None
-            acquired, clean = _clean(model, piece, volumes[key], seed, hit)
+            moved = motion if sp.proto.contrast == "t1" and sp.proto.series_number != 1 else None
+            acquired, clean = _clean(model, piece, volumes[key], seed, hit, moved)
             if hit is not None:
                 artefact = _artefact_truth(hit, piece, clean, acquired, anat)
-            pixels = _pixels(acquired, piece, seed, noise_key + i, "noisy" in chosen)
-            if sp.enhanced:
-                files += write_enhanced_series(folder, meta, sp.proto, geo, pixels, series_uid, ts)
+            acquired = _situations(acquired, piece, chosen, seed, implant, moved)
+            proto = sp.proto
+            if "repacked_12bit" in chosen and sp is primary:
+                pixels, slope = repack(_pixels(acquired, piece, seed, noise_key + i, "noisy" in chosen,
+                                               REPACK_FULL_SCALE, 16))
+                slope *= (proto.rescale or (1.0, 0.0))[0]
+                proto = replace(proto, rescale=(slope, 0.0))
+                situations["repacked_12bit"] = {
+                    "series_instance_uid": series_uid, "rescale_slope": slope, "bits_stored": 12,
+                    "note": f"joint fluid at about {REPACK_FULL_SCALE:g} in real-world values (16 bit), "
+                            "stored / RescaleSlope in 12 bits"}
             else:
-                files += write_classic_series(folder, meta, sp.proto, geo, pixels, series_uid, ts,
+                pixels = _pixels(acquired, piece, seed, noise_key + i, "noisy" in chosen)
+            if sp.enhanced:
+                files += write_enhanced_series(folder, meta, proto, geo, pixels, series_uid, ts)
+            else:
+                files += write_classic_series(folder, meta, proto, geo, pixels, series_uid, ts,
                                               reverse=sp.reverse_numbering, first_instance=len(files) + 1)
         contrast = "localizer" if sp.proto.series_number == 1 else sp.proto.contrast
         series_truth.append(SeriesTruth(
@@ -293,12 +371,11 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
             plane=sp.proto.plane, enhanced=sp.enhanced, n_files=len(files),
             geometry=geometry_dict(sp.geo)))
     del volumes
-    primary = next(sp for sp in plans if sp.proto.contrast in ("stir", "t2fs")
-                   and sp.proto.series_number != 1)
     primary_uid = next(s.series_instance_uid for s in series_truth
                        if s.series_number == primary.proto.series_number)
-    t1_uid = next((s.series_instance_uid for s in series_truth
-                   if s.contrast == "t1" and s.plane == primary.proto.plane), None)
+    t1s = sorted((s.plane != primary.proto.plane, s.series_number, s.series_instance_uid)
+                 for s in series_truth if s.contrast == "t1")
+    t1_uid = t1s[0][2] if t1s else None
     say("ground truth masks")
     oed, eff = masks_on_grid(anat, sides, primary.geo, h)
     truth_folder = truth_dir(out_dir)
@@ -309,11 +386,14 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
     vox_ml = geo.row_spacing * geo.col_spacing * geo.spacing / 1000.0
     sides_truth = {}
     for name, label in (("right", 1), ("left", 2)):
-        sides_truth[name] = side_truth(anat, name, sides[name],
-                                       float(np.count_nonzero(oed == label)) * vox_ml,
-                                       float(np.count_nonzero(eff == label)) * vox_ml,
-                                       fail_side == name,
-                                       artefact is not None and name in artefact.corrupted_sides)
+        st = side_truth(anat, name, sides[name], float(np.count_nonzero(oed == label)) * vox_ml,
+                        float(np.count_nonzero(eff == label)) * vox_ml, fail_side == name,
+                        artefact is not None and name in artefact.corrupted_sides)
+        fem = anat.femur(name)
+        sides_truth[name] = replace(
+            st, imaged=bool(geo.contains(*(np.full(1, v, np.float32) for v in fem.head_centre))[0]),
+            coverage=coverage(anat, fem, sides[name], geo), metal=name == metal_side)
+    situations.update(_situations_truth(anat, chosen, seed, plans, implant, motion))
     truth = GroundTruth(
         case=case, seed=seed, variants=list(chosen), small=small,
         patient_id=ident.patient_id, issuer_of_patient_id=ident.issuer,
@@ -327,9 +407,44 @@ def generate_study(out_dir: Path, case: str, seed: int = 0, *, variants: Sequenc
         mask_grid={"series_instance_uid": primary_uid, **geometry_dict(primary.geo)},
         files={"oedema": f"{TRUTH_DIR}/oedema.nii.gz", "effusion": f"{TRUTH_DIR}/effusion.nii.gz"},
         artefact=asdict(artefact) if artefact is not None else None,
+        situations=situations,
     )
     (truth_folder / "truth.json").write_text(truth.to_json() + "\n", encoding="utf-8")
     return truth
+
+
+def _situations(image: F32, sp: SeriesPlan, chosen: tuple[str, ...], seed: int, implant: Implant | None,
+                motion: RigidMotion | None) -> F32:
+    """A series' noise-free image with the receive-coil shading and the metal's displacement."""
+    if "coil_shading" in chosen:
+        image = shade(image, sp.geo, seed)
+    if implant is not None:
+        image = metal_artefacts(image, sp.geo, sp.proto.pixel_bandwidth, sp.proto.phase_encoding, implant,
+                                motion)
+    return image
+
+
+def _situations_truth(anat: Anatomy, chosen: tuple[str, ...], seed: int, plans: list[SeriesPlan],
+                      implant: Implant | None, motion: RigidMotion | None) -> dict[str, Any]:
+    """What the real-protocol variants did, for ``truth.json`` (``situations``)."""
+    out: dict[str, Any] = {}
+    one_hip = side_of(chosen, ONE_HIP)
+    if one_hip is not None:
+        out["one_hip"] = {"side": one_hip, "field_of_view_mm": one_hip_fov(seed),
+                          "note": "every series centred on this hip; the other hip is outside the field of view"}
+    if implant is not None:
+        out["arthroplasty"] = implant.to_dict()
+    coronal = [sp.geo for sp in plans if sp.proto.plane == "coronal" and sp.proto.series_number != 1]
+    if coronal and ("gapped" in chosen or "partial_coverage" in chosen):
+        geo = coronal[0]
+        out["coronal_stack"] = {"slices": geo.n_slices, "slice_thickness_mm": geo.thickness,
+                                "spacing_mm": geo.spacing, "gap_mm": round(geo.spacing - geo.thickness, 3),
+                                "extent_mm": round((geo.n_slices - 1) * geo.spacing + geo.thickness, 3)}
+    if "coil_shading" in chosen:
+        out["coil_shading"] = shading_truth(anat, seed)
+    if motion is not None:
+        out["t1_shifted"] = motion.to_dict({"right": anat.right.head_centre, "left": anat.left.head_centre})
+    return out
 
 
 def _artefact_truth(kind: str, sp: SeriesPlan, clean: F32, acquired: F32, anat: Anatomy) -> Artefact:

@@ -46,6 +46,8 @@ class Tissue(IntEnum):
     DISC = 23
     NERVE = 24
     TENDON = 25
+    METAL = 26  # arthroplasty: CoCr head and stem, titanium cup
+    POLYMER = 27  # arthroplasty: polyethylene liner, bone cement
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,10 @@ TISSUES: dict[Tissue, TissueParams] = {
     Tissue.DISC: TissueParams(0.85, 0.0, 1100.0, 90.0),
     Tissue.NERVE: TissueParams(0.8, 0.15, 1000.0, 70.0),
     Tissue.TENDON: TissueParams(0.08, 0.0, 900.0, 5.0),
+    Tissue.METAL: TissueParams(0.0, 0.0, 1000.0, 1.0),  # no protons: signal void
+    Tissue.POLYMER: TissueParams(0.0, 0.0, 1000.0, 1.0),  # solid, T2 of microseconds: void
 }
+DIXON_LEAK = 0.03  # fraction of the other compartment left in a Dixon water or fat image
 
 # Fat fraction of each label, used to localise fat-suppression failure.
 FAT_FRACTION = np.array([TISSUES[t].fat_fraction for t in Tissue], dtype=np.float32)
@@ -101,6 +106,7 @@ class SequenceTiming:
     te_ms: float
     ti_ms: float = 0.0
     fat_suppression: float = 0.0  # fraction of fat signal removed by spectral saturation
+    dixon: str = ""  # "water" | "fat": the Dixon-separated component image ("" = not Dixon)
 
 
 def _compartment(pd: NDArray[np.float32] | float, t1: NDArray[np.float32] | float,
@@ -126,8 +132,14 @@ def fat_signal(params: TissueParams, seq: SequenceTiming) -> float:
 
 
 def tissue_signal(params: TissueParams, seq: SequenceTiming) -> float:
-    """Total signal of a tissue for a sequence, with its nominal fat suppression."""
-    return water_signal(params, seq) + (1.0 - seq.fat_suppression) * fat_signal(params, seq)
+    """Total signal of a tissue for a sequence, with its nominal fat suppression; a Dixon
+    component image keeps its compartment and ``DIXON_LEAK`` of the other."""
+    water, fat = water_signal(params, seq), fat_signal(params, seq)
+    if seq.dixon == "water":
+        return water + DIXON_LEAK * fat
+    if seq.dixon == "fat":
+        return fat + DIXON_LEAK * water
+    return water + (1.0 - seq.fat_suppression) * fat
 
 
 def signal_table(seq: SequenceTiming) -> tuple[NDArray[np.float32], NDArray[np.float32]]:

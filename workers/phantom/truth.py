@@ -31,6 +31,8 @@ SIDE_LABEL = {"right": 1, "left": 2}
 #: A fluid layer at least this thick around head and neck distends the capsule: an effusion. A
 #: thinner layer (e.g. the residue of a resolving effusion) is trace fluid, not an effusion.
 EFFUSION_MIN_LAYER_MM = 2.0
+COVERAGE_MM = 1.5  # lattice of the coverage fractions
+INTERTROCHANTERIC_MM = 20.0  # for coverage, the intertrochanteric region ends this far past the neck base
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class SideTruth:
     avn_lesion: dict[str, Any] | None = None
     fat_sat_failure: bool = False
     artefact_corrupted: bool = False  # motion ghosts or wrap-around over this head (variants motion, wrap)
+    imaged: bool = True  # the head centre lies inside the fluid-sensitive series (one_hip_*: the other hip does not)
+    coverage: dict[str, float] = field(default_factory=dict)  # see ``coverage``
+    metal: bool = False  # a total hip arthroplasty (arthroplasty_*): not assessable, no native head
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,9 @@ class GroundTruth:
     mask_grid: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
     artefact: dict[str, Any] | None = None  # motion/wrap variants: kind, phase-encode direction, corrupted sides
+    #: what the real-protocol variants did (one-hip field of view, implant, slice gaps, coverage, coil
+    #: shading, T1 motion, 12-bit repacking), by variant
+    situations: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
@@ -176,7 +184,7 @@ def masks_on_grid(anat: Anatomy, sides: dict[str, SidePathology], geo: SeriesGeo
     return oed, eff
 
 
-def grid_image(mask: NDArray[np.uint8], geo: SeriesGeometry) -> sitk.Image:
+def grid_image(mask: NDArray[Any], geo: SeriesGeometry) -> sitk.Image:
     """A SimpleITK image of a (slices, rows, cols) array with the series' LPS geometry."""
     img = sitk.GetImageFromArray(mask)
     img.SetOrigin(tuple(float(v) for v in geo.origin))  # type: ignore[no-untyped-call]
@@ -243,3 +251,21 @@ def side_truth(anat: Anatomy, side_name: str, side: SidePathology, mask_ml: floa
         fat_sat_failure=fat_fail,
         artefact_corrupted=artefact_corrupted,
     )
+
+
+def coverage(anat: Anatomy, fem: Femur, side: SidePathology, geo: SeriesGeometry) -> dict[str, float]:
+    """Fractions of a hip's head, neck and intertrochanteric marrow, and of its true oedema
+    (``oedema``, when there is any), that lie inside the imaged volume of ``geo``."""
+    lo, hi = _fine_box(fem, fem.neck_length + 45.0)
+    axes = [np.arange(lo[i], hi[i], COVERAGE_MM, dtype=np.float32) for i in range(3)]
+    x, y, z = (a.ravel() for a in np.meshgrid(*axes, indexing="ij"))
+    keep = fem.marrow(x, y, z) & (fem.along_neck(x, y, z) < fem.neck_length + INTERTROCHANTERIC_MM)
+    x, y, z = x[keep], y[keep], z[keep]
+    inside = geo.contains(x, y, z)
+    region = fem.region(x, y, z)
+    out = {name: round(float(inside[region == i + 1].mean()), 3) for i, name in enumerate(REGION_NAMES)}
+    if side.oedema is not None:
+        oedema = oedema_fraction(anat, fem, side, x, y, z) >= TRUTH_THRESHOLD
+        if oedema.any():
+            out["oedema"] = round(float(inside[oedema].mean()), 3)
+    return out
