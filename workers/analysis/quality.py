@@ -257,36 +257,50 @@ def _mark_wrapped(fluid_image: sitk.Image, t1_image: sitk.Image | None, loc: Loc
 
 # --- metal (arthroplasty, screws) ----------------------------------------------------------------
 
-METAL_VOID_FRACTION = 0.1  # a signal void: below this x the body's median on every series
+METAL_T1_VOID = 0.1  # a metal void on T1: below this x the body's median (fat and muscle are far above)
+METAL_FLUID_VOID = 0.5  # and on the fluid-sensitive series not brighter than half the body's median
 METAL_CORE_DEPTH_MM = 4.0  # a void at least 8 mm thick somewhere (cortex, vessels and tendons are thinner)
 METAL_MIN_ML = 2.0  # of such thick void
 METAL_LATERAL_MM = (50.0, 170.0)  # from the midline: where a hip's implant lies
+METAL_RIM_BRIGHT = 2.5  # without a T1: a pile-up rim at least this x the body's median ...
+METAL_RIM_FRACTION = 0.2  # ... around at least this share of the void (suppressed fatty marrow has none)
 
 
 def metal_implants(work: WorkingImages, mid_x: float) -> dict[Side, str]:
-    """Sides with a metal implant: a signal void on every series, thicker than any normal dark
-    tissue (cortex, tendon, vessel), lying where the hip is. The reason says what was seen."""
+    """Sides with a metal implant: a signal void thicker than any normal dark tissue (cortex,
+    tendon, vessel), lying where the hip is - black on T1 (where fat and muscle are bright) and not
+    bright on the fluid-sensitive series; without a T1, dark on the fluid-sensitive series with a
+    bright pile-up rim around it (suppressed fatty marrow is dark too, but rimmed by cortex). The
+    reason says what was seen."""
     body = ndimage.binary_fill_holes(work.body)
     if not body.any():
         return {}
-    void = body & (work.fluid < np.float32(METAL_VOID_FRACTION * float(np.median(work.fluid[body]))))
+    fluid = ndimage.gaussian_filter(work.fluid, 1.0)  # noise must not perforate a void
+    fluid_median = float(np.median(work.fluid[body]))
+    void = body & (fluid < np.float32(METAL_FLUID_VOID * fluid_median))
     if work.t1 is not None:
-        void &= work.t1 < np.float32(METAL_VOID_FRACTION * float(np.median(work.t1[body])))
+        void &= ndimage.gaussian_filter(work.t1, 1.0) < np.float32(METAL_T1_VOID * float(np.median(work.t1[body])))
     depth = ndimage.distance_transform_edt(void, sampling=work.spacing)
     labels, n = ndimage.label(depth >= METAL_CORE_DEPTH_MM)
     found: dict[Side, str] = {}
     voxel_ml = work.spacing**3 / 1000.0
     for i in range(1, n + 1):
-        zz, yy, xx = np.nonzero(labels == i)
+        core = labels == i
+        zz, yy, xx = np.nonzero(core)
         core_ml = len(zz) * voxel_ml
         if core_ml < METAL_MIN_ML:
             continue
-        x = float(work.to_lps(np.array([zz.mean(), yy.mean(), xx.mean()]))[0])
-        offset = x - mid_x
+        offset = float(work.to_lps(np.array([zz.mean(), yy.mean(), xx.mean()]))[0]) - mid_x
         if not METAL_LATERAL_MM[0] <= abs(offset) <= METAL_LATERAL_MM[1]:
             continue
+        if work.t1 is None:
+            grown = ndimage.binary_dilation(core, iterations=int(round(METAL_CORE_DEPTH_MM / work.spacing)) + 1)
+            rim = ndimage.binary_dilation(grown, iterations=2) & ~grown & body
+            if not rim.any() or float((fluid[rim] >= METAL_RIM_BRIGHT * fluid_median).mean()) < METAL_RIM_FRACTION:
+                continue
         side: Side = "left" if offset > 0 else "right"
-        series = "both series" if work.t1 is not None else "the fluid-sensitive series"
-        found[side] = (f"not assessable: metal implant (a signal void on {series}, {core_ml:.0f} mL of it more "
+        seen = ("black on T1, not bright on the fluid-sensitive series" if work.t1 is not None
+                else "dark on the fluid-sensitive series with a bright pile-up rim")
+        found[side] = (f"not assessable: metal implant (a signal void {seen}, {core_ml:.0f} mL of it more "
                        f"than {2 * METAL_CORE_DEPTH_MM:.0f} mm thick, at the {side} hip)")
     return found
