@@ -44,6 +44,8 @@ log = get_logger(__name__)
 
 #: Refusals of connections closed at once are logged (and audited) once per address per this many seconds.
 REFUSAL_LOG_INTERVAL_SECONDS = 10.0
+#: pynetdicom's ACSE time-out runs this long past the gate's deadline (see ``GatedRequestHandler.handle``).
+ACSE_GRACE_SECONDS = 0.5
 
 
 @dataclass
@@ -238,7 +240,9 @@ class GatedRequestHandler(LimitedRequestHandler):
             self.server.shutdown_request(self.request)
             return
         assoc = self._create_association()
-        assoc.acse_timeout = max(admission.remaining(), 0.001)  # pynetdicom's own wait for the request (and ARTIM)
+        # pynetdicom's own wait for the request (and ARTIM) ends a little after the gate's deadline, so that
+        # the gate's refusal (logged and audited) is what closes a connection that never sent a request.
+        assoc.acse_timeout = admission.remaining() + ACSE_GRACE_SECONDS
         assoc.bind(evt.EVT_REQUESTED, gate.on_requested, [admission])
         assoc.bind(evt.EVT_ACCEPTED, gate.on_accepted, [admission])
         evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
