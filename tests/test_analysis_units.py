@@ -6,9 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from workers.analysis.analyze import StageTimer, analyze_images
-from workers.analysis.anatomy import FemurGeometry, WorkingImages, body_mask, locate_femurs
+from workers.analysis.anatomy import (
+    SHADED_RATIO,
+    FemurGeometry,
+    WorkingImages,
+    body_mask,
+    lateral_shading,
+    locate_femurs,
+)
 from workers.analysis.marrow import segment_marrow
 from workers.analysis.measure import effusion
 from workers.analysis.oedema import drop_small, fill_small_holes, oedema_mask
@@ -230,3 +238,19 @@ def test_oedema_lands_on_the_lesion_side(direction: tuple[float, ...]) -> None:
           for i, j, k in zip(xx[::50], yy[::50], zz[::50], strict=True)]
     assert min(xs) > 40.0  # every left-labelled voxel is on the patient's left (+x)
     assert set(timer.timings) >= {"prepare", "anatomy", "score", "measure"}
+
+
+def test_body_keeps_its_dark_side_under_strong_coil_shading() -> None:
+    """A fivefold left-right coil gradient: measured as shading, and the dark side stays in the body;
+    a flat body measures ~1 and keeps the plain mask."""
+    z, y, x = np.mgrid[0:12, 0:64, 0:96]
+    body = ((y - 32) / 26.0) ** 2 + ((x - 48) / 40.0) ** 2 < 1.0
+    rng = np.random.default_rng(3)
+    flat = np.where(body, 400.0, 5.0) + rng.normal(0, 4, body.shape)
+    shaded = flat * np.linspace(0.3, 1.5, 96)[None, None, :]
+    assert lateral_shading(flat.astype(np.float32), body) < 1.1
+    assert lateral_shading(shaded.astype(np.float32), body) > SHADED_RATIO
+    for image in (flat, shaded):
+        found = body_mask(image.astype(np.float32))
+        assert (found & body).sum() / body.sum() > 0.97
+        assert not (found & ~ndimage.binary_dilation(body, iterations=2)).any()  # the smoothing's rim at most

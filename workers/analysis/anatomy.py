@@ -39,6 +39,10 @@ NECK_TO_HEAD_RADIUS = 0.63
 #: A field of view at least this wide (LPS x) shows the whole pelvis, so the body's centre is the midline.
 FULL_PELVIS_FOV_MM = 300.0
 EDGE_COLUMNS = 4
+FLAT_FIELD_MM = 40.0  # shading is slower than this; the femoral head (48 mm) still stands out
+#: Lateral thirds of the body this many times apart in brightness: strong left-right coil shading,
+#: which the body mask and the edge strengths are made independent of (anatomy alone gives ~1-1.3).
+SHADED_RATIO = 1.6
 MIN_IMAGED_RAYS = 64  # of 256: a head less than a quarter inside the imaged volume is not fitted  # the body "reaches" an edge of the working grid within this many columns
 
 #: Each side with its lateral direction in LPS x (+x = patient left).
@@ -115,26 +119,66 @@ class _Gradient:
 
 
 def body_mask(image: FloatArray) -> npt.NDArray[np.bool_]:
-    """The patient's body on a working-grid image: above a fraction of the Otsu level, largest part, filled."""
+    """The patient's body on a working-grid image: above half the Otsu level, largest part, holes
+    filled in plane. Under strong left-right coil shading (``lateral_shading``) the level is the Otsu
+    level of the log intensity instead, on which a coil's gain is a shift, small against the step
+    from air to tissue, so the dark side stays in the body."""
     smooth = ndimage.gaussian_filter(image, 1.0)
     positive = smooth[smooth > 0]
     if positive.size == 0:
         return np.zeros(image.shape, dtype=bool)
-    level = float(threshold_otsu(positive, nbins=256)) * 0.5
-    mask: npt.NDArray[np.bool_] = smooth > level
+    mask = _largest_filled(smooth > float(threshold_otsu(positive, nbins=256)) * 0.5)
+    if lateral_shading(smooth, mask) > SHADED_RATIO:
+        floor = float(np.percentile(positive, 1))
+        logs = np.log(np.maximum(smooth, floor))
+        mask = _largest_filled((smooth > 0) & (logs > float(threshold_otsu(logs[smooth > 0], nbins=256))))
+    return mask
+
+
+def _largest_filled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    mask = labels == (int(np.argmax(sizes)) + 1)
+    largest = labels == (int(np.argmax(sizes)) + 1)
     in_plane = np.zeros((3, 3, 3), dtype=bool)
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
-    filled: npt.NDArray[np.bool_] = ndimage.binary_fill_holes(mask, structure=in_plane)
+    filled: npt.NDArray[np.bool_] = ndimage.binary_fill_holes(largest, structure=in_plane)
     return filled
 
 
+def lateral_shading(image: FloatArray, body: npt.NDArray[np.bool_]) -> float:
+    """How many times brighter the body's brighter lateral third is than the other (upper quartile
+    of each): 1 without a left-right coil gradient; 1.0 when the body is too small to tell."""
+    columns = np.flatnonzero(body.any(axis=(0, 1)))
+    if columns.size < 9:
+        return 1.0
+    third = max(1, columns.size // 3)
+    sides = []
+    for cols in (columns[:third], columns[-third:]):
+        values = image[:, :, cols][body[:, :, cols]]
+        if values.size == 0:
+            return 1.0
+        sides.append(max(float(np.percentile(values, 75)), 1e-6))
+    return max(sides) / min(sides)
+
+
+def _flat_field(image: FloatArray, body: npt.NDArray[np.bool_], spacing: float) -> FloatArray:
+    """``image`` over its own local mean in the body (normalised convolution over ``FLAT_FIELD_MM``):
+    coil shading, however strong, no longer decides which edges are strong."""
+    sigma = FLAT_FIELD_MM / spacing
+    weight = ndimage.gaussian_filter(body.astype(np.float32), sigma)
+    local = ndimage.gaussian_filter(np.where(body, image, 0.0).astype(np.float32), sigma)
+    mean = np.where(weight > 0.05, local / np.maximum(weight, 0.05), 0.0)
+    positive = mean[body]
+    floor = float(np.percentile(positive, 5)) if positive.size else 1.0
+    out: FloatArray = (image / np.maximum(mean, max(floor, 1e-6))).astype(np.float32)
+    return out
+
 
 def _gradient(image: FloatArray, body: npt.NDArray[np.bool_], spacing: float, signed: bool) -> _Gradient:
+    if lateral_shading(image, body) > SHADED_RATIO:
+        image = _flat_field(image, body, spacing)
     inside = image[body]
     scale = float(np.percentile(inside, 95)) if inside.size else 1.0
     if signed:  # T1: fatty marrow bright against the dark cortex
