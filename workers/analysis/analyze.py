@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 from workers.analysis.anatomy import (
     SIDES,
@@ -128,7 +129,7 @@ def _prepare(fluid_image: sitk.Image, t1_image: sitk.Image | None, params: Analy
     if t1_image is not None:
         coverage = _coverage(t1_image, fluid_image)
         if coverage < MIN_T1_COVERAGE:
-            warnings.append(f"T1 covers only {100 * coverage:.0f}% of the fluid-sensitive volume; T1 not used")
+            warnings.append(f"T1 covers only {100 * coverage:.0f}% of the body in the fluid-sensitive series; T1 not used")
         else:
             t1 = fit_bias(t1_image, shrink_mm=params.n4_shrink_mm, iterations=params.n4_iterations)
     grid = axis_aligned_grid(fluid_image, params.working_spacing_mm)
@@ -168,17 +169,25 @@ def _aligned_t1(t1: BiasCorrected, t1_work: FloatArray, fluid_work: FloatArray, 
 
 
 def _coverage(moving: sitk.Image, reference: sitk.Image) -> float:
-    """Fraction of ``reference``'s voxels (sampled on a coarse lattice) that lie inside ``moving``."""
+    """Fraction of the body in ``reference`` (its voxels above half the Otsu level, sampled on a
+    coarse lattice) that lies inside ``moving``: air around the patient, e.g. the wide
+    anterior-posterior field of an axial series, does not count."""
     nx, ny, nz = reference.GetSize()
+    lattice = [(i, j, k) for k in range(0, nz, max(1, nz // 8)) for j in range(0, ny, max(1, ny // 16))
+               for i in range(0, nx, max(1, nx // 16))]
+    values = np.array([reference.GetPixel(*ijk) for ijk in lattice], dtype=np.float64)
+    if values.ndim > 1:  # a vector image: its magnitude
+        values = np.linalg.norm(values, axis=1)
+    positive = values[values > 0]
+    level = 0.5 * float(threshold_otsu(positive)) if positive.size > 1 and np.ptp(positive) > 0 else 0.0
     size = np.asarray(moving.GetSize(), dtype=np.float64)
     inside = total = 0
-    for k in range(0, nz, max(1, nz // 8)):
-        for j in range(0, ny, max(1, ny // 16)):
-            for i in range(0, nx, max(1, nx // 16)):
-                idx = np.asarray(moving.TransformPhysicalPointToContinuousIndex(
-                    reference.TransformIndexToPhysicalPoint((i, j, k))))
-                inside += int(bool(np.all(idx >= -0.5) and np.all(idx <= size - 0.5)))
-                total += 1
+    for ijk, value in zip(lattice, values, strict=True):
+        if value <= level:
+            continue
+        idx = np.asarray(moving.TransformPhysicalPointToContinuousIndex(reference.TransformIndexToPhysicalPoint(ijk)))
+        inside += int(bool(np.all(idx >= -0.5) and np.all(idx <= size - 0.5)))
+        total += 1
     return inside / max(total, 1)
 
 
