@@ -56,12 +56,29 @@ def font(size: int, bold: bool = False) -> Font:
     return ImageFont.load_default(size=size)
 
 
+@lru_cache(maxsize=1)
 def colour_lut() -> NDArray[np.uint8]:
-    """256 x 3 colour map for scores 0..max."""
+    """256 x 3 colour map for scores 0..max (computed once; read only)."""
     pos = np.linspace(0.0, 1.0, 256)
     xs = [a for a, _ in _CMAP_ANCHORS]
     lut = np.stack([np.interp(pos, xs, [c[i] for _, c in _CMAP_ANCHORS]) for i in range(3)], axis=1)
-    return np.round(lut).astype(np.uint8)
+    lut = np.round(lut).astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
+
+
+@lru_cache(maxsize=1)
+def _outline_colours() -> tuple[tuple[NDArray[np.bool_], NDArray[np.float32]], ...]:
+    """Per label map (regions: ``REGION_LABELS``, effusion: ``SIDE_VALUE``), which uint8 values get an
+    outline and its colour; other values get none."""
+    tables = []
+    for colours in ({label: SEGMENT_RGB[key] for key, label in REGION_LABELS.items()},
+                    {SIDE_VALUE[side]: SEGMENT_RGB[(side, "effusion")] for side in SIDES}):
+        drawn, lut = np.zeros(256, dtype=bool), np.zeros((256, 3), dtype=np.float32)
+        for value, rgb in colours.items():
+            drawn[value], lut[value] = True, rgb
+        tables.append((drawn, lut))
+    return tuple(tables)
 
 
 @dataclass(frozen=True)
@@ -88,21 +105,25 @@ def _display_size(fm: FrameMaps) -> tuple[int, int]:
     return max(1, round(width_mm / px)), max(1, round(height_mm / px))
 
 
-def _resize(array: NDArray[np.generic], size: tuple[int, int], nearest: bool) -> NDArray[np.float32]:
+def _resize(array: NDArray[np.generic], size: tuple[int, int], nearest: bool) -> NDArray[np.generic]:
+    """``array`` resized to ``size`` (width, height): bicubic on float32, or nearest on small labels (uint8)."""
+    if nearest:
+        labels = Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L")
+        return np.asarray(labels.resize(size, Image.Resampling.NEAREST), dtype=np.uint8)
     img = Image.fromarray(array.astype(np.float32), mode="F")
-    method = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
-    return np.asarray(img.resize(size, method), dtype=np.float32)
+    return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
 
 
-def _outlines(labels: NDArray[np.float32]) -> NDArray[np.int32]:
+def _outlines(labels: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Label value on a 2-pixel boundary of each region (0 elsewhere)."""
-    lab = labels.astype(np.int32)
-    edge = np.zeros(lab.shape, dtype=bool)
-    edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
-    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
-    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
-    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
-    return np.where(edge & (lab > 0), lab, 0)
+    edge = np.zeros(labels.shape, dtype=bool)
+    differs = labels[:-1, :] != labels[1:, :]
+    edge[:-1, :] |= differs
+    edge[1:, :] |= differs
+    differs = labels[:, :-1] != labels[:, 1:]
+    edge[:, :-1] |= differs
+    edge[:, 1:] |= differs
+    return np.where(edge, labels, 0).astype(np.uint8)
 
 
 def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
@@ -111,17 +132,16 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     grey = _resize(fm.gray, size, nearest=False)
     grey = np.clip((grey - scale.grey_low) / (scale.grey_high - scale.grey_low), 0, 1) * 255.0
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    score = _resize(fm.score, size, nearest=False)
-    inside = _resize((fm.score > 0).astype(np.float32), size, nearest=True) > 0.5
-    level = np.clip(score / SCORE_MAX, 0, 1)
-    colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
-    rgb[inside] = (1 - OVERLAY_ALPHA) * rgb[inside] + OVERLAY_ALPHA * colour[inside]
-    edges = _outlines(_resize(fm.regions, size, nearest=True))
-    for (side, region), label in REGION_LABELS.items():
-        rgb[edges == label] = SEGMENT_RGB[(side, region)]
-    effusion = _outlines(_resize(fm.effusion, size, nearest=True))
-    for side in SIDES:
-        rgb[effusion == SIDE_VALUE[side]] = SEGMENT_RGB[(side, "effusion")]
+    inside = _resize(fm.score > 0, size, nearest=True) > 0
+    if inside.any():
+        score = _resize(fm.score, size, nearest=False)[inside]
+        level = np.clip(score / SCORE_MAX, 0, 1)
+        colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
+        rgb[inside] = (1 - OVERLAY_ALPHA) * rgb[inside] + OVERLAY_ALPHA * colour
+    for (outlined, lut), labels in zip(_outline_colours(), (fm.regions, fm.effusion), strict=True):
+        edges = _outlines(_resize(labels, size, nearest=True))
+        drawn = outlined[edges]
+        rgb[drawn] = lut[edges[drawn]]
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
