@@ -93,7 +93,7 @@ class DisplayScale:
         grey = np.concatenate([f.gray.ravel() for f in frames])
         top = float(np.percentile(grey, 99.0)) if grey.size else 1.0
         body = grey[grey > 0.05 * top] if top > 0 else grey
-        low, high = (float(np.percentile(body, 0.5)), float(np.percentile(body, 99.5))) if body.size else (0.0, 1.0)
+        low, high = (float(v) for v in np.percentile(body, [0.5, 99.5])) if body.size else (0.0, 1.0)
         return cls(low, max(high, low + 1e-3))
 
 
@@ -262,17 +262,16 @@ def overlay_image_box(fm: FrameMaps) -> tuple[int, int, int, int]:
     return 0, HEADER + (max(h, MIN_IMAGE_HEIGHT) - h) // 2, w, h
 
 
-def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
-                  side_lines: Sequence[str], sequence: str = "STIR") -> RGBArray:
-    """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
-    fused = fused_image(fm, scale)
-    _, top, w, h = overlay_image_box(fm)
-    width, height = w + PANEL_WIDTH, max(h, MIN_IMAGE_HEIGHT) + HEADER + FOOTER
+@lru_cache(maxsize=4)
+def _overlay_panels(w: int, height: int, version: str, sequence: str, side_lines: tuple[str, ...]) -> Image.Image:
+    """Everything of an overlay that does not depend on its slice: banner, colour bar + legend panel, footer.
+
+    Drawn once per study (every overlay of a series has the same size); callers draw on a copy.
+    """
+    width = w + PANEL_WIDTH
     canvas = Image.new("RGB", (width, height), BACKGROUND)
-    canvas.paste(Image.fromarray(fused, "RGB"), (0, top))
     draw = ImageDraw.Draw(canvas)
     _banner(draw, width, version, "Bone marrow oedema map")
-    _orientation(draw, fm, (0, top, w, top + h))
     draw.rectangle((w, HEADER, width, height - FOOTER), fill=PANEL_BACKGROUND)
     px = w + 20
     y = _colour_bar(draw, px, HEADER + 50, 160, sequence)
@@ -283,7 +282,19 @@ def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: 
         y += 26
         _text(draw, (px, y), line, 17, width=PANEL_WIDTH - 30)
     draw.rectangle((0, height - FOOTER, width, height), fill=PANEL_BACKGROUND)
-    _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR, width=width - 24)
+    return canvas
+
+
+def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
+                  side_lines: Sequence[str], sequence: str = "STIR") -> RGBArray:
+    """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
+    _, top, w, h = overlay_image_box(fm)
+    height = max(h, MIN_IMAGE_HEIGHT) + HEADER + FOOTER
+    canvas = _overlay_panels(w, height, version, sequence, tuple(side_lines)).copy()
+    canvas.paste(Image.fromarray(fused_image(fm, scale), "RGB"), (0, top))  # between banner and footer
+    draw = ImageDraw.Draw(canvas)
+    _orientation(draw, fm, (0, top, w, top + h))
+    _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR, width=canvas.width - 24)
     return np.asarray(canvas, dtype=np.uint8)
 
 
