@@ -257,7 +257,8 @@ def load_standard_tables() -> None:
     highdicom parses them (about 0.5 s of JSON) the first time an object is built. A worker calls
     this once at start, before its pool forks, so no study's outputs wait for it.
     """
-    from highdicom import _standard_utils  # private: highdicom has no public way to preload its tables
+    # private module: highdicom has no public way to preload its tables
+    from highdicom import _standard_utils
 
     _standard_utils.get_sop_class_iod_map()
     _standard_utils.get_iod_module_map()

@@ -61,8 +61,8 @@ def colour_lut() -> NDArray[np.uint8]:
     """256 x 3 colour map for scores 0..max (computed once; read only)."""
     pos = np.linspace(0.0, 1.0, 256)
     xs = [a for a, _ in _CMAP_ANCHORS]
-    lut = np.stack([np.interp(pos, xs, [c[i] for _, c in _CMAP_ANCHORS]) for i in range(3)], axis=1)
-    lut = np.round(lut).astype(np.uint8)
+    anchors = np.stack([np.interp(pos, xs, [c[i] for _, c in _CMAP_ANCHORS]) for i in range(3)], axis=1)
+    lut = np.round(anchors).astype(np.uint8)
     lut.flags.writeable = False
     return lut
 
@@ -105,13 +105,16 @@ def _display_size(fm: FrameMaps) -> tuple[int, int]:
     return max(1, round(width_mm / px)), max(1, round(height_mm / px))
 
 
-def _resize(array: NDArray[np.generic], size: tuple[int, int], nearest: bool) -> NDArray[np.generic]:
-    """``array`` resized to ``size`` (width, height): bicubic on float32, or nearest on small labels (uint8)."""
-    if nearest:
-        labels = Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L")
-        return np.asarray(labels.resize(size, Image.Resampling.NEAREST), dtype=np.uint8)
+def _resize(array: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float32]:
+    """``array`` resized to ``size`` (width, height), bicubic."""
     img = Image.fromarray(array.astype(np.float32), mode="F")
     return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+
+
+def _resize_labels(labels: NDArray[np.generic], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """Small labels (0..255) resized to ``size`` (width, height), nearest."""
+    img = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L")
+    return np.asarray(img.resize(size, Image.Resampling.NEAREST), dtype=np.uint8)
 
 
 def _outlines(labels: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -129,17 +132,17 @@ def _outlines(labels: NDArray[np.uint8]) -> NDArray[np.uint8]:
 def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     """The slice in grey with the oedema colour map and region outlines, square pixels."""
     size = _display_size(fm)
-    grey = _resize(fm.gray, size, nearest=False)
+    grey = _resize(fm.gray, size)
     grey = np.clip((grey - scale.grey_low) / (scale.grey_high - scale.grey_low), 0, 1) * 255.0
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    inside = _resize(fm.score > 0, size, nearest=True) > 0
+    inside = _resize_labels(fm.score > 0, size) > 0
     if inside.any():
-        score = _resize(fm.score, size, nearest=False)[inside]
+        score = _resize(fm.score, size)[inside]
         level = np.clip(score / SCORE_MAX, 0, 1)
         colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
         rgb[inside] = (1 - OVERLAY_ALPHA) * rgb[inside] + OVERLAY_ALPHA * colour
     for (outlined, lut), labels in zip(_outline_colours(), (fm.regions, fm.effusion), strict=True):
-        edges = _outlines(_resize(labels, size, nearest=True))
+        edges = _outlines(_resize_labels(labels, size))
         drawn = outlined[edges]
         rgb[drawn] = lut[edges[drawn]]
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
