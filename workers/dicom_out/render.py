@@ -68,13 +68,13 @@ def colour_lut() -> NDArray[np.uint8]:
 
 
 @lru_cache(maxsize=1)
-def _outline_colours() -> tuple[tuple[NDArray[np.bool_], NDArray[np.float32]], ...]:
+def _outline_colours() -> tuple[tuple[NDArray[np.bool_], NDArray[np.uint8]], ...]:
     """Per label map (regions: ``REGION_LABELS``, effusion: ``SIDE_VALUE``), which uint8 values get an
     outline and its colour; other values get none."""
     tables = []
     for colours in ({label: SEGMENT_RGB[key] for key, label in REGION_LABELS.items()},
                     {SIDE_VALUE[side]: SEGMENT_RGB[(side, "effusion")] for side in SIDES}):
-        drawn, lut = np.zeros(256, dtype=bool), np.zeros((256, 3), dtype=np.float32)
+        drawn, lut = np.zeros(256, dtype=bool), np.zeros((256, 3), dtype=np.uint8)
         for value, rgb in colours.items():
             drawn[value], lut[value] = True, rgb
         tables.append((drawn, lut))
@@ -130,22 +130,27 @@ def _outlines(labels: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
-    """The slice in grey with the oedema colour map and region outlines, square pixels."""
+    """The slice in grey with the oedema colour map and region outlines, square pixels.
+
+    Rounded to 8 bits per channel once per pixel: the grey image as it is, the oedema blended from
+    the unrounded grey.
+    """
     size = _display_size(fm)
     grey = _resize(fm.gray, size)
     grey = np.clip((grey - scale.grey_low) / (scale.grey_high - scale.grey_low), 0, 1) * 255.0
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    rgb = np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=2)
     inside = _resize_labels(fm.score > 0, size) > 0
     if inside.any():
         score = _resize(fm.score, size)[inside]
         level = np.clip(score / SCORE_MAX, 0, 1)
         colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
-        rgb[inside] = (1 - OVERLAY_ALPHA) * rgb[inside] + OVERLAY_ALPHA * colour
+        blended = (1 - OVERLAY_ALPHA) * grey[inside][:, None] + OVERLAY_ALPHA * colour
+        rgb[inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     for (outlined, lut), labels in zip(_outline_colours(), (fm.regions, fm.effusion), strict=True):
         edges = _outlines(_resize_labels(labels, size))
         drawn = outlined[edges]
         rgb[drawn] = lut[edges[drawn]]
-    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    return rgb
 
 
 #: Longest string drawn in one piece; free text beyond it is cut with an ellipsis.
