@@ -121,7 +121,7 @@ def one_run(studies: list[Path], processes: int, work: Path) -> dict[str, float]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(spawn(["listen"], env, work / "listener.log"))
-        echo = ["echoscu", "-aet", "THROUGHPUT", "-aec", "MARROWMAP", "127.0.0.1", str(port)]
+        echo = ["/usr/bin/echoscu", "-aet", "THROUGHPUT", "-aec", "MARROWMAP", "127.0.0.1", str(port)]
         wait_for(lambda: subprocess.run(echo, capture_output=True, check=False).returncode == 0, timeout=60,
                  interval=0.5, what="the listener to answer C-ECHO")
         for folder in studies:
