@@ -144,16 +144,19 @@ def analyze(ctx: click.Context, input_dir: Path, out_dir: Path, prior_json: Path
     import time
 
     from workers.analysis.summary import summarize
-    from workers.followup.compare import ComparisonError
-    from workers.followup.prior import load_prior
-    from workers.pipeline import analyze_study_dir, source_headers
+    from workers.pipeline import analyze_study_dir, has_source_header
 
-    try:
-        prior = load_prior(prior_json) if prior_json is not None else None
-    except ComparisonError as exc:
-        click.echo(f"marrowmap: --prior {prior_json}: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    if not source_headers(input_dir):
+    prior = None
+    if prior_json is not None:
+        from workers.followup.compare import ComparisonError
+        from workers.followup.prior import load_prior
+
+        try:
+            prior = load_prior(prior_json)
+        except ComparisonError as exc:
+            click.echo(f"marrowmap: --prior {prior_json}: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+    if not has_source_header(input_dir):
         files = sum(1 for p in input_dir.rglob("*") if p.is_file())
         click.echo(f"marrowmap: no DICOM files in {input_dir} ({files} file(s), none a DICOM instance with "
                    "study, series and SOP instance UIDs): give the study folder (for a phantom: OUT/dicom)", err=True)

@@ -17,6 +17,9 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app with the MarrowMap delivery policy and the tasks registered."""
     import workers.heartbeat  # noqa: F401  (connects the worker heartbeat to the worker's start and stop)
     import workers.tasks  # noqa: F401  (declares the tasks)
+    from workers.dicom_out import load_standard_tables
+
+    load_standard_tables()  # in the main process, so every pool process inherits them
 
     app = Celery("marrowmap", broker=settings.broker_url, set_as_current=True)
     app.conf.update(

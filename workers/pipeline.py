@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import SimpleITK as sitk
 from pydicom import dcmread
@@ -27,12 +28,13 @@ from workers.analysis.analyze import SeriesAnalysis, StageTimer, analyze_images
 from workers.analysis.maps import AnalysisMaps
 from workers.analysis.params import AnalysisParameters
 from workers.analysis.result import Algorithm, AnalysisResult, SeriesReport, SeriesUsed
-from workers.dicom_out import build_outputs, draft_findings
-from workers.followup.compare import ComparisonError, compare_results
-from workers.followup.prior import PriorStudy
+from workers.dicom_out.findings import draft_findings
 from workers.io.load import StudyLoad, load_study
 from workers.io.select import select_series
 from workers.io.types import LoadedSeries
+
+if TYPE_CHECKING:
+    from workers.followup.prior import PriorStudy
 
 log = get_logger(__name__)
 
@@ -226,6 +228,8 @@ def _with_comparison(result: AnalysisResult, prior: PriorStudy | None) -> Analys
     """Add the comparison with the prior study (analysed studies only); a prior that does not fit is a warning."""
     if prior is None or result.status != "analyzed":
         return result
+    from workers.followup.compare import ComparisonError, compare_results
+
     try:
         comparison = compare_results(result, prior.result, prior.ref)
     except ComparisonError as exc:
@@ -247,6 +251,9 @@ def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: S
     result = compared.model_copy(update={"findings_text": draft_findings(compared)})
     if not dicom_outputs:
         return result.model_copy(update={"timings_s": dict(timer.timings)})
+    # highdicom & co. load only once the analysis is done (the worker has them loaded at start)
+    from workers.dicom_out.build import build_outputs
+
     with timer.stage("outputs", "writing DICOM outputs (SR, SEG, overlays)"):
         prior_key = prior.key_image() if prior is not None and result.comparison is not None else None
         outputs = build_outputs(result, outcome.fluid, outcome.maps, out_dir, settings=settings,
@@ -254,21 +261,30 @@ def _with_outputs(outcome: _Outcome, out_dir: Path, settings: Settings, timer: S
     return result.model_copy(update={"outputs": outputs, "timings_s": dict(timer.timings)})
 
 
-def source_headers(folder: Path, limit: int = 2000) -> list[Dataset]:
-    """Headers (no pixel data) of the DICOM files under ``folder`` that name a study, series and instance."""
-    headers: list[Dataset] = []
+def _headers(folder: Path, limit: int) -> Iterator[Dataset]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file())[:limit]:
         try:
             ds = dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error):
             continue
         if all(ds.get(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
-            headers.append(ds)
-    return headers
+            yield ds
+
+
+def source_headers(folder: Path, limit: int = 2000) -> list[Dataset]:
+    """Headers (no pixel data) of the DICOM files under ``folder`` that name a study, series and instance."""
+    return list(_headers(folder, limit))
+
+
+def has_source_header(folder: Path) -> bool:
+    """Whether ``folder`` holds a DICOM file that ``source_headers`` would return (stops at the first)."""
+    return next(_headers(folder, 2000), None) is not None
 
 
 def _failure_outputs(result: AnalysisResult, input_dir: Path, out_dir: Path, settings: Settings) -> AnalysisResult:
     """The failed result with its SR + summary (status and reason) for the PACS, when they can be built."""
+    from workers.dicom_out.build import build_outputs
+
     headers = source_headers(input_dir)
     if not headers:
         return result

@@ -210,7 +210,8 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
         overlays.append(sc)
     key = key_frame(frames)
     key_pixels = key_image(key, scale)
-    Image.fromarray(key_pixels, "RGB").save(out_dir / KEY_IMAGE_FILE)  # shown beside the next follow-up's
+    # shown beside the next follow-up's; read back by this program only, so the fastest zlib level
+    Image.fromarray(key_pixels, "RGB").save(out_dir / KEY_IMAGE_FILE, compress_level=1)
     summary = summary_image(with_comparison(summary_content(result, text), result),
                             comparison_key_image(result, key_pixels, prior_key_image))
     sc = build_sc(summary, ref, series_uid=uids.uid("sc_summary.series"), instance_uid=uids.uid("sc_summary.instance"),
@@ -248,6 +249,20 @@ def _not_analysed(result: AnalysisResult, headers: Sequence[Dataset], out_dir: P
         finish_header(ds, ref, date, time, settings.institution_name, both_hips=False)
         outputs.append(_record(kind, ds, _write(ds, out_dir, name), out_dir))
     return outputs
+
+
+def load_standard_tables() -> None:
+    """Load highdicom's tables of the standard (SOP class -> IOD -> modules -> attributes) now.
+
+    highdicom parses them (about 0.5 s of JSON) the first time an object is built. A worker calls
+    this once at start, before its pool forks, so no study's outputs wait for it.
+    """
+    # private module: highdicom has no public way to preload its tables
+    from highdicom import _standard_utils
+
+    _standard_utils.get_sop_class_iod_map()
+    _standard_utils.get_iod_module_map()
+    _standard_utils.get_module_attribute_map()
 
 
 def build_outputs(result: AnalysisResult, fluid: LoadedSeries | None, maps: AnalysisMaps | None, out_dir: Path,

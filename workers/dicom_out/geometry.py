@@ -92,29 +92,40 @@ def image_geometry(image: sitk.Image) -> tuple[NDArray[np.float64], NDArray[np.f
     return origin, spacing, direction, (sx, sy, sz)
 
 
-def volume_index_grid(image: sitk.Image, frame: SourceFrame) -> NDArray[np.int64]:
+def volume_index_grid(image: sitk.Image, frame: SourceFrame) -> NDArray[np.int64] | None:
     """For each source pixel (row, col) of ``frame``, the nearest voxel index (x, y, z) of ``image``.
 
-    Shape (rows, columns, 3). Raises GeometryError when the frame is not a slice of ``image``.
+    Shape (rows, columns, 3); None when the frame is slice ``frame.z`` of the volume pixel for pixel
+    (the usual case: the loader built the volume from these frames), so no grid is needed. Raises
+    GeometryError when the frame is not a slice of ``image``.
     """
-    rows, cols = np.mgrid[0:frame.rows, 0:frame.columns].astype(np.float64)
-    pts = (frame.position[None, None, :]
-           + cols[..., None] * frame.spacing[1] * frame.row_dir[None, None, :]
-           + rows[..., None] * frame.spacing[0] * frame.col_dir[None, None, :])
-    origin, spacing, direction, _ = image_geometry(image)
+    origin, spacing, direction, size = image_geometry(image)
     to_index = np.linalg.inv(direction @ np.diag(spacing))
-    cont = (pts - origin) @ to_index.T
-    k = cont[..., 2]
-    if np.max(np.abs(k - frame.z)) > 0.5:
+    start = to_index @ (frame.position - origin)  # continuous index of pixel (0, 0); the map is affine
+    col_step = to_index @ (frame.spacing[1] * frame.row_dir)
+    row_step = to_index @ (frame.spacing[0] * frame.col_dir)
+    corners = [start + r * row_step + c * col_step for r in (0, frame.rows - 1) for c in (0, frame.columns - 1)]
+    if max(abs(corner[2] - frame.z) for corner in corners) > 0.5:
         raise GeometryError(f"source frame of slice {frame.z} does not lie in that slice of the volume")
+    # every pixel rounds to its own (col, row) when the drift over the whole frame stays well below half a voxel
+    drift = (np.abs(start - (0.0, 0.0, frame.z)).max() + (frame.columns - 1) * np.abs(col_step - (1.0, 0.0, 0.0)).max()
+             + (frame.rows - 1) * np.abs(row_step - (0.0, 1.0, 0.0)).max())
+    if drift < 0.25 and (frame.columns, frame.rows) == size[:2]:
+        return None
+    rows, cols = np.mgrid[0:frame.rows, 0:frame.columns].astype(np.float64)
+    cont = start + cols[..., None] * col_step + rows[..., None] * row_step
     return np.asarray(np.rint(cont), dtype=np.int64)
 
 
 def sample_on_frame(array_zyx: NDArray[np.generic], image: sitk.Image, frame: SourceFrame,
-                    index_grid: NDArray[np.int64] | None = None) -> NDArray[np.generic]:
-    """Values of a volume-grid array (numpy z, y, x order) on the pixel grid of ``frame`` (0 outside)."""
-    grid = volume_index_grid(image, frame) if index_grid is None else index_grid
-    x, y = grid[..., 0], grid[..., 1]
+                    index_grid: NDArray[np.int64] | None) -> NDArray[np.generic]:
+    """Values of a volume-grid array (numpy z, y, x order) on the pixel grid of ``frame`` (0 outside).
+
+    ``index_grid``: ``volume_index_grid(image, frame)`` (None: the frame is slice z itself).
+    """
+    if index_grid is None:
+        return np.array(array_zyx[frame.z])
+    x, y = index_grid[..., 0], index_grid[..., 1]
     size_x, size_y = image_geometry(image)[3][:2]
     inside = (x >= 0) & (x < size_x) & (y >= 0) & (y < size_y)
     out = np.zeros((frame.rows, frame.columns), dtype=array_zyx.dtype)

@@ -56,12 +56,29 @@ def font(size: int, bold: bool = False) -> Font:
     return ImageFont.load_default(size=size)
 
 
+@lru_cache(maxsize=1)
 def colour_lut() -> NDArray[np.uint8]:
-    """256 x 3 colour map for scores 0..max."""
+    """256 x 3 colour map for scores 0..max (computed once; read only)."""
     pos = np.linspace(0.0, 1.0, 256)
     xs = [a for a, _ in _CMAP_ANCHORS]
-    lut = np.stack([np.interp(pos, xs, [c[i] for _, c in _CMAP_ANCHORS]) for i in range(3)], axis=1)
-    return np.round(lut).astype(np.uint8)
+    anchors = np.stack([np.interp(pos, xs, [c[i] for _, c in _CMAP_ANCHORS]) for i in range(3)], axis=1)
+    lut = np.round(anchors).astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
+
+
+@lru_cache(maxsize=1)
+def _outline_colours() -> tuple[tuple[NDArray[np.bool_], NDArray[np.uint8]], ...]:
+    """Per label map (regions: ``REGION_LABELS``, effusion: ``SIDE_VALUE``), which uint8 values get an
+    outline and its colour; other values get none."""
+    tables = []
+    for colours in ({label: SEGMENT_RGB[key] for key, label in REGION_LABELS.items()},
+                    {SIDE_VALUE[side]: SEGMENT_RGB[(side, "effusion")] for side in SIDES}):
+        drawn, lut = np.zeros(256, dtype=bool), np.zeros((256, 3), dtype=np.uint8)
+        for value, rgb in colours.items():
+            drawn[value], lut[value] = True, rgb
+        tables.append((drawn, lut))
+    return tuple(tables)
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,7 @@ class DisplayScale:
         grey = np.concatenate([f.gray.ravel() for f in frames])
         top = float(np.percentile(grey, 99.0)) if grey.size else 1.0
         body = grey[grey > 0.05 * top] if top > 0 else grey
-        low, high = (float(np.percentile(body, 0.5)), float(np.percentile(body, 99.5))) if body.size else (0.0, 1.0)
+        low, high = (float(v) for v in np.percentile(body, [0.5, 99.5])) if body.size else (0.0, 1.0)
         return cls(low, max(high, low + 1e-3))
 
 
@@ -88,41 +105,52 @@ def _display_size(fm: FrameMaps) -> tuple[int, int]:
     return max(1, round(width_mm / px)), max(1, round(height_mm / px))
 
 
-def _resize(array: NDArray[np.generic], size: tuple[int, int], nearest: bool) -> NDArray[np.float32]:
+def _resize(array: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float32]:
+    """``array`` resized to ``size`` (width, height), bicubic."""
     img = Image.fromarray(array.astype(np.float32), mode="F")
-    method = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
-    return np.asarray(img.resize(size, method), dtype=np.float32)
+    return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
 
 
-def _outlines(labels: NDArray[np.float32]) -> NDArray[np.int32]:
+def _resize_labels(labels: NDArray[np.generic], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """Small labels (0..255) resized to ``size`` (width, height), nearest."""
+    img = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L")
+    return np.asarray(img.resize(size, Image.Resampling.NEAREST), dtype=np.uint8)
+
+
+def _outlines(labels: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Label value on a 2-pixel boundary of each region (0 elsewhere)."""
-    lab = labels.astype(np.int32)
-    edge = np.zeros(lab.shape, dtype=bool)
-    edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
-    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
-    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
-    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
-    return np.where(edge & (lab > 0), lab, 0)
+    edge = np.zeros(labels.shape, dtype=bool)
+    differs = labels[:-1, :] != labels[1:, :]
+    edge[:-1, :] |= differs
+    edge[1:, :] |= differs
+    differs = labels[:, :-1] != labels[:, 1:]
+    edge[:, :-1] |= differs
+    edge[:, 1:] |= differs
+    return np.where(edge, labels, 0).astype(np.uint8)
 
 
 def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
-    """The slice in grey with the oedema colour map and region outlines, square pixels."""
+    """The slice in grey with the oedema colour map and region outlines, square pixels.
+
+    Rounded to 8 bits per channel once per pixel: the grey image as it is, the oedema blended from
+    the unrounded grey.
+    """
     size = _display_size(fm)
-    grey = _resize(fm.gray, size, nearest=False)
+    grey = _resize(fm.gray, size)
     grey = np.clip((grey - scale.grey_low) / (scale.grey_high - scale.grey_low), 0, 1) * 255.0
-    rgb = np.repeat(grey[..., None], 3, axis=2)
-    score = _resize(fm.score, size, nearest=False)
-    inside = _resize((fm.score > 0).astype(np.float32), size, nearest=True) > 0.5
-    level = np.clip(score / SCORE_MAX, 0, 1)
-    colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
-    rgb[inside] = (1 - OVERLAY_ALPHA) * rgb[inside] + OVERLAY_ALPHA * colour[inside]
-    edges = _outlines(_resize(fm.regions, size, nearest=True))
-    for (side, region), label in REGION_LABELS.items():
-        rgb[edges == label] = SEGMENT_RGB[(side, region)]
-    effusion = _outlines(_resize(fm.effusion, size, nearest=True))
-    for side in SIDES:
-        rgb[effusion == SIDE_VALUE[side]] = SEGMENT_RGB[(side, "effusion")]
-    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    rgb = np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=2)
+    inside = _resize_labels(fm.score > 0, size) > 0
+    if inside.any():
+        score = _resize(fm.score, size)[inside]
+        level = np.clip(score / SCORE_MAX, 0, 1)
+        colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
+        blended = (1 - OVERLAY_ALPHA) * grey[inside][:, None] + OVERLAY_ALPHA * colour
+        rgb[inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    for (outlined, lut), labels in zip(_outline_colours(), (fm.regions, fm.effusion), strict=True):
+        edges = _outlines(_resize_labels(labels, size))
+        drawn = outlined[edges]
+        rgb[drawn] = lut[edges[drawn]]
+    return rgb
 
 
 #: Longest string drawn in one piece; free text beyond it is cut with an ellipsis.
@@ -242,17 +270,16 @@ def overlay_image_box(fm: FrameMaps) -> tuple[int, int, int, int]:
     return 0, HEADER + (max(h, MIN_IMAGE_HEIGHT) - h) // 2, w, h
 
 
-def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
-                  side_lines: Sequence[str], sequence: str = "STIR") -> RGBArray:
-    """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
-    fused = fused_image(fm, scale)
-    _, top, w, h = overlay_image_box(fm)
-    width, height = w + PANEL_WIDTH, max(h, MIN_IMAGE_HEIGHT) + HEADER + FOOTER
+@lru_cache(maxsize=4)
+def _overlay_panels(w: int, height: int, version: str, sequence: str, side_lines: tuple[str, ...]) -> Image.Image:
+    """Everything of an overlay that does not depend on its slice: banner, colour bar + legend panel, footer.
+
+    Drawn once per study (every overlay of a series has the same size); callers draw on a copy.
+    """
+    width = w + PANEL_WIDTH
     canvas = Image.new("RGB", (width, height), BACKGROUND)
-    canvas.paste(Image.fromarray(fused, "RGB"), (0, top))
     draw = ImageDraw.Draw(canvas)
     _banner(draw, width, version, "Bone marrow oedema map")
-    _orientation(draw, fm, (0, top, w, top + h))
     draw.rectangle((w, HEADER, width, height - FOOTER), fill=PANEL_BACKGROUND)
     px = w + 20
     y = _colour_bar(draw, px, HEADER + 50, 160, sequence)
@@ -263,7 +290,19 @@ def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: 
         y += 26
         _text(draw, (px, y), line, 17, width=PANEL_WIDTH - 30)
     draw.rectangle((0, height - FOOTER, width, height), fill=PANEL_BACKGROUND)
-    _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR, width=width - 24)
+    return canvas
+
+
+def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
+                  side_lines: Sequence[str], sequence: str = "STIR") -> RGBArray:
+    """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
+    _, top, w, h = overlay_image_box(fm)
+    height = max(h, MIN_IMAGE_HEIGHT) + HEADER + FOOTER
+    canvas = _overlay_panels(w, height, version, sequence, tuple(side_lines)).copy()
+    canvas.paste(Image.fromarray(fused_image(fm, scale), "RGB"), (0, top))  # between banner and footer
+    draw = ImageDraw.Draw(canvas)
+    _orientation(draw, fm, (0, top, w, top + h))
+    _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR, width=canvas.width - 24)
     return np.asarray(canvas, dtype=np.uint8)
 
 

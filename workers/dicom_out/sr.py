@@ -61,13 +61,17 @@ class RegionOutlineError(ValueError):
     """No outline could be drawn for a finding (nothing to reference in the image)."""
 
 
-def outline_polygon(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """The outer outline of ``mask`` (its largest contour) as a closed polygon of (column, row) pixel coordinates."""
+def outline_polygon(mask: NDArray[np.bool_], offset: tuple[int, int] = (0, 0)) -> NDArray[np.float64]:
+    """The outer outline of ``mask`` (its largest contour) as a closed polygon of (column, row) pixel coordinates.
+
+    ``offset``: (row, column) of ``mask``'s first pixel in the image it was cut from.
+    """
     padded = np.pad(mask.astype(np.float64), 1)
     contours = find_contours(padded, 0.5)  # type: ignore[no-untyped-call]
     if not contours:
         raise RegionOutlineError("empty mask")
-    contour = max(contours, key=len) - 1.0  # undo the padding; (row, col) of pixel centres
+    # (row, col) of pixel centres in the whole image, before simplifying (its result depends on them)
+    contour = max(contours, key=len) - 1.0 + np.asarray(offset, dtype=np.float64)
     contour = approximate_polygon(contour, tolerance=0.4)  # type: ignore[no-untyped-call]
     points = np.column_stack([contour[:, 1] + 0.5, contour[:, 0] + 0.5])  # centre of pixel (0,0) = (0.5,0.5)
     if not np.array_equal(points[0], points[-1]):
@@ -76,11 +80,19 @@ def outline_polygon(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
 
 
 def piece_outlines(mask: NDArray[np.bool_]) -> list[NDArray[np.float64]]:
-    """One outline per connected piece of ``mask`` (pieces under ``MIN_OUTLINE_PIXELS`` skipped), largest first."""
+    """One outline per connected piece of ``mask`` (pieces under ``MIN_OUTLINE_PIXELS`` skipped), largest first.
+
+    Each piece is outlined within its bounding box: a finding covers a small part of the slice.
+    """
     labels, count = ndimage.label(mask)
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1)) if count else np.zeros(0)
-    order = [int(i) + 1 for i in np.argsort(-np.asarray(sizes), kind="stable") if sizes[i] >= MIN_OUTLINE_PIXELS]
-    outlines = [outline_polygon(np.asarray(labels == k, dtype=np.bool_)) for k in order]
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    boxes = ndimage.find_objects(labels)
+    order = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= MIN_OUTLINE_PIXELS]
+    outlines = []
+    for k in order:
+        rows, cols = boxes[k - 1]
+        piece = np.asarray(labels[rows, cols] == k, dtype=np.bool_)
+        outlines.append(outline_polygon(piece, (rows.start, cols.start)))
     return [p for p in outlines if len(p) >= 4]  # a closed polygon needs 3 distinct points
 
 
