@@ -23,6 +23,7 @@ from marrowmap.logs import get_logger
 from marrowmap.metrics import serve_metrics
 from marrowmap.settings import Settings
 from marrowmap.tls import TlsConfigError, listener_context
+from service.completion import CompletionTracker
 from service.enqueue import JobQueue
 from service.gate import Gate, GatedServer
 from service.handlers import StoreHandler
@@ -83,9 +84,11 @@ class Listener:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.queue = JobQueue(settings)
-        self.sealer = Sealer(self.spool, settings, self.queue)
+        completion = (CompletionTracker(settings.early_seal_seconds, settings.quiet_seconds)
+                      if settings.early_completion else None)
+        self.sealer = Sealer(self.spool, settings, self.queue, completion)
         self.audit = AuditTrail(settings)
-        self.handler = StoreHandler(self.spool, settings, self.audit)
+        self.handler = StoreHandler(self.spool, settings, self.audit, completion)
         self.retention = Retention(self.spool, self.queue.jobs, settings, self.audit)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -125,6 +128,8 @@ class Listener:
             port=self.settings.port,
             spool_dir=str(self.settings.spool_dir),
             quiet_seconds=self.settings.quiet_seconds,
+            early_completion=(f"{self.settings.early_seal_seconds:g} s after release" if self.settings.early_completion
+                              else "off"),
             metrics=(f"http://{self.settings.metrics_host}:{self.settings.listener_metrics_port}/metrics"
                      if self._metrics is not None else "off"),
             allowed_calling_aets=list(self.settings.allowed_calling_aets) or "ANY",

@@ -229,6 +229,11 @@ class Spool:
         with self._lock:
             return [study for study, seen in self._last_seen.items() if seen <= limit]
 
+    def receiving_studies(self) -> list[str]:
+        """Studies with instances in ``incoming`` (not sealed yet)."""
+        with self._lock:
+            return list(self._last_seen)
+
     def begin_seal(self, study: str, quiet_seconds: float) -> SealingStudy | None:
         """Atomically move a still-quiet study from ``incoming`` to ``sealing``; None if it woke up."""
         job_id = uuid.uuid4().hex
