@@ -234,6 +234,8 @@ class Sealer:
         for batch_dir, manifest in list(self._pending.items()):
             job = job_message(manifest, self._spool.relative(batch_dir))
             try:
+                # before queueing: a newer batch makes the earlier jobs of the study superseded
+                self._queue.jobs.register_batch(manifest.study_instance_uid, manifest.batch, job.job_id)
                 sent = self._queue.submit(job)
             except QueueUnavailable as exc:
                 self._next_queue_attempt = time.monotonic() + 5.0
