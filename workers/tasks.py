@@ -182,7 +182,9 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     identity = read_study_identity(folder, secret=site_secret(settings.site_secret_path))
     prior = None if incomplete else find_prior_study(priors, identity)
     result = analyze_study_dir(folder, out_dir, settings=settings, prior=prior, not_applicable_reason=incomplete)
-    register_study(priors, identity, message.job_id, result, out_dir / RESULT_NAME)
+    newer = store.newer_job(message.study_instance_uid, message.job_id)
+    if newer is None:  # a superseded result is never a prior for follow-up comparisons
+        register_study(priors, identity, message.job_id, result, out_dir / RESULT_NAME)
     state = _STATE_OF_RESULT[result.status]
     store.record(message.job_id, state, reason=result.reason or f"{len(result.outputs)} output object(s)",
                  result=result_summary(result))
@@ -192,7 +194,6 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     if state is JobState.FAILED:
         task_audit(task).job_failed(job_id=message.job_id, study_uid=message.study_instance_uid,
                                     reason=result.reason or "analysis failed")
-    newer = store.newer_job(message.study_instance_uid, message.job_id)
     if newer is not None:
         _supersede(store, message.job_id, newer)
         return JobState.SUPERSEDED
