@@ -3,7 +3,7 @@ result set, computed on the complete study.
 
 The last STIR slices are held back: the study is complete by evidence without them (a shorter
 regular stack), so MarrowMap starts early; then they arrive. Either the early results were
-already sent (withdrawn by an IOCM rejection note) or not yet (never sent).
+not yet sent (never sent) or already sent (withdrawn by an IOCM rejection note).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.orthanc_harness import Modality, Orthanc, running_orthanc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-_HELD_BACK = 3
+_HELD_BACK = 3  # STIR slices at the end of the stack: without them it is still a regular stack
 _EARLY = {"MARROWMAP_QUIET_SECONDS": "60", "MARROWMAP_EARLY_SEAL_SECONDS": "0.5"}
 
 
@@ -74,45 +74,37 @@ def _current_results(mm: MarrowMap, orthanc: Orthanc, study_uid: str, inputs: se
     return set(stored) - inputs - notes - rejected, notes
 
 
-def _push_early_then_late(mm: MarrowMap, phantom: Path, *, after_sent: bool) -> tuple[JobRecord, JobRecord]:
-    early, late = _split(phantom)
-    study_uid = study_uid_of(phantom)
-    assert storescu(mm.port, early).returncode == 0
-    if after_sent:
-        [first] = mm.wait_final(study_uid, timeout=120)
-    else:
-        wait_for(lambda: [j for j in mm.jobs(study_uid) if j.state is JobState.ANALYSING], 60, "the early analysis")
-    assert storescu(mm.port, late).returncode == 0
-    jobs = mm.wait_final(study_uid, count=2, timeout=120)
-    second, first = jobs  # newest first
-    assert second.instance_count == len(early) + len(late), second.instance_count  # the complete study
-    assert second.state is JobState.SENT, f"{second.state}: {second.reason}\n{mm.describe()}"
-    return first, second
-
-
-def test_late_instances_after_results_were_sent(harness: Harness, orthanc: Orthanc,  # noqa: F811
+def test_late_instances_supersede_an_early_start(harness: Harness, orthanc: Orthanc,  # noqa: F811
                                                 phantom: Path) -> None:
+    """Early start -> late slices while it is analysed (never sent) -> the last slice after its results were sent
+    (withdrawn by a rejection note): Orthanc ends with the complete study's results as its one current set."""
     mm = start_marrowmap(harness, pacs_ae=orthanc.aet, pacs_port=orthanc.dicom_port, **_EARLY)
+    second_worker = harness._spawn("worker", ["worker", "--queues", "analysis,send", "--pool", "solo"],
+                                   harness.env(**_EARLY, MARROWMAP_PACS_AE_TITLE=orthanc.aet,
+                                               MARROWMAP_PACS_HOST="127.0.0.1",
+                                               MARROWMAP_PACS_PORT=str(orthanc.dicom_port)))
+    wait_for(lambda: "ready." in second_worker.log_path.read_text(errors="replace"), 90, "the second worker")
     study_uid = study_uid_of(phantom)
     inputs = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in dicom_files(phantom)}
-    first, second = _push_early_then_late(mm, phantom, after_sent=True)
-    assert first.state is JobState.SENT
-    current, notes = _current_results(mm, orthanc, study_uid, inputs)
-    assert len(notes) == 1, "one rejection note withdraws the early results"
-    assert current == _outputs(second) - notes  # one current result set: the complete study's
-    assert not current & (_outputs(first) - _outputs(second))
+    early, late = _split(phantom)
 
-
-def test_late_instances_before_results_were_sent(harness: Harness, orthanc: Orthanc,  # noqa: F811
-                                                 phantom: Path) -> None:
-    mm = start_marrowmap(harness, pacs_ae=orthanc.aet, pacs_port=orthanc.dicom_port, **_EARLY)
-    study_uid = study_uid_of(phantom)
-    inputs = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in dicom_files(phantom)}
-    first, second = _push_early_then_late(mm, phantom, after_sent=False)
+    assert storescu(mm.port, early).returncode == 0
+    wait_for(lambda: [j for j in mm.jobs(study_uid) if j.state is JobState.ANALYSING], 60, "the early analysis")
+    assert storescu(mm.port, late[:-1]).returncode == 0  # while the early job is analysed
+    first, second = sorted(mm.wait_final(study_uid, count=2, timeout=120), key=lambda j: j.times["queued"])
     assert first.state is JobState.SUPERSEDED, f"{first.state}: {first.reason}"
     assert not first.send, "a superseded job sends nothing"
-    # the complete study's analysis started only after the early one ended: never two at once
+    assert second.state is JobState.SENT, f"{second.state}: {second.reason}\n{mm.describe()}"
+    # two workers, one study: the second analysis started only after the first one ended
     assert second.times["analysing"] >= first.times["superseded"]
     current, notes = _current_results(mm, orthanc, study_uid, inputs)
-    assert not notes
-    assert current == _outputs(second)
+    assert not notes and current == _outputs(second)
+
+    assert storescu(mm.port, late[-1:]).returncode == 0  # after the results were sent
+    third = max(mm.wait_final(study_uid, count=3, timeout=120), key=lambda j: j.times["queued"])
+    assert third.state is JobState.SENT, f"{third.state}: {third.reason}\n{mm.describe()}"
+    assert third.instance_count == len(early) + len(late)  # the complete study, early and late instances
+    current, notes = _current_results(mm, orthanc, study_uid, inputs)
+    assert len(notes) == 1, "one rejection note withdraws the results sent before the last slice"
+    assert current == _outputs(third) - notes  # one current result set: the complete study's
+    assert not current & (_outputs(second) - _outputs(third))

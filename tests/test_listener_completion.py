@@ -62,7 +62,7 @@ def test_gap_in_a_needed_series_waits_until_it_is_filled(harness: Harness, tmp_p
     missing = files[1]  # a T1 slice in the middle of its stack
     listener = harness.start_listener(**_EARLY)
     assert storescu(harness.port, [f for f in files if f != missing]).returncode == 0
-    time.sleep(3)
+    time.sleep(2)  # four times early_seal_seconds
     assert harness.queue_messages() == [] and listener.events("study.complete") == []
     assert storescu(harness.port, [missing]).returncode == 0
     messages = wait_for(harness.queue_messages, 10, "a job once the gap is filled")
@@ -74,5 +74,5 @@ def test_early_completion_off_keeps_the_quiet_period(harness: Harness, tmp_path:
     study = factory.study("early-off")
     listener = harness.start_listener(**_EARLY, MARROWMAP_EARLY_COMPLETION="false")
     assert storescu(harness.port, factory.write(study, tmp_path / "send")).returncode == 0
-    time.sleep(3)
+    time.sleep(2)  # four times early_seal_seconds
     assert harness.queue_messages() == [] and listener.events("study.complete") == []
