@@ -77,6 +77,19 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+class SharedContexts(list[Any]):
+    """The server's supported presentation contexts, shared read-only by its associations.
+
+    pynetdicom deep-copies them for every association (every storage SOP class with every transfer
+    syntax: ~50 ms of CPU, which capped senders that open one association per image at about 10 a
+    second); negotiation only reads them and builds new contexts for its answer, so the deep copy
+    is a copy of the list.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return list(self)
+
+
 class Listener:
     """The running listener: association server + sealer thread."""
 
@@ -117,6 +130,7 @@ class Listener:
             gate=gate,
         )
         self._server.receive_limits = ReceiveLimits.from_settings(self.settings)
+        self._server.contexts = SharedContexts(self._server.contexts)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() removes it
         self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
         self._thread.start()
