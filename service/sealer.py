@@ -1,7 +1,7 @@
 """The sealer: closes studies when complete by evidence or after the quiet period, routes them,
 and queues their jobs.
 
-Runs in its own thread and checks at least every second (every half ``early_seal_seconds`` with
+Runs in its own thread and checks at least every second (every quarter ``early_seal_seconds`` with
 early completion, :mod:`service.completion`). Everything it needs is on disk,
 so a restarted listener resumes where a crashed one stopped: studies in ``incoming`` are
 sealed after a fresh quiet period, studies in ``sealing`` are built into batches, and ready
@@ -47,7 +47,7 @@ class Sealer:
         self._completion = completion if settings.early_completion else None
         self.interval = min(1.0, settings.quiet_seconds / 4)
         if self._completion is not None:
-            self.interval = min(self.interval, max(0.1, settings.early_seal_seconds / 2))
+            self.interval = min(self.interval, max(0.1, settings.early_seal_seconds / 4))
 
     # --- start-up ------------------------------------------------------------------------
     def recover(self) -> None:
