@@ -16,7 +16,6 @@ from typing import Any
 
 from pydicom.uid import UID
 from pynetdicom import evt
-from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.events import EventHandlerType
 
 from marrowmap.audit import AuditTrail
@@ -31,6 +30,7 @@ from service.dataset_check import (
     check_dataset,
     is_valid_uid,
 )
+from service.filemeta import file_meta_bytes
 from service.spool import Spool
 from service.statuses import EchoStatus, StoreStatus
 
@@ -206,17 +206,13 @@ class StoreHandler:
         refusal = self._resource_refusal(keys.study_instance_uid, sop_uid, stats)
         if refusal is not None:
             return refusal
-        meta = create_file_meta(
-            sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_uid), transfer_syntax=UID(transfer_syntax)
-        )
-        if stats.calling_ae:
-            meta.SourceApplicationEntityTitle = stats.calling_ae
+        meta = file_meta_bytes(sop_class, sop_uid, transfer_syntax, stats.calling_ae)
         if self._completion is not None:
             self._completion.arriving(id(event.assoc), keys.study_instance_uid)
         try:
             stored = self._spool.store_instance(
                 keys.study_instance_uid, keys.series_instance_uid, sop_uid,
-                (_PREAMBLE, encode_file_meta(meta), encoded),
+                (_PREAMBLE, meta, encoded),
             )
         except OSError as exc:
             self._spool.note_refused(keys.study_instance_uid, sop_uid)
