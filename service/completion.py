@@ -17,7 +17,7 @@ localizer) and neither holds the study back nor counts as a needed series.
 
 The evidence lives in memory only: a restarted listener falls back to the quiet period for the
 studies it finds in ``incoming``. Instances arriving after an early seal form a new batch of the
-same study that supersedes the early one (``marrowmap.jobstore.JobStore.supersede``).
+same study that supersedes the early one (``JobStore.register_batch``, ``workers.supersede``).
 """
 
 from __future__ import annotations
