@@ -10,6 +10,12 @@ States (``JobState``)::
     queued -> received -> analysing -> analysed | not_applicable | failed
            -> sending -> sent | partially_sent | send_failed
     skipped (the listener's routing said "not a hip MR"; no job message was sent)
+    superseded (a newer batch of the same study - instances that arrived after an early start -
+                replaced this job before its results were sent)
+
+Per study, ``<prefix>:study:<uid>:batches`` maps each sealed batch number to its job id (the newest
+batch is the study's current job) and ``<prefix>:study:<uid>:analysing`` holds the job analysing
+the study (one at a time).
 """
 
 from __future__ import annotations
@@ -43,13 +49,17 @@ class JobState(StrEnum):
     SENT = "sent"
     PARTIALLY_SENT = "partially_sent"
     SEND_FAILED = "send_failed"
+    SUPERSEDED = "superseded"
 
 
 #: States after which nothing more happens unless a person asks (``marrowmap resend``).
 FINAL_STATES = frozenset(
     {JobState.SKIPPED, JobState.NOT_APPLICABLE, JobState.FAILED, JobState.SENT,
-     JobState.PARTIALLY_SENT, JobState.SEND_FAILED}
+     JobState.PARTIALLY_SENT, JobState.SEND_FAILED, JobState.SUPERSEDED}
 )
+#: How long the batch list of a study is kept after its last batch.
+_STUDY_BATCHES_TTL_S = 90 * 86400
+_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
 class JobStoreError(RuntimeError):
@@ -118,6 +128,12 @@ class JobStore:
     def _queued_key(self, job_id: str) -> str:
         return f"{self._prefix}:enqueue:{job_id}"
 
+    def _batches_key(self, study_uid: str) -> str:
+        return f"{self._prefix}:study:{study_uid}:batches"
+
+    def _analysing_key(self, study_uid: str) -> str:
+        return f"{self._prefix}:study:{study_uid}:analysing"
+
     @property
     def _index_key(self) -> str:
         return f"{self._prefix}:jobs"
@@ -185,6 +201,50 @@ class JobStore:
             self._r.set(self._queued_key(job_id), "sent")
         except redis.RedisError as exc:
             raise JobStoreError(f"job store unreachable while confirming {job_id}: {exc}") from exc
+
+    # --- batches of one study -----------------------------------------------------------------
+    def register_batch(self, study_uid: str, batch: int, job_id: str) -> None:
+        """Record that sealed batch ``batch`` of a study is job ``job_id`` (idempotent; before queueing it)."""
+        key = self._batches_key(study_uid)
+        try:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hset(key, str(batch), job_id)
+            pipe.expire(key, _STUDY_BATCHES_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while registering {job_id}: {exc}") from exc
+
+    def study_jobs(self, study_uid: str) -> list[str]:
+        """Job ids of a study's sealed batches, oldest batch first."""
+        try:
+            raw = self._r.hgetall(self._batches_key(study_uid))
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while listing batches of a study: {exc}") from exc
+        return [raw[k].decode() for k in sorted(raw, key=lambda k: int(k))]
+
+    def newer_job(self, study_uid: str, job_id: str) -> str | None:
+        """The study's current job when it is newer than ``job_id`` (``job_id`` is superseded), else None."""
+        jobs = self.study_jobs(study_uid)
+        if job_id not in jobs or jobs[-1] == job_id:
+            return None
+        return jobs[-1]
+
+    def try_lock_study(self, study_uid: str, job_id: str, ttl_seconds: float) -> bool:
+        """Take the study's analysis lock for ``job_id`` (True also when it already holds it)."""
+        key = self._analysing_key(study_uid)
+        try:
+            if self._r.set(key, job_id, nx=True, px=max(1, int(ttl_seconds * 1000))):
+                return True
+            return self._r.get(key) == job_id.encode()
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while locking a study for {job_id}: {exc}") from exc
+
+    def unlock_study(self, study_uid: str, job_id: str) -> None:
+        """Release the study's analysis lock if ``job_id`` holds it."""
+        try:
+            self._r.eval(_UNLOCK, 1, self._analysing_key(study_uid), job_id)  # type: ignore[no-untyped-call]
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store unreachable while unlocking a study for {job_id}: {exc}") from exc
 
     # --- worker heartbeats -------------------------------------------------------------------
     def beat(self, worker: str, lost_after_seconds: float) -> None:

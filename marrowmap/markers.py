@@ -19,6 +19,7 @@ SERIES_NUMBERS: dict[str, int] = {
     "sc_summary": 9904,
     "pmap": 9905,
     "kos": 9906,
+    "rejection": 9907,  # IOCM rejection note withdrawing superseded results (workers.supersede)
 }
 
 #: SOP classes MarrowMap writes: Segmentation, Comprehensive 3D SR, Secondary Capture,

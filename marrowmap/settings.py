@@ -188,6 +188,15 @@ class Settings(BaseSettings):
     quiet_seconds: float = Field(
         60.0, gt=0, le=86400, description="A study is sealed after this long without new instances."
     )
+    early_completion: bool = Field(
+        True, description="Seal a study before the quiet period when it is complete by evidence "
+                          "(association released, the needed series complete by their headers).",
+    )
+    early_seal_seconds: float = Field(
+        2.0, ge=0, le=3600,
+        description="With early_completion: seal this long after the release of the association that carried "
+                    "a study's last instance.",
+    )
     allowed_calling_aets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Who may associate (comma list): `AE` (from any address) or `AE@host`, host = address, "

@@ -28,7 +28,22 @@ _WANTED = {
     0x0020000D: "study_instance_uid",
     0x0020000E: "series_instance_uid",
 }
-_LAST_WANTED = 0x0020000E
+#: Header values kept as text for judging whether a series is complete (``service.completion``).
+HEADER_TAGS = {
+    0x00080008: "ImageType",
+    0x0008103E: "SeriesDescription",
+    0x00180020: "ScanningSequence",
+    0x00180022: "ScanOptions",
+    0x00180080: "RepetitionTime",
+    0x00180081: "EchoTime",
+    0x00180082: "InversionTime",
+    0x00181030: "ProtocolName",
+    0x00200032: "ImagePositionPatient",
+    0x00200037: "ImageOrientationPatient",
+    0x00201002: "ImagesInAcquisition",
+    0x00280008: "NumberOfFrames",
+}
+_LAST_WANTED = 0x00280008
 _PIXEL_DATA = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -52,13 +67,14 @@ class MissingAttributeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class InstanceKeys:
-    """The UIDs that place an instance in the spool."""
+    """The UIDs that place an instance in the spool, and the top-level ``HEADER_TAGS`` values (as text)."""
 
     sop_class_uid: str
     sop_instance_uid: str
     study_instance_uid: str
     series_instance_uid: str
     has_pixel_data: bool
+    header: dict[str, str]
 
 
 def is_valid_uid(value: str) -> bool:
@@ -114,7 +130,7 @@ def check_dataset(encoded: bytes, transfer_syntax: str, max_inflated_bytes: int 
         if not is_valid_uid(value):
             raise MissingAttributeError(f"{name} missing or invalid")
         values[name] = value
-    return InstanceKeys(**values, has_pixel_data=found.get("pixel_data") == "yes")
+    return InstanceKeys(**values, has_pixel_data=found.get("pixel_data") == "yes", header=walker.header)
 
 
 class _Walker:
@@ -124,6 +140,7 @@ class _Walker:
         self.u16 = struct.Struct(e + "H")
         self.u32 = struct.Struct(e + "I")
         self.tag = struct.Struct(e + "HH")
+        self.header: dict[str, str] = {}
 
     def _read_tag(self, pos: int, end: int) -> int:
         if pos + 8 > end:
@@ -177,6 +194,9 @@ class _Walker:
                 name = _WANTED.get(tag)
                 if name is not None:
                     found[name] = data[pos:pos + length].decode("ascii", "replace").rstrip("\x00 ")
+                keyword = HEADER_TAGS.get(tag)
+                if keyword is not None and length <= 1024:
+                    self.header[keyword] = data[pos:pos + length].decode("ascii", "replace").strip("\x00 ")
             pos += length
         return pos
 

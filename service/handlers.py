@@ -16,13 +16,13 @@ from typing import Any
 
 from pydicom.uid import UID
 from pynetdicom import evt
-from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.events import EventHandlerType
 
 from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
 from marrowmap.metrics import INSTANCES
 from marrowmap.settings import Settings
+from service.completion import CompletionTracker
 from service.dataset_check import (
     DatasetDecodeError,
     DatasetTooLargeError,
@@ -30,6 +30,7 @@ from service.dataset_check import (
     check_dataset,
     is_valid_uid,
 )
+from service.filemeta import file_meta_bytes
 from service.spool import Spool
 from service.statuses import EchoStatus, StoreStatus
 
@@ -64,10 +65,12 @@ class AssociationStats:
 class StoreHandler:
     """The listener's event handlers, bound to one spool and the settings."""
 
-    def __init__(self, spool: Spool, settings: Settings, audit: AuditTrail) -> None:
+    def __init__(self, spool: Spool, settings: Settings, audit: AuditTrail,
+                 completion: CompletionTracker | None = None) -> None:
         self._spool = spool
         self._settings = settings
         self._audit = audit
+        self._completion = completion
         self._stats: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
 
@@ -123,6 +126,8 @@ class StoreHandler:
             stats = self._stats.pop(id(event.assoc), None)
         if stats is None:
             return
+        if self._completion is not None:
+            self._completion.closed(id(event.assoc), released=stats.outcome == "released")
         duration = time.perf_counter() - stats.started
         fields: dict[str, Any] = {
             "calling_ae": stats.calling_ae,
@@ -201,15 +206,13 @@ class StoreHandler:
         refusal = self._resource_refusal(keys.study_instance_uid, sop_uid, stats)
         if refusal is not None:
             return refusal
-        meta = create_file_meta(
-            sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_uid), transfer_syntax=UID(transfer_syntax)
-        )
-        if stats.calling_ae:
-            meta.SourceApplicationEntityTitle = stats.calling_ae
+        meta = file_meta_bytes(sop_class, sop_uid, transfer_syntax, stats.calling_ae)
+        if self._completion is not None:
+            self._completion.arriving(id(event.assoc), keys.study_instance_uid)
         try:
             stored = self._spool.store_instance(
                 keys.study_instance_uid, keys.series_instance_uid, sop_uid,
-                (_PREAMBLE, encode_file_meta(meta), encoded),
+                (_PREAMBLE, meta, encoded),
             )
         except OSError as exc:
             self._spool.note_refused(keys.study_instance_uid, sop_uid)
@@ -219,6 +222,8 @@ class StoreHandler:
                 return stats.fail(StoreStatus.OUT_OF_RESOURCES)
             log.error("store.write_failed", reason=str(exc), sop_instance_uid=sop_uid, calling_ae=stats.calling_ae)
             return stats.fail(StoreStatus.OUT_OF_RESOURCES)
+        if self._completion is not None:
+            self._completion.stored(keys.study_instance_uid, keys.series_instance_uid, sop_uid, keys.header)
         stats.stored += 1
         stats.bytes += len(encoded)
         stats.studies[keys.study_instance_uid] += 1

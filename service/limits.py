@@ -28,6 +28,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler
 
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
+from service.reactor import use_waiting_reactor, wait_for_messages
 
 log = get_logger(__name__)
 
@@ -163,7 +164,8 @@ class PduReader:
 
 
 class LimitedRequestHandler(RequestHandler):
-    """pynetdicom's request handler whose associations read PDUs through a :class:`PduReader`.
+    """pynetdicom's request handler whose associations read PDUs through a :class:`PduReader`
+    and wait for data and messages instead of polling (:mod:`service.reactor`).
 
     The server (``service.listener.Listener`` sets it) carries the limits as ``receive_limits``.
     """
@@ -175,4 +177,6 @@ class LimitedRequestHandler(RequestHandler):
         limits: ReceiveLimits = getattr(self.server, "receive_limits")  # noqa: B009  (set by the listener)
         if sock is not None:  # always set for an accepted connection
             sock.recv = PduReader(sock, limits, peer).recv  # type: ignore[method-assign]
+        use_waiting_reactor(assoc.dul)
+        wait_for_messages(assoc.dimse)
         return assoc

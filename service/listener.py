@@ -23,6 +23,7 @@ from marrowmap.logs import get_logger
 from marrowmap.metrics import serve_metrics
 from marrowmap.settings import Settings
 from marrowmap.tls import TlsConfigError, listener_context
+from service.completion import CompletionTracker
 from service.enqueue import JobQueue
 from service.gate import Gate, GatedServer
 from service.handlers import StoreHandler
@@ -76,6 +77,19 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+class SharedContexts(list[Any]):
+    """The server's supported presentation contexts, shared read-only by its associations.
+
+    pynetdicom deep-copies them for every association (every storage SOP class with every transfer
+    syntax: ~50 ms of CPU, which capped senders that open one association per image at about 10 a
+    second); negotiation only reads them and builds new contexts for its answer, so the deep copy
+    is a copy of the list.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return list(self)
+
+
 class Listener:
     """The running listener: association server + sealer thread."""
 
@@ -83,9 +97,11 @@ class Listener:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.queue = JobQueue(settings)
-        self.sealer = Sealer(self.spool, settings, self.queue)
+        completion = (CompletionTracker(settings.early_seal_seconds, settings.quiet_seconds)
+                      if settings.early_completion else None)
+        self.sealer = Sealer(self.spool, settings, self.queue, completion)
         self.audit = AuditTrail(settings)
-        self.handler = StoreHandler(self.spool, settings, self.audit)
+        self.handler = StoreHandler(self.spool, settings, self.audit, completion)
         self.retention = Retention(self.spool, self.queue.jobs, settings, self.audit)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -114,6 +130,7 @@ class Listener:
             gate=gate,
         )
         self._server.receive_limits = ReceiveLimits.from_settings(self.settings)
+        self._server.contexts = SharedContexts(self._server.contexts)
         ae._servers.append(self._server)  # as AE.start_server does; shutdown() removes it
         self._thread = threading.Thread(target=self._server.serve_forever, name="marrowmap-scp", daemon=True)
         self._thread.start()
@@ -125,6 +142,8 @@ class Listener:
             port=self.settings.port,
             spool_dir=str(self.settings.spool_dir),
             quiet_seconds=self.settings.quiet_seconds,
+            early_completion=(f"{self.settings.early_seal_seconds:g} s after release" if self.settings.early_completion
+                              else "off"),
             metrics=(f"http://{self.settings.metrics_host}:{self.settings.listener_metrics_port}/metrics"
                      if self._metrics is not None else "off"),
             allowed_calling_aets=list(self.settings.allowed_calling_aets) or "ANY",

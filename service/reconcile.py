@@ -80,6 +80,7 @@ class Reconciler:
         actions = 0
         for job_id, (batch, record) in records.items():
             if record is None:
+                jobs.register_batch(batch.manifest.study_instance_uid, batch.manifest.batch, job_id)
                 self.queue.submit(job_message(batch.manifest, self.spool.relative(batch.path)),
                                   again="re-queued: the job store had no record of this sealed batch")
                 log.warning("reconcile.requeued", job_id=job_id, reason="no job record (job store lost its data?)")

@@ -38,7 +38,9 @@ log = get_logger(__name__)
 #: What the follow-up comparison reads from a prior's results (workers.tasks.RESULT_NAME,
 #: workers.followup.prior.KEY_IMAGE_FILE; a test keeps them equal).
 KEPT_FOR_FOLLOW_UP = frozenset({RESULT_FILE, "key_image.png"})
-SENT_STATES = frozenset({JobState.SENT, JobState.PARTIALLY_SENT})
+#: Jobs whose spool data the policy may remove: sent, or superseded by a newer batch of the study (whose
+#: folder holds the same instances, hard-linked; its rejection note was built when it was sent).
+SENT_STATES = frozenset({JobState.SENT, JobState.PARTIALLY_SENT, JobState.SUPERSEDED})
 _MB = 1024 * 1024
 
 

@@ -1,6 +1,8 @@
-"""The sealer: closes studies after the quiet period, routes them, and queues their jobs.
+"""The sealer: closes studies when complete by evidence or after the quiet period, routes them,
+and queues their jobs.
 
-Runs in its own thread and checks at least every second. Everything it needs is on disk,
+Runs in its own thread and checks at least every second (every quarter ``early_seal_seconds`` with
+early completion, :mod:`service.completion`). Everything it needs is on disk,
 so a restarted listener resumes where a crashed one stopped: studies in ``incoming`` are
 sealed after a fresh quiet period, studies in ``sealing`` are built into batches, and ready
 batches without a ``queued`` marker are (re-)queued - idempotently per job id.
@@ -19,6 +21,7 @@ from marrowmap.manifest import MANIFEST_NAME, Manifest
 from marrowmap.metrics import JOBS_QUEUED, STUDIES_SEALED, STUDIES_SKIPPED
 from marrowmap.settings import Settings
 from service.batches import build_batch, job_message, read_manifest
+from service.completion import CompletionTracker
 from service.enqueue import JobQueue, QueueUnavailable
 from service.reconcile import Reconciler
 from service.spool import QUEUED_MARKER, SealingStudy, Spool, write_durably
@@ -29,7 +32,8 @@ log = get_logger(__name__)
 class Sealer:
     """Quiet-period detector, batch builder, router and producer."""
 
-    def __init__(self, spool: Spool, settings: Settings, queue: JobQueue) -> None:
+    def __init__(self, spool: Spool, settings: Settings, queue: JobQueue,
+                 completion: CompletionTracker | None = None) -> None:
         self._spool = spool
         self._settings = settings
         self._queue = queue
@@ -40,7 +44,10 @@ class Sealer:
         self._seal_failed_at: dict[Path, float] = {}
         self._reconciler = Reconciler(spool, queue)
         self._next_reconcile = 0.0
+        self._completion = completion if settings.early_completion else None
         self.interval = min(1.0, settings.quiet_seconds / 4)
+        if self._completion is not None:
+            self.interval = min(self.interval, max(0.1, settings.early_seal_seconds / 4))
 
     # --- start-up ------------------------------------------------------------------------
     def recover(self) -> None:
@@ -83,16 +90,34 @@ class Sealer:
                 log.exception("sealer.error", error=f"{type(exc).__name__}: {exc}")
 
     def run_once(self) -> None:
-        """Seal every quiet study, retry failed seals when due, queue pending jobs, reconcile when due."""
+        """Seal every complete or quiet study, retry failed seals when due, queue pending jobs, reconcile when due."""
         quiet = self._settings.quiet_seconds
         for study in self._spool.quiet_studies(quiet):
             sealing = self._spool.begin_seal(study, quiet)
             if sealing is not None:
+                log.info("study.complete", study_instance_uid=study, job_id=sealing.job_id, by="quiet period",
+                         quiet_seconds=quiet)
                 self._try_finish(sealing)
+        if self._completion is not None:
+            self._seal_complete(self._completion)
         self._retry_failed_seals()
         self._flush_queue()
         if time.monotonic() >= self._next_reconcile:
             self._reconcile()
+
+    def _seal_complete(self, completion: CompletionTracker) -> None:
+        """Seal the studies complete by evidence (nothing arrived during the settle delay either)."""
+        now = time.monotonic()
+        for study in self._spool.receiving_studies():
+            reason = completion.complete(study, now)
+            if reason is None:
+                continue
+            sealing = self._spool.begin_seal(study, self._settings.early_seal_seconds)
+            if sealing is not None:
+                log.info("study.complete", study_instance_uid=study, job_id=sealing.job_id, by="evidence",
+                         reason=reason)
+                self._try_finish(sealing)
+        completion.prune(now)
 
     # --- recovery ------------------------------------------------------------------------------
     def _try_finish(self, sealing: SealingStudy) -> None:
@@ -209,6 +234,8 @@ class Sealer:
         for batch_dir, manifest in list(self._pending.items()):
             job = job_message(manifest, self._spool.relative(batch_dir))
             try:
+                # before queueing: a newer batch makes the earlier jobs of the study superseded
+                self._queue.jobs.register_batch(manifest.study_instance_uid, manifest.batch, job.job_id)
                 sent = self._queue.submit(job)
             except QueueUnavailable as exc:
                 self._next_queue_attempt = time.monotonic() + 5.0

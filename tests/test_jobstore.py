@@ -58,3 +58,22 @@ def test_unknown_fields_and_unreachable_redis_are_typed_errors(store: JobStore) 
     with pytest.raises(JobStoreError, match="unreachable"):
         dead.record("job-0001", JobState.QUEUED)
     assert dead.ping() is False
+
+
+def test_newest_batch_supersedes_and_one_job_holds_a_study(store: JobStore) -> None:
+    store.register_batch("1.2.3", 1, "job-early")
+    assert store.newer_job("1.2.3", "job-early") is None
+    store.register_batch("1.2.3", 2, "job-late")
+    store.register_batch("1.2.3", 1, "job-early")  # re-queued by a reconcile pass: still the older batch
+    assert store.study_jobs("1.2.3") == ["job-early", "job-late"]
+    assert store.newer_job("1.2.3", "job-early") == "job-late"
+    assert store.newer_job("1.2.3", "job-late") is None
+    assert store.newer_job("1.2.3", "job-unknown") is None
+
+    assert store.try_lock_study("1.2.3", "job-early", 60)
+    assert store.try_lock_study("1.2.3", "job-early", 60)  # held already: still ours
+    assert not store.try_lock_study("1.2.3", "job-late", 60)
+    store.unlock_study("1.2.3", "job-late")  # not the holder: no effect
+    assert not store.try_lock_study("1.2.3", "job-late", 60)
+    store.unlock_study("1.2.3", "job-early")
+    assert store.try_lock_study("1.2.3", "job-late", 60)

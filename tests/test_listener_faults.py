@@ -79,7 +79,8 @@ def test_bad_data_sets_get_failure_statuses_and_the_listener_survives(harness: H
     refused = listener.events("store.refused")
     assert len(refused) == 6 and all(r["reason"] for r in refused)
     assert any("truncated" in r["reason"] for r in refused)
-    closed = [r for r in listener.events("association.closed") if r["calling_ae"] == "PYSCU"]
+    closed = wait_for(lambda: [r for r in listener.events("association.closed") if r["calling_ae"] == "PYSCU"],
+                      5, "the association's log line (written when its connection has closed)")
     assert closed[0]["failed"] == {"CANNOT_DECODE": 4, "CANNOT_UNDERSTAND": 1, "DATASET_DOES_NOT_MATCH_SOP_CLASS": 1}
     assert closed[0]["stored"] == 1
     stored = list((harness.spool / "incoming").glob("*/*/*.dcm")) + list((harness.spool / "ready").glob("*/*/*/*.dcm"))

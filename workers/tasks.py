@@ -31,6 +31,12 @@ from workers.followup.lookup import find_prior_study, read_study_identity, regis
 from workers.pacs.store_scu import Outcome, SendReport, backoff_seconds, send_instances
 from workers.pipeline import analyze_study_dir
 from workers.spool_check import SpoolMismatch, study_folder, verify_study_folder
+from workers.supersede import (
+    lock_study,
+    sent_by_earlier_jobs,
+    superseded_reason,
+    write_rejection_note,
+)
 from workers.taskdefs import house_task, task_audit, task_settings
 
 log = get_logger(__name__)
@@ -73,9 +79,32 @@ def analyze_study(task: Task, *, job: dict[str, Any]) -> str:
             store.record(job_id, JobState.FAILED, reason=reason)
         return JobState.FAILED.value
     current = store.get(message.job_id)
-    if current is not None and current.state in ANALYSIS_DONE:
+    if current is not None and current.state in ANALYSIS_DONE | {JobState.SUPERSEDED}:
         log.info("job.nothing_to_do", job_id=message.job_id, state=current.state.value, task=TASK_ANALYZE)
         return current.state.value
+    study = message.study_instance_uid
+    limit = settings.task_time_limit_seconds
+    try:
+        newer = lock_study(store, study, message.job_id, ttl_seconds=limit, wait_seconds=0.8 * limit)
+    except TimeoutError as exc:
+        raise task.retry(countdown=5, max_retries=None, exc=exc) from exc
+    if newer is not None:
+        return _supersede(store, message.job_id, newer)
+    try:
+        return _received(task, settings, store, message)
+    finally:
+        store.unlock_study(study, message.job_id)
+
+
+def _supersede(store: JobStore, job_id: str, newer: str) -> str:
+    """Record that a newer batch of the study replaced ``job_id``; nothing of it is (further) sent."""
+    store.record(job_id, JobState.SUPERSEDED, reason=superseded_reason(newer))
+    log.info("job.superseded", job_id=job_id, newer_job_id=newer)
+    return JobState.SUPERSEDED.value
+
+
+def _received(task: Task, settings: Settings, store: JobStore, message: JobMessage) -> str:
+    """Check the study folder against its manifest, analyse it (the caller holds the study's lock)."""
     try:
         manifest = verify_study_folder(settings.spool_dir, message)
     except SpoolMismatch as exc:
@@ -153,7 +182,9 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     identity = read_study_identity(folder, secret=site_secret(settings.site_secret_path))
     prior = None if incomplete else find_prior_study(priors, identity)
     result = analyze_study_dir(folder, out_dir, settings=settings, prior=prior, not_applicable_reason=incomplete)
-    register_study(priors, identity, message.job_id, result, out_dir / RESULT_NAME)
+    newer = store.newer_job(message.study_instance_uid, message.job_id)
+    if newer is None:  # a superseded result is never a prior for follow-up comparisons
+        register_study(priors, identity, message.job_id, result, out_dir / RESULT_NAME)
     state = _STATE_OF_RESULT[result.status]
     store.record(message.job_id, state, reason=result.reason or f"{len(result.outputs)} output object(s)",
                  result=result_summary(result))
@@ -163,6 +194,9 @@ def _analyse(task: Task, settings: Settings, store: JobStore, message: JobMessag
     if state is JobState.FAILED:
         task_audit(task).job_failed(job_id=message.job_id, study_uid=message.study_instance_uid,
                                     reason=result.reason or "analysis failed")
+    if newer is not None:
+        _supersede(store, message.job_id, newer)
+        return JobState.SUPERSEDED
     if result.outputs:
         store.record(message.job_id, JobState.SENDING, reason=f"{len(result.outputs)} object(s) queued for sending"
                      + ("" if state is JobState.ANALYSED else f" ({state.value}: the SR and summary say why)"))
@@ -186,6 +220,18 @@ def _output_paths(settings: Settings, job_id: str) -> list[Path]:
     return [Path(o.path) if Path(o.path).is_absolute() else folder / o.path for o in result.outputs]
 
 
+def _rejection_note(settings: Settings, store: JobStore, study_uid: str, job_id: str) -> list[Path]:
+    """The IOCM rejection note withdrawing what earlier jobs of the study sent (sent last), or nothing."""
+    folder = results_dir(settings, job_id)
+    outputs = AnalysisResult.model_validate_json((folder / RESULT_NAME).read_bytes()).outputs
+    rejected = sent_by_earlier_jobs(store, study_uid, job_id, keep={o.sop_instance_uid for o in outputs})
+    if not rejected:
+        return []
+    note = write_rejection_note(rejected, folder, job_id=job_id, uid_prefix=settings.uid_prefix)
+    log.info("job.rejection_note", job_id=job_id, rejected_instances=len(rejected), written=note is not None)
+    return [] if note is None else [note]
+
+
 @house_task(TASK_SEND, queue=QUEUE_SEND)
 def send_results(task: Task, *, job_id: str, paths: list[str] | None = None) -> str:
     """Send a job's result objects to the PACS; retry transient failures with capped backoff.
@@ -198,11 +244,16 @@ def send_results(task: Task, *, job_id: str, paths: list[str] | None = None) -> 
     if current is None:
         log.error("job.unknown", job_id=job_id, task=TASK_SEND)
         return "unknown"
-    if current.state in SEND_DONE:
+    if current.state in SEND_DONE | {JobState.SUPERSEDED}:
         log.info("job.nothing_to_do", job_id=job_id, state=current.state.value, task=TASK_SEND)
         return current.state.value
+    newer = store.newer_job(current.study_instance_uid, job_id)
+    if newer is not None:
+        return _supersede(store, job_id, newer)
     try:
         todo = [Path(p) for p in paths] if paths is not None else _output_paths(settings, job_id)
+        if paths is None:
+            todo.extend(_rejection_note(settings, store, current.study_instance_uid, job_id))
     except (OSError, ValidationError) as exc:
         store.record(job_id, JobState.SEND_FAILED, reason=f"results unreadable: {exc}")
         return JobState.SEND_FAILED.value

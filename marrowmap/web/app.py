@@ -48,7 +48,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 _JOB_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 #: Job states shown in colour: good, waiting, bad.
 STATE_CLASS = {
-    JobState.SENT: "good", JobState.ANALYSED: "good", JobState.SKIPPED: "quiet",
+    JobState.SENT: "good", JobState.ANALYSED: "good", JobState.SKIPPED: "quiet", JobState.SUPERSEDED: "quiet",
     JobState.NOT_APPLICABLE: "warn", JobState.PARTIALLY_SENT: "warn",
     JobState.FAILED: "bad", JobState.SEND_FAILED: "bad",
 }
