@@ -17,6 +17,7 @@ from typing import Any
 from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.events import EventHandlerType
+from pynetdicom.pdu import A_RELEASE_RQ
 
 from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
@@ -50,6 +51,7 @@ class AssociationStats:
     started: float = field(default_factory=time.perf_counter)
     accepted: bool = False
     outcome: str = "closed"
+    release_requested: bool = False  # the peer's A-RELEASE-RQ arrived (seen by the DUL thread)
     stored: int = 0
     replaced: int = 0
     failed: dict[str, int] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class StoreHandler:
             (evt.EVT_REJECTED, self.on_outcome("rejected")),
             (evt.EVT_RELEASED, self.on_outcome("released")),
             (evt.EVT_ABORTED, self.on_outcome("aborted")),
+            (evt.EVT_PDU_RECV, self.on_pdu),
             (evt.EVT_CONN_CLOSE, self.on_close),
         ]
 
@@ -94,6 +97,11 @@ class StoreHandler:
             if stats is None:
                 stats = self._stats[key] = AssociationStats()
             return stats
+
+    def _open_stats(self, event: Any) -> AssociationStats | None:
+        """The stats of an association whose connection is still open (None once it closed)."""
+        with self._lock:
+            return self._stats.get(id(event.assoc))
 
     # --- association lifecycle ------------------------------------------------------------
     def on_open(self, event: Any) -> None:
@@ -113,12 +121,22 @@ class StoreHandler:
         """A handler that notes how the association ended."""
 
         def _handler(event: Any) -> None:
-            stats = self._stats_for(event)
+            stats = self._open_stats(event)  # None: the connection closed first (logged then)
+            if stats is None:
+                return
             stats.outcome = outcome
             if outcome == "rejected":
                 stats.calling_ae = str(event.assoc.requestor.ae_title).strip()
 
         return _handler
+
+    def on_pdu(self, event: Any) -> None:
+        """Note the peer's A-RELEASE-RQ: the peer may close the connection on our A-RELEASE-RP before
+        the association thread has reported the release (EVT_RELEASED), so the close must know."""
+        if isinstance(event.pdu, A_RELEASE_RQ):
+            stats = self._open_stats(event)
+            if stats is not None:
+                stats.release_requested = True
 
     def on_close(self, event: Any) -> None:
         """Log one line for the association."""
@@ -126,6 +144,8 @@ class StoreHandler:
             stats = self._stats.pop(id(event.assoc), None)
         if stats is None:
             return
+        if stats.outcome == "closed" and stats.release_requested:
+            stats.outcome = "released"
         if self._completion is not None:
             self._completion.closed(id(event.assoc), released=stats.outcome == "released")
         duration = time.perf_counter() - stats.started

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -484,7 +485,9 @@ def test_dcmqi_reads_the_measurement_report(standard: tuple[FixtureStudy, Path, 
     """An independent TID 1500 reader (QIICR dcmqi) finds finding, site, laterality and the measurements."""
     _, out, outputs = standard
     target = tmp_path / "sr.json"
-    proc = subprocess.run(["tid1500reader", "--inputDICOM", str(_path(out, outputs, "sr")),
+    # dcmqi's wheel installs tid1500reader beside this interpreter (on PATH only in an activated venv)
+    reader = Path(sys.executable).parent / "tid1500reader"
+    proc = subprocess.run([str(reader), "--inputDICOM", str(_path(out, outputs, "sr")),
                            "--outputMetadata", str(target)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     by_id = {m["TrackingIdentifier"]: m for m in json.loads(target.read_text())["Measurements"]}
