@@ -32,13 +32,13 @@ from analysis_speed import prepare  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 from pydicom.uid import UID  # noqa: E402
 
+from benchmarks.roundtrip import spawn, stop  # noqa: E402
 from marrowmap.jobstore import JobRecord, JobState, JobStore  # noqa: E402
 from tests.listener_fixtures import STORESCU  # noqa: E402
 from tests.orthanc_harness import wait_for  # noqa: E402
 from tests.pacs_peers import free_port  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
-MARROWMAP = [sys.executable, "-c", "from marrowmap.cli import main; main()"]
 ANALYSIS_OVER = frozenset({JobState.ANALYSED, JobState.NOT_APPLICABLE, JobState.FAILED, JobState.SENDING,
                            JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED})
 
@@ -65,23 +65,6 @@ def copy_studies(source: Path, target: Path, count: int) -> list[Path]:
             ds.save_as(out, enforce_file_format=True)
         folders.append(folder)
     return folders
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """A ``marrowmap`` subprocess logging to ``log``."""
-    with log.open("wb") as out:
-        return subprocess.Popen([*MARROWMAP, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from marrowmap.jobstore import FINAL_STATES, JobRecord, JobStore
 from tests.listener_fixtures import REDIS_URL, Harness, Proc, wait_for
+from tests.orthanc_harness import Modality, Orthanc, running_orthanc
 
 #: Small backoff so that retry tests finish in seconds.
 FAST_RETRY_ENV = {
@@ -205,3 +207,17 @@ def result_numbers(side: dict[str, Any]) -> list[float]:
 def close_to_any(value: float, candidates: Iterable[float]) -> bool:
     """True when ``value`` equals one candidate up to DS rounding."""
     return any(math.isclose(value, c, rel_tol=1e-5, abs_tol=1e-6) for c in candidates)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The e2e tests' small own-phantom itoh_left study, generated once per module."""
+    return phantom_study(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def orthanc(harness: Harness, tmp_path: Path) -> Iterator[Orthanc]:
+    """An Orthanc PACS that knows the test's listener as modality ``marrowmap``."""
+    with running_orthanc(tmp_path / "orthanc",
+                         modalities={"marrowmap": Modality("MARROWMAP", harness.port)}) as pacs:
+        yield pacs

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_pipeline and listener_fixtures)
 """Late instances after an early start, with Orthanc as the PACS: the PACS ends with one current
 result set, computed on the complete study.
 
@@ -8,16 +9,22 @@ not yet sent (never sent) or already sent (withdrawn by an IOCM rejection note).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
 from marrowmap.jobstore import JobRecord, JobState
-from tests.e2e_pipeline import MarrowMap, dicom_files, phantom_study, start_marrowmap, study_uid_of
+from tests.e2e_pipeline import (  # noqa: F401  (fixtures)
+    MarrowMap,
+    dicom_files,
+    orthanc,
+    phantom,
+    start_marrowmap,
+    study_uid_of,
+)
 from tests.listener_fixtures import Harness, harness, storescu, wait_for  # noqa: F401  (fixture)
-from tests.orthanc_harness import Modality, Orthanc, running_orthanc
+from tests.orthanc_harness import Orthanc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,16 +32,6 @@ _HELD_BACK = 3  # STIR slices at the end of the stack: without them it is still 
 _EARLY = {"MARROWMAP_QUIET_SECONDS": "60", "MARROWMAP_EARLY_SEAL_SECONDS": "0.5"}
 
 
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return phantom_study(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def orthanc(harness: Harness, tmp_path: Path) -> Iterator[Orthanc]:  # noqa: F811
-    with running_orthanc(tmp_path / "orthanc",
-                         modalities={"marrowmap": Modality("MARROWMAP", harness.port)}) as pacs:
-        yield pacs
 
 
 def _split(phantom: Path) -> tuple[list[Path], list[Path]]:

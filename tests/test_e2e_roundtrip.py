@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_pipeline and listener_fixtures)
 """The round trip with Orthanc as the PACS: Orthanc sends a study to MarrowMap (as an auto-route
 does) and the SR, SEG, Parametric Map, KOS and SC images come back into the same study, valid and matching the
 analysis; a re-push duplicates nothing; an Orthanc outage while results are due heals itself.
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +15,26 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from tests.e2e_pipeline import (
+from tests.e2e_pipeline import (  # noqa: F401  (fixtures)
     SEG_CLASS,
     SR_CLASSES,
     close_to_any,
     dciodvfy_errors,
     dicom_files,
-    phantom_study,
+    orthanc,
+    phantom,
     result_numbers,
     sr_numbers_by_side,
     start_marrowmap,
     study_uid_of,
 )
 from tests.listener_fixtures import Harness, harness  # noqa: F401  (fixture)
-from tests.orthanc_harness import Modality, Orthanc, running_orthanc, wait_for
+from tests.orthanc_harness import Orthanc, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return phantom_study(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def orthanc(harness: Harness, tmp_path: Path) -> Iterator[Orthanc]:  # noqa: F811
-    with running_orthanc(tmp_path / "orthanc",
-                         modalities={"marrowmap": Modality("MARROWMAP", harness.port)}) as pacs:
-        yield pacs
 
 
 def _results_by_modality(orthanc: Orthanc, study_uid: str) -> dict[str, int]:
