@@ -62,7 +62,7 @@ def test_full_disk_refusal_makes_a_partial_batch_and_the_seal_recovers_without_r
     env = {"MARROWMAP_SPOOL_DIR": str(spool), "MARROWMAP_MIN_FREE_DISK_MB": "0", "MARROWMAP_QUIET_SECONDS": "3",
            "MARROWMAP_SEAL_RETRY_SECONDS": "2", "MARROWMAP_PACS_PORT": "9"}
     listener = harness.start_listener(**env)
-    worker = harness._spawn("worker", ["worker", "--pool", "solo"], harness.env(**env))
+    worker = harness.start_worker(**env)  # ready (its spool check passed) before the disk is filled
     (small_disk / "ballast").write_bytes(b"\x00" * (8 << 20))  # freed later, for the worker's outputs
     study = factory.study("disk-full", (factory.SeriesSpec("COR STIR", 24),), rows=512, cols=512)
     datasets = [dcmread(p) for p in factory.write(study, tmp_path / "study")]
