@@ -34,7 +34,7 @@ import redis  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from benchmarks.roundtrip import dicom_files, phantom, spawn, stop  # noqa: E402
+from benchmarks.roundtrip import dicom_files, phantom, service_env, spawn, stop  # noqa: E402
 from marrowmap.jobstore import FINAL_STATES, JobRecord, JobStore  # noqa: E402
 from tests.orthanc_harness import Modality, Orthanc, running_orthanc, wait_for  # noqa: E402
 from tests.pacs_peers import free_port  # noqa: E402
@@ -120,23 +120,15 @@ def main() -> int:
     prefix = f"lat{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="marrowmap-latency-"))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARROWMAP_")}
     procs: list[subprocess.Popen[bytes]] = []
     latencies: list[float] = []
     outputs: list[float] = []
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     try:
         with running_orthanc(work / "orthanc", modalities={"marrowmap": Modality("MARROWMAP", port)}) as orthanc:
-            env.update({  # defaults otherwise: quiet_seconds 60, early completion on
-                "MARROWMAP_CONFIG": str(ROOT / "config" / "marrowmap.toml"),
-                "MARROWMAP_HOST": "127.0.0.1", "MARROWMAP_PORT": str(port),
-                "MARROWMAP_SPOOL_DIR": str(work / "spool"),
-                "MARROWMAP_BROKER_URL": REDIS_URL, "MARROWMAP_QUEUE_PREFIX": f"{prefix}.",
-                "MARROWMAP_JOB_STORE_PREFIX": prefix, "MARROWMAP_MIN_FREE_DISK_MB": "1",
-                "MARROWMAP_PACS_AE_TITLE": orthanc.aet, "MARROWMAP_PACS_HOST": "127.0.0.1",
-                "MARROWMAP_PACS_PORT": str(orthanc.dicom_port), "MARROWMAP_LOG_FORMAT": "json",
-                "MARROWMAP_LISTENER_METRICS_PORT": "0", "MARROWMAP_WORKER_METRICS_PORT": "0",
-            })
+            # default settings otherwise: quiet_seconds 60, early completion on
+            env = service_env(work, port, prefix, MARROWMAP_PACS_AE_TITLE=orthanc.aet,
+                              MARROWMAP_PACS_HOST="127.0.0.1", MARROWMAP_PACS_PORT=str(orthanc.dicom_port))
             procs.append(spawn(["listen"], env, work / "listener.log"))
             worker_log = work / "worker.log"
             procs.append(spawn(["worker", "--queues", "analysis,send"], env, worker_log))

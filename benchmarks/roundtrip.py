@@ -59,6 +59,24 @@ def dicom_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*/*.dcm"))
 
 
+def service_env(work: Path, port: int, prefix: str, **settings: str) -> dict[str, str]:
+    """Environment of a benchmark's listener and workers: this one without any ``MARROWMAP_*``, the
+    repository's config, the listener on loopback ``port``, the spool under ``work``, Redis under
+    ``prefix``, metrics off, JSON logs; ``settings`` adds or overrides ``MARROWMAP_*`` values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARROWMAP_")}
+    env.update({
+        "MARROWMAP_CONFIG": str(ROOT / "config" / "marrowmap.toml"),
+        "MARROWMAP_HOST": "127.0.0.1", "MARROWMAP_PORT": str(port),
+        "MARROWMAP_SPOOL_DIR": str(work / "spool"),
+        "MARROWMAP_BROKER_URL": REDIS_URL, "MARROWMAP_QUEUE_PREFIX": f"{prefix}.",
+        "MARROWMAP_JOB_STORE_PREFIX": prefix, "MARROWMAP_MIN_FREE_DISK_MB": "1",
+        "MARROWMAP_LISTENER_METRICS_PORT": "0", "MARROWMAP_WORKER_METRICS_PORT": "0",
+        "MARROWMAP_LOG_FORMAT": "json",
+    })
+    env.update(settings)
+    return env
+
+
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A ``marrowmap`` subprocess logging to ``log``."""
     with log.open("wb") as out:
@@ -154,21 +172,13 @@ def main() -> int:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="marrowmap-bench-"))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARROWMAP_")}
     procs: list[subprocess.Popen[bytes]] = []
     figures: dict[str, Any] = {}
     try:
         with running_orthanc(work / "orthanc",
                              modalities={"marrowmap": Modality("MARROWMAP", port)}) as orthanc:
-            env.update({
-                "MARROWMAP_CONFIG": str(ROOT / "config" / "marrowmap.toml"),
-                "MARROWMAP_HOST": "127.0.0.1", "MARROWMAP_PORT": str(port),
-                "MARROWMAP_SPOOL_DIR": str(work / "spool"), "MARROWMAP_QUIET_SECONDS": "1",
-                "MARROWMAP_BROKER_URL": REDIS_URL, "MARROWMAP_QUEUE_PREFIX": f"{prefix}.",
-                "MARROWMAP_JOB_STORE_PREFIX": prefix, "MARROWMAP_MIN_FREE_DISK_MB": "1",
-                "MARROWMAP_PACS_AE_TITLE": orthanc.aet, "MARROWMAP_PACS_HOST": "127.0.0.1",
-                "MARROWMAP_PACS_PORT": str(orthanc.dicom_port), "MARROWMAP_LOG_FORMAT": "json",
-            })
+            env = service_env(work, port, prefix, MARROWMAP_QUIET_SECONDS="1", MARROWMAP_PACS_AE_TITLE=orthanc.aet,
+                              MARROWMAP_PACS_HOST="127.0.0.1", MARROWMAP_PACS_PORT=str(orthanc.dicom_port))
             procs.append(spawn(["listen"], env, work / "listener.log"))
             worker_log = work / "worker.log"
             procs.append(spawn(["worker", "--queues", "analysis,send", "--pool", "solo"], env,

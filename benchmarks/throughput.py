@@ -32,7 +32,7 @@ from analysis_speed import prepare  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 from pydicom.uid import UID  # noqa: E402
 
-from benchmarks.roundtrip import spawn, stop  # noqa: E402
+from benchmarks.roundtrip import service_env, spawn, stop  # noqa: E402
 from marrowmap.jobstore import JobRecord, JobState, JobStore  # noqa: E402
 from tests.listener_fixtures import STORESCU  # noqa: E402
 from tests.orthanc_harness import wait_for  # noqa: E402
@@ -70,11 +70,12 @@ def copy_studies(source: Path, target: Path, count: int) -> list[Path]:
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of a process, MB; 0 when it is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # the process has ended
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
     return 0.0
 
 
@@ -90,16 +91,7 @@ def one_run(studies: list[Path], processes: int, work: Path) -> dict[str, float]
     """Queue every study through the listener, then let ``processes`` pool processes analyse them."""
     prefix = f"thru{uuid.uuid4().hex[:8]}"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARROWMAP_")}
-    env.update({
-        "MARROWMAP_CONFIG": str(ROOT / "config" / "marrowmap.toml"),
-        "MARROWMAP_HOST": "127.0.0.1", "MARROWMAP_PORT": str(port),
-        "MARROWMAP_SPOOL_DIR": str(work / "spool"), "MARROWMAP_QUIET_SECONDS": "1",
-        "MARROWMAP_BROKER_URL": REDIS_URL, "MARROWMAP_QUEUE_PREFIX": f"{prefix}.",
-        "MARROWMAP_JOB_STORE_PREFIX": prefix, "MARROWMAP_MIN_FREE_DISK_MB": "1",
-        "MARROWMAP_LISTENER_METRICS_PORT": "0", "MARROWMAP_WORKER_METRICS_PORT": "0",
-        "MARROWMAP_LOG_FORMAT": "json",
-    })
+    env = service_env(work, port, prefix, MARROWMAP_QUIET_SECONDS="1")
     store = JobStore.from_url(REDIS_URL, prefix)
     procs: list[subprocess.Popen[bytes]] = []
     try:
