@@ -11,8 +11,10 @@ Method (DOMAIN.md section 2, no trained network):
 3. Gates: radius 18-30 mm, left-right separation 150-210 mm, cranio-caudal and antero-posterior
    agreement, mid-point of the pair near the body centre (symmetry).
 4. Neck axis: the femoral shaft is found as circles (radius 9-18 mm) on axial cuts below the head;
-   the neck axis runs from the head centre to the shaft axis at the neck-shaft angle. Without a
-   shaft the average anatomy is used (lateral, 40 degrees below the horizontal) and it is recorded.
+   a first axis runs from the head centre to the shaft axis at the average neck-shaft angle
+   (without a shaft: lateral, 40 degrees below the horizontal, recorded). That only says where to
+   look: the axis is then measured as the direction in which the head's cortical outline opens
+   into the neck (``measured_neck_axis``), and the neck base is where that axis passes the shaft.
 
 Side comes only from LPS x: +x is patient left.
 """
@@ -43,6 +45,12 @@ FLAT_FIELD_MM = 40.0  # shading is slower than this; the femoral head (48 mm) st
 #: Lateral thirds of the body this many times apart in brightness: strong left-right coil shading,
 #: which the body mask and the edge strengths are made independent of (anatomy alone gives ~1-1.3).
 SHADED_RATIO = 1.6
+NECK_RAYS = 2048  # rays over the whole sphere when looking for the neck's opening in the head outline
+NECK_SEARCH_DEG = 40.0  # the neck is looked for within this angle of the shaft-derived axis
+NECK_OPEN_FRACTION = 0.5  # a ray enters the neck when its surface edge is below this x the median ray's
+NECK_ITERATIONS = 4
+MIN_NECK_RAYS = 12
+MIN_NECK_MM, MAX_NECK_MM = 10.0, 70.0  # plausible neck base: this far beyond the head surface
 MIN_IMAGED_RAYS = 64  # of 256: a head less than a quarter inside the imaged volume is not fitted  # the body "reaches" an edge of the working grid within this many columns
 
 #: Each side with its lateral direction in LPS x (+x = patient left).
@@ -422,6 +430,49 @@ def neck_axis(head: Vec, radius: float, shaft: tuple[Vec, Vec] | None, lateral: 
     return axis / length, length
 
 
+def measured_neck_axis(work: WorkingImages, grads: list[_Gradient], centre: Vec, radius: float,
+                       prior: Vec) -> Vec | None:
+    """The direction in which the head's outline opens into the neck, or None when no opening is seen.
+
+    Rays from the head centre cross the dark cortex at the head's surface everywhere except into
+    the neck, where the marrow runs on. A ray is open when its strongest edge near the surface (on
+    the first image: T1, else the fluid-sensitive series) is weaker than ``NECK_OPEN_FRACTION`` of
+    the median ray on the neck's side of the head; the axis is the mean open direction within
+    ``NECK_SEARCH_DEG`` of the current estimate, recentred until it settles. ``prior`` (from the
+    shaft and the average neck-shaft angle) only says where to look.
+    """
+    dirs = _fibonacci_sphere(NECK_RAYS)
+    dirs = dirs[(dirs @ prior > 0) & _imaged_rays(work, centre, dirs, radius + 6.0)]
+    if len(dirs) < MIN_IMAGED_RAYS:
+        return None
+    radii = np.arange(radius - 4.0, radius + 6.01, 0.5)
+    strength = _radial_derivative(work, grads[:1], centre, dirs, radii).max(axis=1)
+    open_rays = strength < NECK_OPEN_FRACTION * float(np.median(strength))
+    cos_cone = np.cos(np.radians(NECK_SEARCH_DEG))
+    axis = prior
+    for _ in range(NECK_ITERATIONS):
+        chosen = open_rays & (dirs @ axis >= cos_cone)
+        if chosen.sum() < MIN_NECK_RAYS:
+            return None
+        mean = dirs[chosen].mean(axis=0)
+        axis = mean / np.linalg.norm(mean)
+    if float(axis @ prior) < cos_cone:
+        return None
+    out: Vec = axis
+    return out
+
+
+def neck_base_distance(head: Vec, axis: Vec, shaft: tuple[Vec, Vec]) -> float:
+    """Distance from the head centre along ``axis`` to the point nearest the shaft axis (the neck base)."""
+    point, up = shaft
+    w = head - point
+    b = float(axis @ up)
+    denom = 1.0 - b * b
+    if denom < 1e-6:  # parallel: no defined crossing
+        return float("nan")
+    return float((b * (w @ up) - (w @ axis)) / denom)
+
+
 def _neck_radius(work: WorkingImages, grads: list[_Gradient], head: Vec, radius: float, axis: Vec) -> float | None:
     helper = np.array([0.0, 1.0, 0.0]) if abs(axis[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
     e1 = np.cross(axis, helper)
@@ -507,6 +558,13 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters,
             continue
         shaft = _find_shaft(work, grads, cand.centre, lateral)
         axis, neck_len = neck_axis(cand.centre, cand.radius, shaft, lateral, params)
+        seen_axis = measured_neck_axis(work, grads, cand.centre, cand.radius, axis)
+        if seen_axis is not None:
+            axis = seen_axis
+            if shaft is not None:
+                base = neck_base_distance(cand.centre, axis, shaft)
+                if cand.radius + MIN_NECK_MM <= base <= cand.radius + MAX_NECK_MM:
+                    neck_len = base
         neck_r = _neck_radius(work, grads, cand.centre, cand.radius, axis)
         side_notes = []
         if shaft is None:
