@@ -46,6 +46,7 @@ class PhantomBSide:
     mask_volume_ml: float  # oedema_mask_volume_ml: the voxel label mask on the STIR grid
     effusion: bool
     head_centre_lps_mm: tuple[float, float, float]
+    neck_axis_lps: tuple[float, float, float]  # unit, from the neck base towards the head
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class PhantomBTruth:
                 effusion=bool(s["effusion"]),
                 head_centre_lps_mm=(float(s["head_centre_lps_mm"][0]), float(s["head_centre_lps_mm"][1]),
                                     float(s["head_centre_lps_mm"][2])),
+                neck_axis_lps=(float(s["neck_axis_lps"][0]), float(s["neck_axis_lps"][1]),
+                               float(s["neck_axis_lps"][2])),
             )
             for name, s in raw["sides"].items()
         }

@@ -28,9 +28,12 @@ from tests.phantom_b_fixtures import (
     phantom_b_available,
     phantom_b_study,
 )
+from workers.analysis.analyze import analyze_images
 from workers.analysis.result import AnalysisResult
 from workers.dicom_out.summary_comparison import comparison_rows
 from workers.followup.prior import load_prior
+from workers.io.load import load_study
+from workers.io.select import select_series
 from workers.pipeline import analyze_study_dir
 
 pytestmark = pytest.mark.slow
@@ -40,6 +43,7 @@ LABELS = {"right": 1, "left": 2}
 DICE_FLOOR = 0.85  # diffuse hips; the benchmark's mean over 5 seeds is higher
 VOLUME_ERROR_MAX = 0.15  # against the generator's continuous volume
 NORMAL_FALSE_ML_MAX = 1.0
+NECK_AXIS_ERROR_MAX_DEG = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,24 @@ def test_diffuse_oedema_dice_volume_and_pattern(b_studies: dict[str, BStudy], ca
         assert abs(error) <= VOLUME_ERROR_MAX, (side, reported.oedema_volume_ml, truth.volume_ml)
         assert s.dice(side) >= DICE_FLOOR, (side, s.dice(side))
         assert reported.head_involvement_pct is not None and reported.head_involvement_pct >= 50.0
+
+
+@pytest.mark.parametrize("case", ["bilateral", "oblique"])
+def test_neck_axis_is_measured_from_the_images(b_studies: dict[str, BStudy], case: str) -> None:
+    """The neck axis is where the head's outline opens into the neck, not the average neck-shaft
+    angle from a fitted shaft (which put it 14-16 degrees off and cut the neck's oedema away)."""
+    s = b_studies[case]
+    study = load_study(s.truth.dicom_dir)
+    selection = select_series(study.loaded, study.problems)
+    assert selection.fluid_sensitive is not None
+    t1 = selection.t1.image if selection.t1 is not None else None
+    femurs = analyze_images(selection.fluid_sensitive.image, t1).localization.femurs
+    for side, truth in s.truth.sides.items():
+        femur = femurs[side]  # type: ignore[index]
+        assert femur is not None
+        towards_base = -np.asarray(truth.neck_axis_lps)
+        cos = float(np.dot(femur.neck_axis, towards_base) / np.linalg.norm(towards_base))
+        assert np.degrees(np.arccos(min(cos, 1.0))) <= NECK_AXIS_ERROR_MAX_DEG, (side, femur.neck_axis)
 
 
 def test_avn_is_reported_focal_subchondral(b_studies: dict[str, BStudy]) -> None:
