@@ -157,9 +157,13 @@ def _aligned_t1(t1: BiasCorrected, t1_work: FloatArray, fluid_work: FloatArray, 
     if reg.shift_mm <= params.registration_still_mm and reg.rotation_deg <= params.registration_still_deg:
         return t1
     improved = reg.metric_after < reg.metric_before - params.registration_min_gain * abs(reg.metric_before)
+    if not improved:
+        # the optimiser drifted without finding a better match than the recorded geometry (a
+        # moved T1 improves the mutual information by a third or more): the T1 lies as recorded
+        return t1
     plausible = reg.shift_mm <= params.registration_max_mm and reg.rotation_deg <= params.registration_max_deg
     moved = f"{reg.shift_mm:.1f} mm, {reg.rotation_deg:.1f} degrees"
-    if improved and plausible:
+    if plausible:
         warnings.append(f"the patient moved between the T1 and the fluid-sensitive series: the T1 was registered "
                         f"to it ({moved})")
         return t1.registered(reg.transform)
