@@ -33,12 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from scipy import ndimage
-from skimage.measure import approximate_polygon, find_contours
+from skimage.measure import find_contours
 
 from marrowmap.markers import MANUFACTURER, MODEL_NAME
 from workers.analysis.result import AnalysisResult, RegionName, Side, SideResult
 from workers.dicom_out import codes
 from workers.dicom_out.findings import supported_pattern
+from workers.dicom_out.polygon import simplify
 from workers.dicom_out.provenance import DEVICE_SERIAL_NUMBER
 from workers.dicom_out.seg import (
     SIDES,
@@ -72,7 +73,7 @@ def outline_polygon(mask: NDArray[np.bool_], offset: tuple[int, int] = (0, 0)) -
         raise RegionOutlineError("empty mask")
     # (row, col) of pixel centres in the whole image, before simplifying (its result depends on them)
     contour = max(contours, key=len) - 1.0 + np.asarray(offset, dtype=np.float64)
-    contour = approximate_polygon(contour, tolerance=0.4)  # type: ignore[no-untyped-call]
+    contour = simplify(contour, tolerance=0.4)
     points = np.column_stack([contour[:, 1] + 0.5, contour[:, 0] + 0.5])  # centre of pixel (0,0) = (0.5,0.5)
     if not np.array_equal(points[0], points[-1]):
         points = np.vstack([points, points[:1]])
