@@ -107,7 +107,7 @@ def _display_size(fm: FrameMaps) -> tuple[int, int]:
 
 def _resize(array: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float32]:
     """``array`` resized to ``size`` (width, height), bicubic."""
-    img = Image.fromarray(array.astype(np.float32), mode="F")
+    img = Image.fromarray(np.asarray(array, dtype=np.float32), mode="F")
     return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
 
 
@@ -136,9 +136,12 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     the unrounded grey.
     """
     size = _display_size(fm)
-    grey = _resize(fm.gray, size)
-    grey = np.clip((grey - scale.grey_low) / (scale.grey_high - scale.grey_low), 0, 1) * 255.0
-    rgb = np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=2)
+    grey = _resize(fm.gray, size) - scale.grey_low  # windowed in place from here on
+    grey /= scale.grey_high - scale.grey_low
+    np.clip(grey, 0, 1, out=grey)
+    grey *= 255.0
+    rgb = np.empty((*grey.shape, 3), dtype=np.uint8)
+    rgb[...] = np.round(grey).astype(np.uint8)[..., None]
     inside = _resize_labels(fm.score > 0, size) > 0
     if inside.any():
         score = _resize(fm.score, size)[inside]
@@ -293,24 +296,25 @@ def _overlay_panels(w: int, height: int, version: str, sequence: str, side_lines
     return canvas
 
 
-def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
+def overlay_frame(fm: FrameMaps, fused: RGBArray, *, version: str, caption: str,
                   side_lines: Sequence[str], sequence: str = "STIR") -> RGBArray:
-    """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
+    """One overlay slice: banner, the fused image (``fused_image``) with letters, colour bar + legend panel,
+    caption."""
     _, top, w, h = overlay_image_box(fm)
     height = max(h, MIN_IMAGE_HEIGHT) + HEADER + FOOTER
     canvas = _overlay_panels(w, height, version, sequence, tuple(side_lines)).copy()
-    canvas.paste(Image.fromarray(fused_image(fm, scale), "RGB"), (0, top))  # between banner and footer
+    canvas.paste(Image.fromarray(fused, "RGB"), (0, top))  # between banner and footer
     draw = ImageDraw.Draw(canvas)
     _orientation(draw, fm, (0, top, w, top + h))
     _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR, width=canvas.width - 24)
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def key_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
-    """The fused slice with orientation letters only (the summary's thumbnail)."""
-    fused = Image.fromarray(fused_image(fm, scale), "RGB")
-    _orientation(ImageDraw.Draw(fused), fm, (0, 0, fused.width, fused.height))
-    return np.asarray(fused, dtype=np.uint8)
+def key_image(fm: FrameMaps, fused: RGBArray) -> RGBArray:
+    """The fused slice (``fused_image``) with orientation letters only (the summary's thumbnail)."""
+    image = Image.fromarray(fused, "RGB")
+    _orientation(ImageDraw.Draw(image), fm, (0, 0, image.width, image.height))
+    return np.asarray(image, dtype=np.uint8)
 
 
 def wrap(text: str, size: int, width: float, bold: bool = False) -> list[str]:
