@@ -105,10 +105,26 @@ def _display_size(fm: FrameMaps) -> tuple[int, int]:
     return max(1, round(width_mm / px)), max(1, round(height_mm / px))
 
 
-def _resize(array: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float32]:
-    """``array`` resized to ``size`` (width, height), bicubic."""
+def _resize(array: NDArray[np.float32], size: tuple[int, int],
+            window: tuple[int, int, int, int] | None = None) -> NDArray[np.float32]:
+    """``array`` resized to ``size`` (width, height), bicubic; with ``window`` (left, top, right, bottom
+    in the resized pixels) only that part of the result."""
     img = Image.fromarray(np.asarray(array, dtype=np.float32), mode="F")
-    return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    if window is None:
+        return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    left, top, right, bottom = window
+    sx, sy = img.width / size[0], img.height / size[1]
+    part = img.resize((right - left, bottom - top), Image.Resampling.BICUBIC,
+                      box=(left * sx, top * sy, right * sx, bottom * sy))
+    return np.asarray(part, dtype=np.float32)
+
+
+def _bounding_box(mask: NDArray[np.bool_]) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the True pixels of ``mask``, or None when there are none."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _resize_labels(labels: NDArray[np.generic], size: tuple[int, int]) -> NDArray[np.uint8]:
@@ -142,13 +158,16 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     grey *= 255.0
     rgb = np.empty((*grey.shape, 3), dtype=np.uint8)
     rgb[...] = np.round(grey).astype(np.uint8)[..., None]
-    inside = _resize_labels(fm.score > 0, size) > 0
-    if inside.any():
-        score = _resize(fm.score, size)[inside]
+    coloured = _resize_labels(fm.score > 0, size) > 0
+    box = _bounding_box(coloured)
+    if box is not None:  # the score is resized only where it is shown: about a tenth of the slice
+        left, top, right, bottom = box
+        inside = coloured[top:bottom, left:right]
+        score = _resize(fm.score, size, box)[inside]
         level = np.clip(score / SCORE_MAX, 0, 1)
         colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
-        blended = (1 - OVERLAY_ALPHA) * grey[inside][:, None] + OVERLAY_ALPHA * colour
-        rgb[inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+        blended = (1 - OVERLAY_ALPHA) * grey[top:bottom, left:right][inside][:, None] + OVERLAY_ALPHA * colour
+        rgb[top:bottom, left:right][inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     for (outlined, lut), labels in zip(_outline_colours(), (fm.regions, fm.effusion), strict=True):
         edges = _outlines(_resize_labels(labels, size))
         drawn = outlined[edges]
