@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.dicom_out.render import _bounding_box, _resize
+from workers.dicom_out.render import _resize
+from workers.dicom_out.stack import bounding_box
 
 
 def test_a_window_of_the_resize_is_that_part_of_the_whole_resize() -> None:
@@ -12,7 +13,7 @@ def test_a_window_of_the_resize_is_that_part_of_the_whole_resize() -> None:
     score[20:35, 41:60] = np.random.default_rng(0).random((15, 19), dtype=np.float32) * 3
     size = (120, 96)  # 1.5 x
     whole = _resize(score, size)
-    box = _bounding_box(whole > 0.01)
+    box = bounding_box(whole > 0.01)
     assert box is not None
     left, top, right, bottom = box
     part = _resize(score, size, box)
@@ -23,6 +24,6 @@ def test_a_window_of_the_resize_is_that_part_of_the_whole_resize() -> None:
 
 def test_bounding_box() -> None:
     mask = np.zeros((10, 12), dtype=bool)
-    assert _bounding_box(mask) is None
+    assert bounding_box(mask) is None
     mask[2, 3] = mask[6, 9] = True
-    assert _bounding_box(mask) == (3, 2, 10, 7)
+    assert bounding_box(mask) == (3, 2, 10, 7)

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from workers.analysis.result import REGION_LABELS
 from workers.dicom_out.geometry import edge_letters
 from workers.dicom_out.seg import REGIONS, SEGMENT_RGB, SIDE_VALUE, SIDES
-from workers.dicom_out.stack import FrameMaps
+from workers.dicom_out.stack import FrameMaps, bounding_box
 
 RGBArray = NDArray[np.uint8]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -119,14 +119,6 @@ def _resize(array: NDArray[np.float32], size: tuple[int, int],
     return np.asarray(part, dtype=np.float32)
 
 
-def _bounding_box(mask: NDArray[np.bool_]) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) of the True pixels of ``mask``, or None when there are none."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not rows.size:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
 def _resize_labels(labels: NDArray[np.generic], size: tuple[int, int]) -> NDArray[np.uint8]:
     """Small labels (0..255) resized to ``size`` (width, height), nearest."""
     img = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L")
@@ -159,7 +151,7 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     rgb = np.empty((*grey.shape, 3), dtype=np.uint8)
     rgb[...] = np.round(grey).astype(np.uint8)[..., None]
     coloured = _resize_labels(fm.score > 0, size) > 0
-    box = _bounding_box(coloured)
+    box = bounding_box(coloured)
     if box is not None:  # the score is resized only where it is shown: about a tenth of the slice
         left, top, right, bottom = box
         inside = coloured[top:bottom, left:right]
