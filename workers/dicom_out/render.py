@@ -148,8 +148,8 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     grey /= scale.grey_high - scale.grey_low
     np.clip(grey, 0, 1, out=grey)
     grey *= 255.0
-    rgb = np.empty((*grey.shape, 3), dtype=np.uint8)
-    rgb[...] = np.round(grey).astype(np.uint8)[..., None]
+    shade = np.round(grey).astype(np.uint8)
+    rgb = np.stack([shade, shade, shade], axis=-1)
     coloured = _resize_labels(fm.score > 0, size) > 0
     box = bounding_box(coloured)
     if box is not None:  # the score is resized only where it is shown: about a tenth of the slice
@@ -161,9 +161,16 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
         blended = (1 - OVERLAY_ALPHA) * grey[top:bottom, left:right][inside][:, None] + OVERLAY_ALPHA * colour
         rgb[top:bottom, left:right][inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     for (outlined, lut), labels in zip(_outline_colours(), (fm.regions, fm.effusion), strict=True):
-        edges = _outlines(_resize_labels(labels, size))
+        resized = _resize_labels(labels, size)
+        box = bounding_box(resized != 0)
+        if box is None:
+            continue
+        # outlines lie within the labelled box and one pixel around it (where it meets label 0)
+        height, width = resized.shape
+        left, top, right, bottom = max(box[0] - 1, 0), max(box[1] - 1, 0), min(box[2] + 1, width), min(box[3] + 1, height)
+        edges = _outlines(resized[top:bottom, left:right])
         drawn = outlined[edges]
-        rgb[drawn] = lut[edges[drawn]]
+        rgb[top:bottom, left:right][drawn] = lut[edges[drawn]]
     return rgb
 
 
