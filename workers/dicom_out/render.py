@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from workers.analysis.result import REGION_LABELS
 from workers.dicom_out.geometry import edge_letters
+from workers.dicom_out.levels import Levels
 from workers.dicom_out.seg import REGIONS, SEGMENT_RGB, SIDE_VALUE, SIDES
 from workers.dicom_out.stack import FrameMaps, bounding_box
 
@@ -90,10 +91,17 @@ class DisplayScale:
 
     @classmethod
     def for_frames(cls, frames: Sequence[FrameMaps]) -> DisplayScale:
+        """The 0.5th to 99.5th percentile of the body: the pixels brighter than 5% of the 99th percentile."""
         grey = np.concatenate([f.gray.ravel() for f in frames])
-        top = float(np.percentile(grey, 99.0)) if grey.size else 1.0
-        body = grey[grey > 0.05 * top] if top > 0 else grey
-        low, high = (float(v) for v in np.percentile(body, [0.5, 99.5])) if body.size else (0.0, 1.0)
+        levels = Levels.of(grey)
+        if levels is not None:  # whole numbers (stored pixel values): counted, not partitioned
+            top = levels.percentile(99.0)
+            body = levels.above(0.05 * top) if top > 0 else levels
+            low, high = (body.percentile(0.5), body.percentile(99.5)) if body.size else (0.0, 1.0)
+        else:
+            top = float(np.percentile(grey, 99.0)) if grey.size else 1.0
+            values = grey[grey > 0.05 * top] if top > 0 else grey
+            low, high = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
         return cls(low, max(high, low + 1e-3))
 
 
