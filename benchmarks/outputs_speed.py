@@ -7,7 +7,10 @@ The study is the 3 series x 30 slices x 512^2 phantom of ``benchmarks/analysis_s
 (generated once, cached). Each run is a fresh Python process that calls
 ``workers.pipeline.analyze_study_dir`` after ``load_standard_tables`` (as a worker does at start;
 its time is printed apart); the figure is the ``outputs`` stage (everything after the analysis:
-``build_outputs``), wall time and CPU time (the latter depends less on the machine's load). The runs must write byte-identical files (determinism); with
+``build_outputs``), wall time and CPU time (the latter depends less on the machine's load), and the
+CPU time by part (``SUBSTAGES``; overlays include the study's display window, "other" is the rest:
+sampling the maps on the source frames, headers, UIDs, the key image PNG). The runs must write
+byte-identical files (determinism); with
 ``--profile N`` one more run prints the N most expensive functions of the output stage (cProfile,
 cumulative time), and ``--dciodvfy`` checks every output with dicom3tools. Target: <= 1.5 s.
 """
@@ -27,6 +30,10 @@ from pathlib import Path
 from analysis_speed import prepare
 
 TARGET_S = 1.5
+#: CPU time of the output stage by part: (part, function of workers.dicom_out.build counted in it)
+SUBSTAGES = (("seg", "build_seg"), ("pmap", "build_pmap"), ("sr", "build_sr"), ("overlays", "fused_image"),
+             ("overlays", "overlay_frame"), ("overlays", "key_image"), ("summary", "summary_image"),
+             ("sc objects", "build_sc"), ("kos", "build_kos"), ("file writes", "_write"))
 
 CHILD = """
 import cProfile, io, json, pstats, sys, time
@@ -39,6 +46,19 @@ start = time.perf_counter()
 outputs.load_standard_tables()  # as the worker does at start
 tables = time.perf_counter() - start
 top, profiler, build, cpu = int(sys.argv[3]), cProfile.Profile(), outputs.build_outputs, []
+parts = {}
+def timed(part, function):
+    def call(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            parts[part] = parts.get(part, 0.0) + time.process_time() - start
+    return call
+for part, name in SUBSTAGES:
+    if hasattr(outputs, name):  # older builds lack some (e.g. fused_image): their time is in their caller's part
+        setattr(outputs, name, timed(part, getattr(outputs, name)))
+outputs.DisplayScale.for_frames = timed("overlays", outputs.DisplayScale.for_frames)
 def measured(*args, **kwargs):
     start = time.process_time()
     try:
@@ -52,14 +72,14 @@ if top:
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(top)
     print(text.getvalue(), file=sys.stderr)
 print(json.dumps({"status": result.status, "timings": result.timings_s, "outputs": len(result.outputs),
-                  "tables_s": tables, "cpu_s": sum(cpu)}))
+                  "tables_s": tables, "cpu_s": sum(cpu), "parts": parts}))
 """
 
 
 def run_child(study: Path, out: Path, top: int) -> dict[str, object]:
     """One analysis + output build in a fresh process; its result.json figures."""
     shutil.rmtree(out, ignore_errors=True)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(study), str(out), str(top)],
+    proc = subprocess.run([sys.executable, "-c", f"SUBSTAGES = {SUBSTAGES!r}\n{CHILD}", str(study), str(out), str(top)],
                           capture_output=True, text=True, timeout=600, check=True)
     if top:
         print(proc.stderr)
@@ -85,6 +105,15 @@ def dciodvfy_errors(folder: Path) -> dict[str, int]:
     return counts
 
 
+def cpu_by_part(parts: list[object], cpus: list[float]) -> str:
+    """'seg 0.15 s, sr 0.30 s, ..., other 0.10 s': each part's median CPU time over the runs."""
+    runs = [dict(p) for p in parts if isinstance(p, dict)]
+    names = list(dict.fromkeys(part for part, _ in SUBSTAGES))
+    medians = {n: statistics.median(float(r.get(n, 0.0)) for r in runs) for n in names}
+    medians["other"] = statistics.median(c - sum(float(v) for v in r.values()) for r, c in zip(runs, cpus, strict=True))
+    return ", ".join(f"{n} {v:.2f} s" for n, v in medians.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
@@ -95,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/marrowmap-outputs-speed"))
     args = parser.parse_args(argv)
     study = prepare(args.cache, args.case)
-    stages, cpus, digests = [], [], []
+    stages, cpus, digests, parts = [], [], [], []
     for run in range(args.runs):
         info = run_child(study, args.out / f"run{run}", 0)
         timings = info["timings"]
         assert isinstance(timings, dict)
         stages.append(float(timings["outputs"]))
         cpus.append(float(info["cpu_s"]))  # type: ignore[arg-type]
+        parts.append(info["parts"])
         digests.append(digest(args.out / f"run{run}"))
         print(f"run {run}: status={info['status']} {info['outputs']} outputs, outputs stage {stages[-1]:.2f} s "
               f"(CPU {cpus[-1]:.2f} s), "
@@ -112,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\noutputs stage: median {statistics.median(stages):.2f} s, min {min(stages):.2f} s "
           f"(target <= {TARGET_S} s); CPU median {statistics.median(cpus):.2f} s; "
           f"byte-identical across runs: {'yes' if len(set(digests)) == 1 else 'NO'}")
+    print(f"CPU by part (median of the runs): {cpu_by_part(parts, cpus)}")
     if args.dciodvfy:
         errors = dciodvfy_errors(args.out / "run0")
         print(f"dciodvfy errors: {sum(errors.values())} ({', '.join(f'{k} {v}' for k, v in errors.items())})")

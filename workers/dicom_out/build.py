@@ -57,6 +57,7 @@ from workers.dicom_out.render import (
     PANEL_WIDTH,
     DisplayScale,
     clean_text,
+    fused_image,
     key_image,
     overlay_frame,
     summary_image,
@@ -194,12 +195,17 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
     lines = _side_lines(result)
     sequence = fluid_sequence_name(result)
     shown = overlay_frames(frames)
+    key = key_frame(frames)
+    key_fused = None  # the key slice is rendered once, for its overlay and the summary
     overlays = []
     for index, fm in enumerate(shown, start=1):
         caption = (f"{sequence} series {fluid.series_number or '-'} \u201c{clean_text(fluid.series_description, 64)}\u201d"
                    f"  |  {_source_image_name(fm)}  |  slice {fm.frame.z + 1}/{len(frames)}"
                    f"  |  overlay {index}/{len(shown)}")
-        pixels = overlay_frame(fm, scale, version=version, caption=caption, side_lines=lines, sequence=sequence)
+        fused = fused_image(fm, scale)
+        if fm is key:
+            key_fused = fused
+        pixels = overlay_frame(fm, fused, version=version, caption=caption, side_lines=lines, sequence=sequence)
         sc = build_sc(pixels, ref, series_uid=uids.uid("sc_overlay.series"),
                       instance_uid=uids.uid("sc_overlay.instance", index), series_number=SERIES_NUMBERS["sc_overlay"],
                       instance_number=index, series_description=DESCRIPTIONS["sc_overlay"], version=version,
@@ -208,8 +214,7 @@ def _analysed(result: AnalysisResult, fluid: LoadedSeries, maps: AnalysisMaps, o
                       sources=[fm.frame.ref], derivation=OVERLAY_DERIVATION.format(sequence=sequence))
         emit("sc_overlay", sc, f"sc_overlay_{index:02d}.dcm")
         overlays.append(sc)
-    key = key_frame(frames)
-    key_pixels = key_image(key, scale)
+    key_pixels = key_image(key, key_fused if key_fused is not None else fused_image(key, scale))
     # shown beside the next follow-up's; read back by this program only, so the fastest zlib level
     Image.fromarray(key_pixels, "RGB").save(out_dir / KEY_IMAGE_FILE, compress_level=1)
     summary = summary_image(with_comparison(summary_content(result, text), result),

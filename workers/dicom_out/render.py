@@ -25,8 +25,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from workers.analysis.result import REGION_LABELS
 from workers.dicom_out.geometry import edge_letters
+from workers.dicom_out.levels import Levels
 from workers.dicom_out.seg import REGIONS, SEGMENT_RGB, SIDE_VALUE, SIDES
-from workers.dicom_out.stack import FrameMaps
+from workers.dicom_out.stack import FrameMaps, bounding_box
 
 RGBArray = NDArray[np.uint8]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -90,10 +91,17 @@ class DisplayScale:
 
     @classmethod
     def for_frames(cls, frames: Sequence[FrameMaps]) -> DisplayScale:
+        """The 0.5th to 99.5th percentile of the body: the pixels brighter than 5% of the 99th percentile."""
         grey = np.concatenate([f.gray.ravel() for f in frames])
-        top = float(np.percentile(grey, 99.0)) if grey.size else 1.0
-        body = grey[grey > 0.05 * top] if top > 0 else grey
-        low, high = (float(v) for v in np.percentile(body, [0.5, 99.5])) if body.size else (0.0, 1.0)
+        levels = Levels.of(grey)
+        if levels is not None:  # whole numbers (stored pixel values): counted, not partitioned
+            top = levels.percentile(99.0)
+            body = levels.above(0.05 * top) if top > 0 else levels
+            low, high = (body.percentile(0.5), body.percentile(99.5)) if body.size else (0.0, 1.0)
+        else:
+            top = float(np.percentile(grey, 99.0)) if grey.size else 1.0
+            values = grey[grey > 0.05 * top] if top > 0 else grey
+            low, high = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
         return cls(low, max(high, low + 1e-3))
 
 
@@ -105,10 +113,18 @@ def _display_size(fm: FrameMaps) -> tuple[int, int]:
     return max(1, round(width_mm / px)), max(1, round(height_mm / px))
 
 
-def _resize(array: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float32]:
-    """``array`` resized to ``size`` (width, height), bicubic."""
-    img = Image.fromarray(array.astype(np.float32), mode="F")
-    return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+def _resize(array: NDArray[np.float32], size: tuple[int, int],
+            window: tuple[int, int, int, int] | None = None) -> NDArray[np.float32]:
+    """``array`` resized to ``size`` (width, height), bicubic; with ``window`` (left, top, right, bottom
+    in the resized pixels) only that part of the result."""
+    img = Image.fromarray(np.asarray(array, dtype=np.float32), mode="F")
+    if window is None:
+        return np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    left, top, right, bottom = window
+    sx, sy = img.width / size[0], img.height / size[1]
+    part = img.resize((right - left, bottom - top), Image.Resampling.BICUBIC,
+                      box=(left * sx, top * sy, right * sx, bottom * sy))
+    return np.asarray(part, dtype=np.float32)
 
 
 def _resize_labels(labels: NDArray[np.generic], size: tuple[int, int]) -> NDArray[np.uint8]:
@@ -136,20 +152,33 @@ def fused_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
     the unrounded grey.
     """
     size = _display_size(fm)
-    grey = _resize(fm.gray, size)
-    grey = np.clip((grey - scale.grey_low) / (scale.grey_high - scale.grey_low), 0, 1) * 255.0
-    rgb = np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=2)
-    inside = _resize_labels(fm.score > 0, size) > 0
-    if inside.any():
-        score = _resize(fm.score, size)[inside]
+    grey = _resize(fm.gray, size) - scale.grey_low  # windowed in place from here on
+    grey /= scale.grey_high - scale.grey_low
+    np.clip(grey, 0, 1, out=grey)
+    grey *= 255.0
+    shade = np.round(grey).astype(np.uint8)
+    rgb = np.stack([shade, shade, shade], axis=-1)
+    coloured = _resize_labels(fm.score > 0, size) > 0
+    box = bounding_box(coloured)
+    if box is not None:  # the score is resized only where it is shown: about a tenth of the slice
+        left, top, right, bottom = box
+        inside = coloured[top:bottom, left:right]
+        score = _resize(fm.score, size, box)[inside]
         level = np.clip(score / SCORE_MAX, 0, 1)
         colour = colour_lut()[np.round(level * 255).astype(np.int64)].astype(np.float32)
-        blended = (1 - OVERLAY_ALPHA) * grey[inside][:, None] + OVERLAY_ALPHA * colour
-        rgb[inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+        blended = (1 - OVERLAY_ALPHA) * grey[top:bottom, left:right][inside][:, None] + OVERLAY_ALPHA * colour
+        rgb[top:bottom, left:right][inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     for (outlined, lut), labels in zip(_outline_colours(), (fm.regions, fm.effusion), strict=True):
-        edges = _outlines(_resize_labels(labels, size))
+        resized = _resize_labels(labels, size)
+        box = bounding_box(resized != 0)
+        if box is None:
+            continue
+        # outlines lie within the labelled box and one pixel around it (where it meets label 0)
+        height, width = resized.shape
+        left, top, right, bottom = max(box[0] - 1, 0), max(box[1] - 1, 0), min(box[2] + 1, width), min(box[3] + 1, height)
+        edges = _outlines(resized[top:bottom, left:right])
         drawn = outlined[edges]
-        rgb[drawn] = lut[edges[drawn]]
+        rgb[top:bottom, left:right][drawn] = lut[edges[drawn]]
     return rgb
 
 
@@ -293,24 +322,25 @@ def _overlay_panels(w: int, height: int, version: str, sequence: str, side_lines
     return canvas
 
 
-def overlay_frame(fm: FrameMaps, scale: DisplayScale, *, version: str, caption: str,
+def overlay_frame(fm: FrameMaps, fused: RGBArray, *, version: str, caption: str,
                   side_lines: Sequence[str], sequence: str = "STIR") -> RGBArray:
-    """One overlay slice: banner, fused image with letters, colour bar + legend panel, caption."""
+    """One overlay slice: banner, the fused image (``fused_image``) with letters, colour bar + legend panel,
+    caption."""
     _, top, w, h = overlay_image_box(fm)
     height = max(h, MIN_IMAGE_HEIGHT) + HEADER + FOOTER
     canvas = _overlay_panels(w, height, version, sequence, tuple(side_lines)).copy()
-    canvas.paste(Image.fromarray(fused_image(fm, scale), "RGB"), (0, top))  # between banner and footer
+    canvas.paste(Image.fromarray(fused, "RGB"), (0, top))  # between banner and footer
     draw = ImageDraw.Draw(canvas)
     _orientation(draw, fm, (0, top, w, top + h))
     _text(draw, (12, height - FOOTER / 2), caption, 18, anchor="lm", fill=MUTED_COLOUR, width=canvas.width - 24)
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def key_image(fm: FrameMaps, scale: DisplayScale) -> RGBArray:
-    """The fused slice with orientation letters only (the summary's thumbnail)."""
-    fused = Image.fromarray(fused_image(fm, scale), "RGB")
-    _orientation(ImageDraw.Draw(fused), fm, (0, 0, fused.width, fused.height))
-    return np.asarray(fused, dtype=np.uint8)
+def key_image(fm: FrameMaps, fused: RGBArray) -> RGBArray:
+    """The fused slice (``fused_image``) with orientation letters only (the summary's thumbnail)."""
+    image = Image.fromarray(fused, "RGB")
+    _orientation(ImageDraw.Draw(image), fm, (0, 0, image.width, image.height))
+    return np.asarray(image, dtype=np.uint8)
 
 
 def wrap(text: str, size: int, width: float, bold: bool = False) -> list[str]:

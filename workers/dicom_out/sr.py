@@ -33,12 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from scipy import ndimage
-from skimage.measure import approximate_polygon, find_contours
+from skimage.measure import find_contours
 
 from marrowmap.markers import MANUFACTURER, MODEL_NAME
 from workers.analysis.result import AnalysisResult, RegionName, Side, SideResult
 from workers.dicom_out import codes
 from workers.dicom_out.findings import supported_pattern
+from workers.dicom_out.polygon import simplify
 from workers.dicom_out.provenance import DEVICE_SERIAL_NUMBER
 from workers.dicom_out.seg import (
     SIDES,
@@ -49,7 +50,7 @@ from workers.dicom_out.seg import (
     tracking_key,
 )
 from workers.dicom_out.sr_comparison import comparison_groups
-from workers.dicom_out.stack import FrameMaps
+from workers.dicom_out.stack import FrameMaps, bounding_box
 from workers.dicom_out.uids import UidDeriver
 
 #: connected pieces of a finding smaller than this (pixels on a slice) get no outline of their own
@@ -72,7 +73,7 @@ def outline_polygon(mask: NDArray[np.bool_], offset: tuple[int, int] = (0, 0)) -
         raise RegionOutlineError("empty mask")
     # (row, col) of pixel centres in the whole image, before simplifying (its result depends on them)
     contour = max(contours, key=len) - 1.0 + np.asarray(offset, dtype=np.float64)
-    contour = approximate_polygon(contour, tolerance=0.4)  # type: ignore[no-untyped-call]
+    contour = simplify(contour, tolerance=0.4)
     points = np.column_stack([contour[:, 1] + 0.5, contour[:, 0] + 0.5])  # centre of pixel (0,0) = (0.5,0.5)
     if not np.array_equal(points[0], points[-1]):
         points = np.vstack([points, points[:1]])
@@ -82,9 +83,14 @@ def outline_polygon(mask: NDArray[np.bool_], offset: tuple[int, int] = (0, 0)) -
 def piece_outlines(mask: NDArray[np.bool_]) -> list[NDArray[np.float64]]:
     """One outline per connected piece of ``mask`` (pieces under ``MIN_OUTLINE_PIXELS`` skipped), largest first.
 
-    Each piece is outlined within its bounding box: a finding covers a small part of the slice.
+    The pieces are found within the mask's bounding box and each is outlined within its own: a
+    finding covers a small part of the slice.
     """
-    labels, count = ndimage.label(mask)
+    box = bounding_box(mask)
+    if box is None:
+        return []
+    left, top, right, bottom = box
+    labels, count = ndimage.label(mask[top:bottom, left:right])
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     boxes = ndimage.find_objects(labels)
     order = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= MIN_OUTLINE_PIXELS]
@@ -92,7 +98,7 @@ def piece_outlines(mask: NDArray[np.bool_]) -> list[NDArray[np.float64]]:
     for k in order:
         rows, cols = boxes[k - 1]
         piece = np.asarray(labels[rows, cols] == k, dtype=np.bool_)
-        outlines.append(outline_polygon(piece, (rows.start, cols.start)))
+        outlines.append(outline_polygon(piece, (top + rows.start, left + cols.start)))
     return [p for p in outlines if len(p) >= 4]  # a closed polygon needs 3 distinct points
 
 

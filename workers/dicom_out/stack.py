@@ -32,6 +32,14 @@ class FrameMaps:
     effusion: NDArray[np.uint8]  # 1 = right, 2 = left
 
 
+def bounding_box(mask: NDArray[np.bool_]) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the True pixels of a frame's ``mask``, or None when there are none."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
 def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
     ga, gb = image_geometry(a), image_geometry(b)
     return (ga[3] == gb[3] and bool(np.allclose(ga[0], gb[0], atol=1e-3))
