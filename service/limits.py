@@ -29,7 +29,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from service.reactor import use_waiting_reactor, wait_for_messages
-from service.responses import use_direct_store_responses
+from service.store_messages import use_direct_store_messages
 
 log = get_logger(__name__)
 
@@ -167,7 +167,7 @@ class PduReader:
 class LimitedRequestHandler(RequestHandler):
     """pynetdicom's request handler whose associations read PDUs through a :class:`PduReader`
     and wait for data and messages instead of polling (:mod:`service.reactor`), and whose C-STORE
-    responses are encoded directly (:mod:`service.responses`).
+    messages are converted directly (:mod:`service.store_messages`).
 
     The server (``service.listener.Listener`` sets it) carries the limits as ``receive_limits``.
     """
@@ -181,5 +181,5 @@ class LimitedRequestHandler(RequestHandler):
             sock.recv = PduReader(sock, limits, peer).recv  # type: ignore[method-assign]
         use_waiting_reactor(assoc.dul)
         wait_for_messages(assoc.dimse)
-        use_direct_store_responses(assoc.dimse)
+        use_direct_store_messages(assoc.dimse)
         return assoc
