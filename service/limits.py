@@ -123,30 +123,35 @@ class PduReader:
         return data
 
     def _read(self, nr_bytes: int) -> bytearray:
+        """Up to ``nr_bytes`` (fewer when the peer closes), received straight into the returned buffer."""
         sock: socket.socket | None = self._assoc_socket.socket
         if sock is None:
             return bytearray()
-        out = bytearray()
+        out = bytearray(nr_bytes)  # bounded: a PDU's declared length is checked against max_pdu_bytes first
+        got = 0
         idle = sock.gettimeout()
-        try:
-            while len(out) < nr_bytes:
-                remaining = self._deadline - time.monotonic()
-                if remaining <= 0:
-                    self._exceeded("pdu_timeout_seconds", f"PDU incomplete ({len(out)} of {nr_bytes} bytes)",
-                                   self._limits.pdu_timeout_seconds)
-                sock.settimeout(remaining if idle is None else min(remaining, idle))
-                try:
-                    chunk = sock.recv(min(65536, nr_bytes - len(out)))
-                except TimeoutError:
-                    if time.monotonic() < self._deadline:
-                        raise  # pynetdicom's own idle time-out: it closes the connection
-                    continue
-                if not chunk:
-                    break
-                out += chunk
-        finally:
-            if self._assoc_socket.socket is not None:
-                sock.settimeout(idle)
+        with memoryview(out) as view:
+            try:
+                while got < nr_bytes:
+                    remaining = self._deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._exceeded("pdu_timeout_seconds", f"PDU incomplete ({got} of {nr_bytes} bytes)",
+                                       self._limits.pdu_timeout_seconds)
+                    sock.settimeout(remaining if idle is None else min(remaining, idle))
+                    try:
+                        received = sock.recv_into(view[got:], nr_bytes - got)
+                    except TimeoutError:
+                        if time.monotonic() < self._deadline:
+                            raise  # pynetdicom's own idle time-out: it closes the connection
+                        continue
+                    if not received:
+                        break
+                    got += received
+            finally:
+                if self._assoc_socket.socket is not None:
+                    sock.settimeout(idle)
+        if got < nr_bytes:
+            del out[got:]
         return out
 
     def _exceeded(self, limit: str, what: str, value: float) -> None:

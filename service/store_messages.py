@@ -21,6 +21,7 @@ response) and another tenth (the request). Both messages are a handful of fixed 
 from __future__ import annotations
 
 import struct
+from io import BytesIO
 from typing import Any, cast
 
 from pynetdicom import evt
@@ -113,7 +114,38 @@ def _plain_store_response(primitive: Any) -> bool:
 
 
 class DirectStoreRequest(C_STORE_RQ):
-    """A received C-STORE-RQ message whose request primitive is read from the command bytes."""
+    """A received C-STORE-RQ message whose data set fragments are joined once, and whose request
+    primitive is read from the command bytes.
+
+    pynetdicom writes each fragment into a ``BytesIO`` that grows by copying, and the handler's
+    ``encoded_dataset()`` copies it out again; here the fragments (views of the received PDUs, see
+    ``service.reactor``) are kept until the last one and joined into the bytes that the data set's
+    ``BytesIO`` shares.
+    """
+
+    _fragments: list[Any]
+
+    def decode_msg(self, primitive: P_DATA, assoc: Any = None) -> bool:
+        """Add a P-DATA primitive's data set fragments; True once the last one arrived."""
+        items = primitive.presentation_data_value_list if primitive.__class__ is P_DATA else None
+        if not items or self._data_set_file is not None or any(data[0] & 1 for _, data in items):
+            self._join_fragments()  # anything but plain data set fragments: pynetdicom's handling
+            return super().decode_msg(primitive, assoc)
+        for _, data in items:
+            self._fragments.append(data[1:])
+            if data[0] & 2:  # the last fragment
+                self._join_fragments()
+                return True
+        return False
+
+    def _join_fragments(self) -> None:
+        """Put the fragments received so far after the data set bytes pynetdicom already holds."""
+        if not self._fragments:
+            return
+        data_set = cast(BytesIO, self.data_set)
+        head = data_set.getvalue()
+        self.data_set = BytesIO(b"".join([head, *self._fragments]) if head else b"".join(self._fragments))
+        self._fragments = []
 
     def message_to_primitive(self) -> Any:
         """The C-STORE request primitive; pynetdicom's conversion for a command set that is not plain."""
@@ -142,6 +174,7 @@ class IncomingMessage(DIMSEMessage):
         kind: type = type(self)  # pynetdicom has just set it from the Command Field
         if kind is C_STORE_RQ and assoc is not None and not assoc.get_handlers(evt.EVT_DIMSE_RECV):
             self.__class__ = cast(Any, DirectStoreRequest)
+            cast(DirectStoreRequest, self)._fragments = []
         return complete
 
 

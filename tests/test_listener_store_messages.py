@@ -1,9 +1,14 @@
-"""C-STORE messages converted directly (service.store_messages): the same bytes and primitives as
-pynetdicom's own conversion, and pynetdicom's way for anything the direct conversion does not cover."""
+"""C-STORE messages converted directly (service.store_messages), P-DATA-TF PDUs decoded without
+copies (service.reactor) and read straight into their buffer (service.limits): the same bytes
+and primitives as pynetdicom's own conversion, and pynetdicom's way for anything the direct
+conversion does not cover."""
 
 from __future__ import annotations
 
+import socket
 import struct
+import threading
+import time
 from io import BytesIO
 from typing import Any
 
@@ -14,8 +19,11 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
+from service.limits import PduReader, ReceiveLimits
+from service.reactor import pdata_tf_views
 from service.store_messages import (
     DirectStoreMessages,
     c_store_rq_parameters,
@@ -183,3 +191,62 @@ def test_plain_request_parameters_are_read_from_the_command_bytes() -> None:
     assert c_store_rq_parameters(command[:-3]) is None  # truncated
     status = struct.pack("<HHIH", 0x0000, 0x0900, 2, 0)
     assert c_store_rq_parameters(command + status) is None  # an element a plain request does not have
+
+
+def test_pdata_views_decode_as_pynetdicom() -> None:
+    rq = _request(data=b"\x08\x00\x18\x00" + b"z" * 500)
+    pdu = P_DATA_TF()
+    pdu.from_primitive(_pdatas(rq, 0)[1])
+    pdu.presentation_data_value_items += P_DATA_TF().presentation_data_value_items
+    two = P_DATA_TF()
+    two.from_primitive(P_DATA())
+    two.presentation_data_value_items = pdu.presentation_data_value_items * 2  # two PDV items in one PDU
+    for encoded in (pdu.encode(), two.encode()):
+        theirs = P_DATA_TF()
+        theirs.decode(encoded)
+        ours = pdata_tf_views(bytearray(encoded))
+        assert [(i.presentation_context_id, bytes(i.presentation_data_value)) for i in ours.presentation_data_value_items] \
+            == [(i.presentation_context_id, i.presentation_data_value) for i in theirs.presentation_data_value_items]
+    with pytest.raises(struct.error):  # a cut item header: pynetdicom's reactor answers Evt19
+        pdata_tf_views(bytearray(two.encode()[:-len(two.presentation_data_value_items[1].presentation_data_value) - 3]))
+
+
+# --- reading a PDU ------------------------------------------------------------------------------
+
+class _SocketHolder:
+    """Stands in for pynetdicom's AssociationSocket: the PDU reader only uses ``socket`` and ``close``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket: socket.socket | None = sock
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+        self.socket = None
+
+
+def test_pdu_reader_reads_a_pdu_arriving_in_pieces_and_a_cut_one() -> None:
+    ours, peer = socket.socketpair()
+    ours.settimeout(5.0)
+    reader = PduReader(_SocketHolder(ours), ReceiveLimits(1 << 20, 1 << 20, 5.0), "test")  # type: ignore[arg-type]
+    data = bytes(range(256)) * 600
+    body = struct.pack(">LBB", len(data) + 2, 1, 0x02) + data  # one PDV: the last data set fragment
+    header = struct.pack(">BBL", 0x04, 0, len(body))
+
+    def send_in_pieces() -> None:
+        peer.sendall(header + body[:1000])
+        time.sleep(0.05)
+        peer.sendall(body[1000:70000])
+        time.sleep(0.05)
+        peer.sendall(body[70000:])
+
+    threading.Thread(target=send_in_pieces).start()
+    assert reader.recv(6) == header
+    received = reader.recv(len(body))
+    assert isinstance(received, bytearray) and received == body
+    assert ours.gettimeout() == 5.0  # the association's own time-out is back
+    peer.sendall(struct.pack(">BBL", 0x07, 0, 100) + b"x" * 40)
+    peer.close()
+    assert len(reader.recv(6)) == 6
+    assert reader.recv(100) == b"x" * 40  # the peer closed: pynetdicom sees a short PDU (Evt17)
+    ours.close()
