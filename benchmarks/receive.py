@@ -10,6 +10,8 @@ loopback, sends it with ``/usr/bin/storescu`` in one association to ``marrowmap 
 writing files (no fsync), ``--rounds`` times each; then splits it over ``--parallel``
 concurrent associations for both. Prints instances/s for both, the ratio of the medians, the
 load average (``/proc/loadavg``) before and after, and the server CPU per instance.
+storescu runs with its defaults otherwise: it sends P-DATA PDUs of at most 128 KiB (dcmtk's limit,
+whatever larger maximum the receiver accepts), 6 per instance here.
 ``TCP_NODELAY=1`` is set for storescu and storescp (Debian's dcmtk leaves Nagle on otherwise,
 ~40 ms per instance); a storescp median below 100 instances/s means Nagle delays (or a starved
 machine), and the benchmark stops with an error rather than print a meaningless ratio.

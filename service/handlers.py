@@ -17,7 +17,6 @@ from typing import Any
 from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.events import EventHandlerType
-from pynetdicom.pdu import A_RELEASE_RQ
 
 from marrowmap.audit import AuditTrail
 from marrowmap.logs import get_logger
@@ -32,6 +31,7 @@ from service.dataset_check import (
     is_valid_uid,
 )
 from service.filemeta import file_meta_bytes
+from service.reactor import release_requested
 from service.spool import Spool
 from service.statuses import EchoStatus, StoreStatus
 
@@ -51,7 +51,6 @@ class AssociationStats:
     started: float = field(default_factory=time.perf_counter)
     accepted: bool = False
     outcome: str = "closed"
-    release_requested: bool = False  # the peer's A-RELEASE-RQ arrived (seen by the DUL thread)
     stored: int = 0
     replaced: int = 0
     failed: dict[str, int] = field(default_factory=dict)
@@ -86,7 +85,6 @@ class StoreHandler:
             (evt.EVT_REJECTED, self.on_outcome("rejected")),
             (evt.EVT_RELEASED, self.on_outcome("released")),
             (evt.EVT_ABORTED, self.on_outcome("aborted")),
-            (evt.EVT_PDU_RECV, self.on_pdu),
             (evt.EVT_CONN_CLOSE, self.on_close),
         ]
 
@@ -130,21 +128,15 @@ class StoreHandler:
 
         return _handler
 
-    def on_pdu(self, event: Any) -> None:
-        """Note the peer's A-RELEASE-RQ: the peer may close the connection on our A-RELEASE-RP before
-        the association thread has reported the release (EVT_RELEASED), so the close must know."""
-        if isinstance(event.pdu, A_RELEASE_RQ):
-            stats = self._open_stats(event)
-            if stats is not None:
-                stats.release_requested = True
-
     def on_close(self, event: Any) -> None:
         """Log one line for the association."""
         with self._lock:
             stats = self._stats.pop(id(event.assoc), None)
         if stats is None:
             return
-        if stats.outcome == "closed" and stats.release_requested:
+        # The peer may close the connection on our A-RELEASE-RP before the association thread has
+        # reported the release (EVT_RELEASED): the DUL reactor noted its A-RELEASE-RQ.
+        if stats.outcome == "closed" and release_requested(event.assoc.dul):
             stats.outcome = "released"
         if self._completion is not None:
             self._completion.closed(id(event.assoc), released=stats.outcome == "released")

@@ -29,6 +29,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler
 from marrowmap.logs import get_logger
 from marrowmap.settings import Settings
 from service.reactor import use_waiting_reactor, wait_for_messages
+from service.store_messages import use_direct_store_messages
 
 log = get_logger(__name__)
 
@@ -122,30 +123,35 @@ class PduReader:
         return data
 
     def _read(self, nr_bytes: int) -> bytearray:
+        """Up to ``nr_bytes`` (fewer when the peer closes), received straight into the returned buffer."""
         sock: socket.socket | None = self._assoc_socket.socket
         if sock is None:
             return bytearray()
-        out = bytearray()
+        out = bytearray(nr_bytes)  # bounded: a PDU's declared length is checked against max_pdu_bytes first
+        got = 0
         idle = sock.gettimeout()
-        try:
-            while len(out) < nr_bytes:
-                remaining = self._deadline - time.monotonic()
-                if remaining <= 0:
-                    self._exceeded("pdu_timeout_seconds", f"PDU incomplete ({len(out)} of {nr_bytes} bytes)",
-                                   self._limits.pdu_timeout_seconds)
-                sock.settimeout(remaining if idle is None else min(remaining, idle))
-                try:
-                    chunk = sock.recv(min(65536, nr_bytes - len(out)))
-                except TimeoutError:
-                    if time.monotonic() < self._deadline:
-                        raise  # pynetdicom's own idle time-out: it closes the connection
-                    continue
-                if not chunk:
-                    break
-                out += chunk
-        finally:
-            if self._assoc_socket.socket is not None:
-                sock.settimeout(idle)
+        with memoryview(out) as view:
+            try:
+                while got < nr_bytes:
+                    remaining = self._deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._exceeded("pdu_timeout_seconds", f"PDU incomplete ({got} of {nr_bytes} bytes)",
+                                       self._limits.pdu_timeout_seconds)
+                    sock.settimeout(remaining if idle is None else min(remaining, idle))
+                    try:
+                        received = sock.recv_into(view[got:], nr_bytes - got)
+                    except TimeoutError:
+                        if time.monotonic() < self._deadline:
+                            raise  # pynetdicom's own idle time-out: it closes the connection
+                        continue
+                    if not received:
+                        break
+                    got += received
+            finally:
+                if self._assoc_socket.socket is not None:
+                    sock.settimeout(idle)
+        if got < nr_bytes:
+            del out[got:]
         return out
 
     def _exceeded(self, limit: str, what: str, value: float) -> None:
@@ -165,7 +171,8 @@ class PduReader:
 
 class LimitedRequestHandler(RequestHandler):
     """pynetdicom's request handler whose associations read PDUs through a :class:`PduReader`
-    and wait for data and messages instead of polling (:mod:`service.reactor`).
+    and wait for data and messages instead of polling (:mod:`service.reactor`), and whose C-STORE
+    messages are converted directly (:mod:`service.store_messages`).
 
     The server (``service.listener.Listener`` sets it) carries the limits as ``receive_limits``.
     """
@@ -179,4 +186,5 @@ class LimitedRequestHandler(RequestHandler):
             sock.recv = PduReader(sock, limits, peer).recv  # type: ignore[method-assign]
         use_waiting_reactor(assoc.dul)
         wait_for_messages(assoc.dimse)
+        use_direct_store_messages(assoc.dimse)
         return assoc

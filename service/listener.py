@@ -8,13 +8,14 @@ business (:mod:`service.gate`); every association is audited (:mod:`marrowmap.au
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from types import FrameType
 from typing import Any
 
 from pydicom.uid import UID
-from pynetdicom import AE, AllStoragePresentationContexts
+from pynetdicom import AE, AllStoragePresentationContexts, _config
 from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -77,6 +78,16 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+def standard_log_handlers() -> str:
+    """pynetdicom's ``LOG_HANDLER_LEVEL`` for the listener: its standard handlers only where they can log.
+
+    pynetdicom binds them to every association by default; they format every PDU and DIMSE message
+    (a tenth of the listener's CPU per received instance) into lines at INFO and DEBUG, which the
+    ``pynetdicom`` logger discards below ``library_log_level`` (CRITICAL unless set lower to debug a peer).
+    """
+    return "standard" if logging.getLogger("pynetdicom").isEnabledFor(logging.INFO) else "none"
+
+
 class SharedContexts(list[Any]):
     """The server's supported presentation contexts, shared read-only by its associations.
 
@@ -123,6 +134,7 @@ class Listener:
         self.sealer.start()
         self.retention.start()
         ae = build_ae(self.settings)
+        _config.LOG_HANDLER_LEVEL = standard_log_handlers()  # read by make_server and by each new association
         self._server = ae.make_server(
             (self.settings.host, self.settings.port),
             evt_handlers=self.handler.handlers(),
