@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from workers.analysis.analyze import StageTimer, analyze_images
+from workers.analysis.analyze import StageTimer, analyze_images, slice_sampling
 from workers.analysis.anatomy import (
     SHADED_RATIO,
     FemurGeometry,
@@ -220,6 +222,26 @@ def test_heads_found_and_sided_from_patient_coordinates(direction: tuple[float, 
     assert right.centre[0] == pytest.approx(-HEAD_X, abs=2.5)
     assert left.centre[0] == pytest.approx(HEAD_X, abs=2.5)
     assert abs(right.radius_mm - HEAD_R) <= 2.5 and abs(left.radius_mm - HEAD_R) <= 2.5
+
+
+@pytest.mark.parametrize(("spacing", "slices"), [(12.0, 11), (4.0, 31)], ids=["gapped_12mm", "contiguous_4mm"])
+def test_head_outline_across_thick_slices_is_judged_within_half_a_spacing(spacing: float, slices: int) -> None:
+    """Across slices 12 mm apart an edge along the slice normal is placed only to within half a
+    spacing: the head's sphericity allows that there (more coherent), and changes nothing at 4 mm."""
+    grid = _grid((180, 120, slices), (2.0, 2.0, spacing), CORONAL)
+    fluid, t1 = _hips(grid, None)
+    work_grid = axis_aligned_grid(grid, PARAMS.working_spacing_mm)
+    t1w, fw = to_array(resample_onto(t1, work_grid)), to_array(resample_onto(fluid, work_grid))
+    plain = WorkingImages(grid=work_grid, t1=t1w, fluid=fw, body=body_mask(t1w))
+    sampled = replace(plain, slice_sampling=(slice_sampling(grid),))
+    before, after = locate_femurs(plain, PARAMS).femurs, locate_femurs(sampled, PARAMS).femurs
+    for side in ("right", "left"):
+        a, b = before[side], after[side]  # type: ignore[index]
+        assert a is not None and b is not None
+        if spacing > 2 * 3.0:
+            assert b.edge_coherence >= a.edge_coherence + 0.03, (side, a.edge_coherence, b.edge_coherence)
+        else:
+            assert b.edge_coherence == a.edge_coherence
 
 
 @pytest.mark.parametrize("direction", [CORONAL, CORONAL_FEET_FIRST], ids=["head_first", "feet_first"])

@@ -139,8 +139,17 @@ def _prepare(fluid_image: sitk.Image, t1_image: sitk.Image | None, params: Analy
         t1 = _aligned_t1(t1, t1_work, fluid_work, grid, params, warnings)
         t1_work = t1.on(grid) if t1 is not None else None
     body = body_mask(t1_work if t1_work is not None else fluid_work)
-    work = WorkingImages(grid=grid, t1=t1_work, fluid=fluid_work, body=body)
+    sources = [fluid_image] + ([t1_image] if t1 is not None and t1_image is not None else [])
+    work = WorkingImages(grid=grid, t1=t1_work, fluid=fluid_work, body=body,
+                         slice_sampling=tuple(slice_sampling(image) for image in sources))
     return fluid, t1, work
+
+
+def slice_sampling(image: sitk.Image) -> tuple[tuple[float, float, float], float]:
+    """(unit slice normal in LPS, spacing between slice centres in mm) of a series' image."""
+    d = image.GetDirection()
+    normal = (float(d[2]), float(d[5]), float(d[8]))
+    return normal, float(image.GetSpacing()[2])
 
 
 def _aligned_t1(t1: BiasCorrected, t1_work: FloatArray, fluid_work: FloatArray, grid: sitk.Image,

@@ -51,6 +51,7 @@ NECK_OPEN_FRACTION = 0.5  # a ray enters the neck when its surface edge is below
 NECK_ITERATIONS = 4
 MIN_NECK_RAYS = 12
 MIN_NECK_MM, MAX_NECK_MM = 10.0, 70.0  # plausible neck base: this far beyond the head surface
+RAY_TOLERANCE_MM = 3.0  # a ray's edge within this of the rays' median radius lies on the sphere ...
 MIN_IMAGED_RAYS = 64  # of 256: a head less than a quarter inside the imaged volume is not fitted  # the body "reaches" an edge of the working grid within this many columns
 
 #: Each side with its lateral direction in LPS x (+x = patient left).
@@ -98,6 +99,9 @@ class WorkingImages:
     t1: FloatArray | None
     fluid: FloatArray
     body: npt.NDArray[np.bool_]  # the patient's body (see ``body_mask``)
+    #: (unit slice normal in LPS, slice spacing mm) of each source series: an edge across thick or
+    #: gapped slices is only placed to within half a spacing along the normal
+    slice_sampling: tuple[tuple[tuple[float, float, float], float], ...] = ()
 
     @property
     def spacing(self) -> float:
@@ -288,7 +292,10 @@ def sphere_outline(work: WorkingImages, grads: list[_Gradient], centre: Vec,
     if strong.sum() < 12:
         return r_edge + cortex, float(strong.mean())
     med = float(np.median(ray_r[strong]))
-    sphericity = float((strong & (np.abs(ray_r - med) <= 3.0)).mean())
+    tolerance = np.full(len(dirs), RAY_TOLERANCE_MM)
+    for normal, spacing in work.slice_sampling:
+        tolerance = np.maximum(tolerance, 0.5 * spacing * np.abs(dirs @ np.asarray(normal)))
+    sphericity = float((strong & (np.abs(ray_r - med) <= tolerance)).mean())
     return r_edge + cortex, sphericity
 
 
