@@ -72,7 +72,7 @@ def marrow_seed(femur: FemurGeometry, frame: FemurFrame, b: FloatArray, params: 
     says it is not cortex (so a slightly misplaced axis never seeds muscle through the cortex)."""
     head = frame.dist_centre <= np.float32(SEED_FRACTION * femur.radius_mm)
     neck = (frame.along >= 0) & (frame.along <= np.float32(femur.neck_length_mm)) & (
-        frame.radial <= np.float32(SEED_FRACTION * 0.5 * femur.neck_radius_mm))
+        frame.radial <= np.float32(SEED_FRACTION * femur.neck_radius_mm))
     axis = neck
     if frame.shaft_found:
         axis |= (frame.shaft_radial <= np.float32(AXIS_SEED_MM)) & (frame.shaft_below >= 0)
