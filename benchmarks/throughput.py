@@ -32,13 +32,12 @@ from analysis_speed import prepare  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 from pydicom.uid import UID  # noqa: E402
 
-from benchmarks.roundtrip import service_env, spawn, stop  # noqa: E402
+from benchmarks.roundtrip import REDIS_URL, service_env, spawn, stop  # noqa: E402
 from marrowmap.jobstore import JobRecord, JobState, JobStore  # noqa: E402
 from tests.listener_fixtures import STORESCU  # noqa: E402
 from tests.orthanc_harness import wait_for  # noqa: E402
 from tests.pacs_peers import free_port  # noqa: E402
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
 ANALYSIS_OVER = frozenset({JobState.ANALYSED, JobState.NOT_APPLICABLE, JobState.FAILED, JobState.SENDING,
                            JobState.SENT, JobState.PARTIALLY_SENT, JobState.SEND_FAILED})
 
