@@ -51,7 +51,7 @@ NECK_OPEN_FRACTION = 0.5  # a ray enters the neck when its surface edge is below
 NECK_ITERATIONS = 4
 MIN_NECK_RAYS = 12
 MIN_NECK_MM, MAX_NECK_MM = 10.0, 70.0  # plausible neck base: this far beyond the head surface
-RAY_TOLERANCE_MM = 3.0  # a ray's edge within this of the rays' median radius lies on the sphere ...
+RAY_TOLERANCE_MM = 3.0  # a ray's edge within this of the rays' median radius lies on the head's sphere
 MIN_IMAGED_RAYS = 64  # of 256: a head less than a quarter inside the imaged volume is not fitted  # the body "reaches" an edge of the working grid within this many columns
 
 #: Each side with its lateral direction in LPS x (+x = patient left).
@@ -421,9 +421,26 @@ def _find_shaft(work: WorkingImages, grads: list[_Gradient], head: Vec, lateral:
     return mean, direction
 
 
-def neck_axis(head: Vec, radius: float, shaft: tuple[Vec, Vec] | None, lateral: float,
-              params: AnalysisParameters) -> tuple[Vec, float]:
-    """Unit vector from the head centre along the neck to the neck base on the shaft axis, and its length."""
+def neck_axis(work: WorkingImages, grads: list[_Gradient], head: Vec, radius: float,
+              shaft: tuple[Vec, Vec] | None, lateral: float, params: AnalysisParameters) -> tuple[Vec, float]:
+    """Unit vector from the head centre along the neck to the neck base, and its length: measured
+    (``measured_neck_axis``, the base where it passes the shaft) where the images show the neck's
+    opening, else the average anatomy (``average_neck_axis``)."""
+    axis, length = average_neck_axis(head, radius, shaft, lateral, params)
+    seen = measured_neck_axis(work, grads, head, radius, axis)
+    if seen is None:
+        return axis, length
+    if shaft is not None:
+        base = neck_base_distance(head, seen, shaft)
+        if radius + MIN_NECK_MM <= base <= radius + MAX_NECK_MM:
+            length = base
+    return seen, length
+
+
+def average_neck_axis(head: Vec, radius: float, shaft: tuple[Vec, Vec] | None, lateral: float,
+                      params: AnalysisParameters) -> tuple[Vec, float]:
+    """The neck axis and length of average anatomy: to the shaft axis at the average neck-shaft
+    angle, or without a shaft lateral and down at that angle with the average neck length."""
     if shaft is None:
         tilt = np.radians(180.0 - params.neck_shaft_angle_deg)
         return np.array([lateral * np.sin(tilt), 0.0, -np.cos(tilt)]), radius + params.neck_length_mm + 6.0
@@ -564,14 +581,7 @@ def locate_femurs(work: WorkingImages, params: AnalysisParameters,
             femurs[side] = None
             continue
         shaft = _find_shaft(work, grads, cand.centre, lateral)
-        axis, neck_len = neck_axis(cand.centre, cand.radius, shaft, lateral, params)
-        seen_axis = measured_neck_axis(work, grads, cand.centre, cand.radius, axis)
-        if seen_axis is not None:
-            axis = seen_axis
-            if shaft is not None:
-                base = neck_base_distance(cand.centre, axis, shaft)
-                if cand.radius + MIN_NECK_MM <= base <= cand.radius + MAX_NECK_MM:
-                    neck_len = base
+        axis, neck_len = neck_axis(work, grads, cand.centre, cand.radius, shaft, lateral, params)
         neck_r = _neck_radius(work, grads, cand.centre, cand.radius, axis)
         side_notes = []
         if shaft is None:
